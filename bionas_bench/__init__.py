@@ -1,0 +1,21 @@
+"""bionas_bench: a tabular benchmark for knowledge-guided NAS on genomic sequences.
+
+Public face (see DESIGN in the README)::
+
+    import bionas_bench as bb
+    space = bb.get_space("bionas-conv1d")
+    K = bb.knowledge.knowledge_dissimilarity(filters, motifs)
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("bionas-bench")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+from bionas_bench import knowledge  # noqa: E402
+from bionas_bench.errors import BionasError  # noqa: E402
+from bionas_bench.space import ModelSpace, get_space, list_spaces  # noqa: E402
+
+__all__ = ["BionasError", "ModelSpace", "__version__", "get_space", "knowledge", "list_spaces"]

@@ -1,0 +1,5 @@
+import sys
+
+from bionas_bench.cli import main
+
+sys.exit(main())

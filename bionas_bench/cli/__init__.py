@@ -1,0 +1,51 @@
+"""The ``bionas-bench`` command line.
+
+Each command group lives in its own module of this package and exposes
+``register(subparsers)``; this module assembles them, runs the chosen command and
+turns a :class:`~bionas_bench.errors.BionasError` into one line on stderr and a
+non-zero exit. Library code never prints; commands render.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from bionas_bench import __version__
+from bionas_bench.errors import BionasError
+
+# Command modules, in the order their commands appear in --help.
+COMMAND_MODULES = ("demo", "data")
+
+EXIT_BAD_INPUT = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bionas-bench",
+        description=(
+            "Tabular benchmark for knowledge-guided neural architecture search on genomic "
+            "sequences (BioNAS). Train every architecture of a finite space, serve the results "
+            "through a bootstrap oracle, and compare search controllers by rank."
+        ),
+        epilog="Run 'bionas-bench COMMAND --help' for the options of one command.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"bionas_bench.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except BionasError as exc:
+        print(f"bionas-bench {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"bionas-bench {args.command}: interrupted", file=sys.stderr)
+        return 130

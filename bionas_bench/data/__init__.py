@@ -1,0 +1,1 @@
+"""Data layer: motifs, simulated and FASTA datasets, one-hot encoding."""

@@ -1,0 +1,28 @@
+"""Project exception types.
+
+Every error raised on bad input is a :class:`BionasError` whose message names the
+offending input and says how to fix it. The CLI prints the message as one line on
+stderr and exits non-zero; library users can catch the specific subclass.
+"""
+
+from __future__ import annotations
+
+
+class BionasError(Exception):
+    """Base class of every error bionas_bench raises on bad input."""
+
+
+class ManifestError(BionasError):
+    """A manifest is missing, unknown, unparsable or fails validation."""
+
+
+class SpaceError(BionasError):
+    """An unknown space, or an architecture id / choice outside a space."""
+
+
+class DataError(BionasError):
+    """A dataset, FASTA file or motif source is missing or malformed."""
+
+
+class KnowledgeError(BionasError):
+    """Filters or motifs of the wrong shape or content for knowledge scoring."""
