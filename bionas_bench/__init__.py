@@ -14,8 +14,16 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
-from bionas_bench import knowledge  # noqa: E402
+from bionas_bench import controllers, knowledge  # noqa: E402
 from bionas_bench.errors import BionasError  # noqa: E402
 from bionas_bench.space import ModelSpace, get_space, list_spaces  # noqa: E402
 
-__all__ = ["BionasError", "ModelSpace", "__version__", "get_space", "knowledge", "list_spaces"]
+__all__ = [
+    "BionasError",
+    "ModelSpace",
+    "__version__",
+    "controllers",
+    "get_space",
+    "knowledge",
+    "list_spaces",
+]

@@ -26,3 +26,7 @@ class DataError(BionasError):
 
 class KnowledgeError(BionasError):
     """Filters or motifs of the wrong shape or content for knowledge scoring."""
+
+
+class ControllerError(BionasError):
+    """An unknown controller, a bad hyper-parameter, or a misuse of ask/tell."""

@@ -1,0 +1,71 @@
+"""Search controllers behind one ask/tell protocol, and their registry.
+
+    import bionas_bench as bb
+    ctrl = bb.controllers.create("random", space, seed=0)
+    bb.controllers.list()            # names of built-in and plugin controllers
+
+Built-ins register themselves by name in ``BUILTIN``; third-party controllers register
+through the entry-point group ``bionas_bench.controllers`` (the entry point names a
+:class:`Controller` subclass). ``create_runs`` gives many independent runs advanced
+together: the controller's own batched form when it has one, else a loop.
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib
+from importlib.metadata import entry_points
+from typing import Any
+
+import numpy as np
+
+from bionas_bench.controllers.base import BatchedRuns, Controller, LoopedRuns
+from bionas_bench.errors import ControllerError
+from bionas_bench.space import ModelSpace
+
+ENTRY_POINT_GROUP = "bionas_bench.controllers"
+
+#: built-in controllers: registry name -> "module:Class" (imported on first use)
+BUILTIN: dict[str, str] = {}
+
+
+def _plugins() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def list() -> builtins.list[str]:  # noqa: A001 - the documented public name
+    """Names of every available controller (built-in and plugins), sorted."""
+    return sorted(set(BUILTIN) | set(_plugins()))
+
+
+def get(name: str) -> type[Controller]:
+    """The controller class registered under ``name``."""
+    if name in BUILTIN:
+        module, _, cls = BUILTIN[name].partition(":")
+        return getattr(importlib.import_module(module), cls)
+    plugins = _plugins()
+    if name in plugins:
+        cls = plugins[name].load()
+        if not (isinstance(cls, type) and issubclass(cls, Controller)):
+            raise ControllerError(
+                f"plugin controller {name!r} ({plugins[name].value}) is not a Controller subclass"
+            )
+        return cls
+    raise ControllerError(f"unknown controller {name!r}; available: {', '.join(list())}")
+
+
+def create(name: str, space: ModelSpace, seed: int | np.random.Generator = 0, **hparams: Any) -> Controller:
+    """A new controller ``name`` over ``space`` with the given seed and hyper-parameters."""
+    return get(name)(space, seed=seed, **hparams)
+
+
+def create_runs(name: str, space: ModelSpace, seeds: builtins.list[int], **hparams: Any) -> BatchedRuns:
+    """Independent runs of controller ``name``, one per seed, advanced together."""
+    cls = get(name)
+    batched = getattr(cls, "batched", None)
+    if batched is not None:
+        return batched(space, seeds, **hparams)
+    return LoopedRuns([cls(space, seed=s, **hparams) for s in seeds])
+
+
+__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "BatchedRuns", "Controller", "LoopedRuns", "create", "create_runs", "get", "list"]

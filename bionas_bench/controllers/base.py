@@ -1,0 +1,197 @@
+"""The ask/tell protocol every search controller follows.
+
+A controller sees only the model space, its seed, its hyper-parameters and what it is
+told (rewards, and optionally cost and fidelity) -- never the store. The sweep drives it:
+
+    ids = ctrl.ask(3)                  # architecture ids to evaluate next
+    ctrl.tell(ids, rewards, info)      # their rewards (higher is better)
+    best = ctrl.recommend()            # the converged / incumbent architecture
+
+Subclasses implement ``_ask``, ``_tell`` and ``recommend`` (and optionally ``policy``);
+this base class validates every call, so every controller rejects bad input the same
+way: ``tell`` with ids that were not asked, mismatched lengths, non-finite rewards.
+
+Hyper-parameters are a frozen dataclass per controller (``Params``); unknown names
+and invalid values are rejected when the controller is created.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+
+from bionas_bench.errors import ControllerError
+from bionas_bench.space import ModelSpace
+
+
+@dataclasses.dataclass(frozen=True)
+class NoParams:
+    """A controller without hyper-parameters."""
+
+
+class Controller(ABC):
+    """Base class of search controllers (ask/tell)."""
+
+    #: registry name, e.g. "ppo"
+    name: ClassVar[str] = ""
+    #: the hyper-parameter dataclass; its defaults are the documented defaults
+    Params: ClassVar[type] = NoParams
+    #: True for controllers that choose a fidelity (training epochs) per asked id
+    uses_fidelity: ClassVar[bool] = False
+
+    def __init__(self, space: ModelSpace, seed: int | np.random.Generator = 0, **hparams: Any):
+        self.space = space
+        self.params = make_params(type(self), hparams)
+        self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        self._pending: Counter[int] = Counter()
+        self._last_fidelity: np.ndarray | None = None
+        self.num_told = 0
+
+    # ------------------------------------------------------------------ protocol
+    def ask(self, n: int = 1) -> np.ndarray:
+        """Return ``n`` architecture ids (int64) to evaluate next."""
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+            raise ControllerError(f"{self.name}.ask(n): n must be a positive integer, got {n!r}")
+        ids = np.asarray(self._ask(int(n)), dtype=np.int64)
+        if ids.shape != (n,):
+            raise ControllerError(f"{self.name} returned {ids.shape} ids for ask({n}); this is a bug")
+        self.space.check_ids(ids)
+        self._pending.update(ids.tolist())
+        return ids
+
+    def tell(
+        self,
+        ids: Any,
+        rewards: Any,
+        info: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Report the rewards (higher is better) of ids returned by :meth:`ask`.
+
+        ``info`` may carry per-id arrays such as ``cost`` (simulated GPU seconds) and
+        ``epoch`` (the fidelity served).
+        """
+        ids = np.atleast_1d(np.asarray(ids))
+        rewards = np.atleast_1d(np.asarray(rewards, dtype=np.float64))
+        if ids.ndim != 1 or ids.shape != rewards.shape:
+            raise ControllerError(
+                f"{self.name}.tell: ids and rewards must be 1-D of equal length, "
+                f"got shapes {ids.shape} and {rewards.shape}"
+            )
+        if not np.all(np.isfinite(rewards)):
+            raise ControllerError(f"{self.name}.tell: rewards must be finite, got {rewards.tolist()}")
+        ids = ids.astype(np.int64)
+        unasked = Counter(ids.tolist()) - self._pending
+        if unasked:
+            raise ControllerError(
+                f"{self.name}.tell: ids {sorted(unasked)} were not returned by ask() "
+                "(or were already told); tell only what ask() returned"
+            )
+        info = dict(info or {})
+        for key, value in info.items():
+            if np.shape(value) not in ((), ids.shape):
+                raise ControllerError(
+                    f"{self.name}.tell: info[{key!r}] has shape {np.shape(value)}, expected {ids.shape}"
+                )
+        self._pending.subtract(ids.tolist())
+        self._pending += Counter()  # drop zero counts
+        self.num_told += len(ids)
+        self._tell(ids, rewards, info)
+
+    @abstractmethod
+    def _ask(self, n: int) -> np.ndarray: ...
+
+    @abstractmethod
+    def _tell(self, ids: np.ndarray, rewards: np.ndarray, info: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    def recommend(self) -> int:
+        """The controller's converged / incumbent architecture id (valid at any time)."""
+
+    def policy(self) -> list[np.ndarray] | None:
+        """Per-layer choice probabilities, for controllers that have a policy."""
+        return None
+
+    def fidelity(self) -> np.ndarray | None:
+        """Epochs requested for the ids of the last ask (``uses_fidelity`` controllers)."""
+        return self._last_fidelity
+
+
+def make_params(cls: type[Controller], hparams: Mapping[str, Any]) -> Any:
+    """Build ``cls.Params`` from keyword hyper-parameters with clear errors."""
+    fields = {f.name for f in dataclasses.fields(cls.Params)}
+    unknown = sorted(set(hparams) - fields)
+    if unknown:
+        known = ", ".join(sorted(fields)) or "(none)"
+        raise ControllerError(
+            f"controller {cls.name!r}: unknown hyper-parameter(s) {', '.join(unknown)}; known: {known}"
+        )
+    try:
+        return cls.Params(**hparams)
+    except (TypeError, ValueError) as exc:
+        raise ControllerError(f"controller {cls.name!r}: bad hyper-parameter: {exc}") from None
+
+
+def check(condition: bool, message: str) -> None:
+    """Validate one hyper-parameter value inside a ``Params.__post_init__``."""
+    if not condition:
+        raise ValueError(message)
+
+
+class BatchedRuns(ABC):
+    """Many independent runs of one controller advanced together.
+
+    ``ask(n)`` returns ``(runs, n)`` ids, ``tell`` takes ``(runs, n)`` ids and rewards,
+    ``recommend()`` returns ``(runs,)``. Results must equal running each run alone with
+    the same seed. :class:`LoopedRuns` is the generic fallback.
+    """
+
+    @abstractmethod
+    def ask(self, n: int) -> np.ndarray: ...
+
+    @abstractmethod
+    def tell(self, ids: np.ndarray, rewards: np.ndarray, info: Mapping[str, Any] | None = None) -> None: ...
+
+    @abstractmethod
+    def recommend(self) -> np.ndarray: ...
+
+    def policy(self) -> list[np.ndarray] | None:
+        """Per-layer probabilities stacked over runs ``[(runs, radix_l)]``, if any."""
+        return None
+
+    def fidelity(self) -> np.ndarray | None:
+        return None
+
+
+class LoopedRuns(BatchedRuns):
+    """Runs advanced one after another: the reference the batched forms must match."""
+
+    def __init__(self, controllers: list[Controller]):
+        self.controllers = controllers
+
+    def ask(self, n: int) -> np.ndarray:
+        return np.stack([c.ask(n) for c in self.controllers])
+
+    def tell(self, ids: np.ndarray, rewards: np.ndarray, info: Mapping[str, Any] | None = None) -> None:
+        info = dict(info or {})
+        for r, c in enumerate(self.controllers):
+            c.tell(ids[r], rewards[r], {k: np.asarray(v)[r] for k, v in info.items()})
+
+    def recommend(self) -> np.ndarray:
+        return np.array([c.recommend() for c in self.controllers], dtype=np.int64)
+
+    def policy(self) -> list[np.ndarray] | None:
+        per_run = [c.policy() for c in self.controllers]
+        if any(p is None for p in per_run):
+            return None
+        return [np.stack([p[layer] for p in per_run]) for layer in range(len(per_run[0]))]
+
+    def fidelity(self) -> np.ndarray | None:
+        per_run = [c.fidelity() for c in self.controllers]
+        if any(f is None for f in per_run):
+            return None
+        return np.stack(per_run)
