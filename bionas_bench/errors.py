@@ -30,3 +30,15 @@ class KnowledgeError(BionasError):
 
 class ControllerError(BionasError):
     """An unknown controller, a bad hyper-parameter, or a misuse of ask/tell."""
+
+
+class TrainingError(BionasError):
+    """A child network, training manifest or farm run that cannot be built or resumed."""
+
+
+class StoreError(BionasError):
+    """A results store is missing, malformed, read-only, or lacks a requested array."""
+
+
+class OracleError(BionasError):
+    """A bad oracle query or setting: unknown arch, bad lambda, no completed replicate."""

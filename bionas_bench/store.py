@@ -1,0 +1,846 @@
+"""The results store: every replicate of every architecture in one Zarr v3 group.
+
+A store is the benchmark's table. The training farm writes it unit by unit (one unit =
+one architecture x some replicates), the importers convert published tables into it,
+and the oracle reads it. Layout (schema version 1)::
+
+    <store>/                       root group; attributes below
+      metrics/<name>   float64 [arch, replicate]      val_loss, test_loss, auroc, aupr,
+                                                      accuracy, train_seconds, epochs, n_params
+      knowledge/<set>  float64 [arch, replicate]      knowledge dissimilarity per motif set
+      curves/<name>    float32 [arch, replicate, epoch]   NaN after early stop
+      filters          float32 [arch, replicate, filter, width, 4]   NaN-padded (optional)
+      failed           bool    [arch, replicate]      training did not learn / errored
+      done             bool    [arch, replicate]      written LAST for each unit
+      packed/...       whole-array copies of the [arch, replicate] arrays (see pack())
+
+Every array is chunked by architecture (first-axis chunk 1), so workers that train
+*different architectures* write disjoint chunks and never need a lock. Replicates of the
+same architecture share a chunk: write them from one worker (one ``write_unit`` call or
+consecutive calls), never from two at once.
+
+Root attributes: ``schema_version``, ``space`` {name, manifest_text, manifest_sha256},
+``dataset`` {name, manifest_text, manifest_sha256, data_sha256} (may be partial for
+imports), ``training`` {name, manifest_text, manifest_sha256} or null, ``knowledge``
+{settings, motif_sets: {set: [{name, pwm}]}, optional default_set}, ``replicate_seeds``,
+``provenance`` {source, package_version, torch_version, device, created, notes, ...}
+and the array name lists ``metrics``, ``knowledge_sets``, ``curves``.
+
+Completion semantics: a unit counts only once its ``done`` cell is True, and ``done`` is
+written after every other array of the unit, so an interrupted worker leaves a unit that
+is simply not done (its partial values stay invisible to the oracle). ``Store.create``
+writes straight to the final path: a freshly created store, whose done mask is all
+False, is a valid *empty* store. Nothing is imputed: missing or failed replicates stay
+visible through ``done``/``failed`` and NaN.
+
+Opening is fast: the small [arch, replicate] arrays are read eagerly (from the
+``packed/`` copies when they are current, see :meth:`Store.pack`); curves and filters
+are read lazily, on first use.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import shutil
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bionas_bench.errors import StoreError
+from bionas_bench.space import ModelSpace, get_space
+
+SCHEMA_VERSION = 1
+
+#: Standard metric names (a store may hold a subset, or extra names).
+STANDARD_METRICS: tuple[str, ...] = (
+    "val_loss",
+    "test_loss",
+    "auroc",
+    "aupr",
+    "accuracy",
+    "train_seconds",
+    "epochs",
+    "n_params",
+)
+
+#: Where the embedded default store lives inside the package.
+EMBEDDED_STORE_DIR = Path(__file__).resolve().parent / "stores"
+#: The file name the embedded default store is looked up under first.
+DEFAULT_STORE_NAME = "default.zarr"
+
+BASES = ("A", "C", "G", "T")
+_PACKED = "packed"
+
+
+# ---------------------------------------------------------------------- helpers
+def utc_now() -> str:
+    """The current UTC time as an ISO-8601 string (for provenance)."""
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def default_provenance(source: str, notes: str = "", **extra: Any) -> dict[str, Any]:
+    """A provenance dict with the package version and creation time filled in."""
+    from bionas_bench import __version__
+
+    prov: dict[str, Any] = {
+        "source": source,
+        "package_version": __version__,
+        "torch_version": None,
+        "device": None,
+        "created": utc_now(),
+        "notes": notes,
+    }
+    prov.update(extra)
+    return prov
+
+
+def space_attrs(space: ModelSpace) -> dict[str, str]:
+    """The ``space`` root attribute of a store built on ``space``."""
+    return {
+        "name": space.name,
+        "manifest_text": space.manifest_text,
+        "manifest_sha256": space.manifest_sha256,
+    }
+
+
+def _space_from_attrs(attrs: Mapping[str, Any], where: str) -> ModelSpace:
+    """Rebuild the store's space from its recorded manifest (falls back to the shipped one)."""
+    info = attrs.get("space")
+    if not isinstance(info, Mapping) or "name" not in info:
+        raise StoreError(f"store {where} has no valid 'space' attribute; it was not written by bionas_bench")
+    text = info.get("manifest_text") or ""
+    try:
+        shipped = get_space(info["name"])
+    except Exception:  # noqa: BLE001 - an unknown shipped name is fine when the text is recorded
+        shipped = None
+    if shipped is not None and (not text or shipped.manifest_sha256 == info.get("manifest_sha256")):
+        return shipped
+    if not text:
+        raise StoreError(f"store {where} records space {info['name']!r} without manifest text")
+    from bionas_bench.space import _space_cached
+
+    return _space_cached(Path(f"<store {where}>/{info['name']}.toml"), text)
+
+
+def _names(values: Sequence[str], what: str) -> list[str]:
+    names = [str(v) for v in values]
+    for name in names:
+        if not name or "/" in name or name.startswith("."):
+            raise StoreError(f"{what} name {name!r} is invalid; use a non-empty name without '/'")
+    if len(set(names)) != len(names):
+        raise StoreError(f"{what} names must be unique, got {names}")
+    return names
+
+
+def _open_group(path_or_url: str | Path, mode: str) -> Any:
+    import zarr
+
+    try:
+        return zarr.open_group(str(path_or_url), mode=mode, zarr_format=3)
+    except (FileNotFoundError, KeyError) as exc:
+        raise StoreError(
+            f"no store at {path_or_url}; build one with 'bionas-bench train' or import the original "
+            f"table with 'bionas-bench store import-bionas-pub DIR --out STORE'"
+        ) from exc
+    except Exception as exc:  # zarr raises several types for "not a v3 group"
+        raise StoreError(f"cannot open {path_or_url} as a Zarr v3 store: {exc}") from exc
+
+
+def _masked_median(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per-row median of ``values`` over ``mask``-ed cells; NaN for rows with none."""
+    data = np.where(mask, values, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(data, axis=1) if data.shape[1] else np.full(data.shape[0], np.nan)
+
+
+# ---------------------------------------------------------------------- summary
+@dataclass(frozen=True)
+class BestArch:
+    """One architecture in a store summary's best-of list."""
+
+    arch: int
+    name: str
+    value: float
+
+
+@dataclass(frozen=True)
+class StoreSummary:
+    """What ``bionas-bench store info`` shows: completion, failures, medians, best archs.
+
+    Medians of each metric are over all done units (failed ones included, as recorded);
+    best architectures rank per-architecture medians over done replicates.
+    """
+
+    location: str
+    space: str
+    num_archs: int
+    num_replicates: int
+    units_done: int
+    archs_complete: int
+    archs_empty: int
+    units_failed: int
+    source: str
+    metric_medians: dict[str, float]
+    knowledge_medians: dict[str, float]
+    lam: float
+    loss: str | None
+    knowledge: str | None
+    best: dict[str, list[BestArch]] = field(default_factory=dict)
+
+    @property
+    def units_total(self) -> int:
+        return self.num_archs * self.num_replicates
+
+    @property
+    def completion(self) -> float:
+        return self.units_done / self.units_total if self.units_total else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        out = asdict(self)
+        out["units_total"] = self.units_total
+        out["completion"] = self.completion
+        return out
+
+
+# ---------------------------------------------------------------------- the store
+class Store:
+    """A results store (Zarr v3 group): create, open, write units, read, validate, view.
+
+    Use :meth:`Store.create` to make a new store and :meth:`Store.open` (or
+    :func:`open_store`) to open one. Readers see a snapshot taken at open time; call
+    :meth:`refresh` to see units written since.
+    """
+
+    def __init__(self, group: Any, location: str, mode: str) -> None:
+        self._group = group
+        self.location = location
+        self.mode = mode
+        self._attrs: dict[str, Any] = dict(group.attrs)
+        version = self._attrs.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise StoreError(
+                f"store {location} has schema_version {version!r}; this bionas_bench reads version "
+                f"{SCHEMA_VERSION}. Re-create or re-import the store with this version."
+            )
+        self.space: ModelSpace = _space_from_attrs(self._attrs, location)
+        self._cache: dict[str, np.ndarray] = {}
+        self._packed_dropped = False
+        self._load_small()
+
+    # ------------------------------------------------------------ create / open
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        *,
+        space: ModelSpace | str,
+        num_replicates: int,
+        metrics: Sequence[str],
+        knowledge_sets: Sequence[str],
+        curves: Sequence[str] = (),
+        max_epochs: int = 0,
+        max_filters: int = 0,
+        max_width: int = 0,
+        attrs: Mapping[str, Any] | None = None,
+        overwrite: bool = False,
+    ) -> Store:
+        """Create an empty store (all units not done) at ``path`` and open it ``r+``.
+
+        ``attrs`` may give ``dataset``, ``training``, ``knowledge``, ``replicate_seeds``
+        and ``provenance`` (and any extra keys); defaults are filled in. An existing
+        store at ``path`` is refused unless ``overwrite=True``. ``filters`` is created
+        only when both ``max_filters`` and ``max_width`` are given; ``curves`` need
+        ``max_epochs``.
+        """
+        space = get_space(space) if isinstance(space, str) else space
+        if int(num_replicates) < 1:
+            raise StoreError(f"num_replicates must be >= 1, got {num_replicates}")
+        metric_names = _names(metrics, "metric")
+        set_names = _names(knowledge_sets, "knowledge set")
+        curve_names = _names(curves, "curve")
+        if curve_names and max_epochs < 1:
+            raise StoreError(f"curves {curve_names} need max_epochs >= 1, got {max_epochs}")
+        if (max_filters > 0) != (max_width > 0):
+            raise StoreError("give both max_filters and max_width (or neither) to store first-layer filters")
+        local = Path(str(path)) if "://" not in str(path) else None
+        if local is not None and local.exists() and not overwrite:
+            raise StoreError(f"{path} already exists; choose a new path or pass overwrite=True")
+        root_attrs = cls._root_attrs(space, num_replicates, metric_names, set_names, curve_names, attrs)
+        group = _open_group(path, "w") if overwrite or local is None else _open_group(path, "w-")
+        group.attrs.update(root_attrs)
+        shape2 = (space.size, int(num_replicates))
+        chunk2 = (1, int(num_replicates))
+
+        def make(name: str, dtype: str, shape: tuple[int, ...], fill: Any) -> None:
+            group.create_array(
+                name, shape=shape, chunks=(1, *shape[1:]), dtype=dtype, fill_value=fill, dimension_names=None
+            )
+
+        for name in metric_names:
+            make(f"metrics/{name}", "float64", shape2, np.nan)
+        for name in set_names:
+            make(f"knowledge/{name}", "float64", shape2, np.nan)
+        for name in curve_names:
+            make(f"curves/{name}", "float32", (*shape2, int(max_epochs)), np.nan)
+        if max_filters > 0:
+            make("filters", "float32", (*shape2, int(max_filters), int(max_width), 4), np.nan)
+        group.create_array("failed", shape=shape2, chunks=chunk2, dtype="bool", fill_value=False)
+        group.create_array("done", shape=shape2, chunks=chunk2, dtype="bool", fill_value=False)
+        return cls(group, str(path), "r+")
+
+    @staticmethod
+    def _root_attrs(
+        space: ModelSpace,
+        num_replicates: int,
+        metric_names: list[str],
+        set_names: list[str],
+        curve_names: list[str],
+        attrs: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:
+        extra = dict(attrs or {})
+        seeds = [int(s) for s in extra.pop("replicate_seeds", range(int(num_replicates)))]
+        if len(seeds) != int(num_replicates):
+            raise StoreError(
+                f"replicate_seeds has {len(seeds)} entries but num_replicates is {num_replicates}"
+            )
+        out: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "space": space_attrs(space),
+            "dataset": extra.pop("dataset", None) or {},
+            "training": extra.pop("training", None),
+            "knowledge": extra.pop("knowledge", None) or {"settings": {}, "motif_sets": {}},
+            "replicate_seeds": seeds,
+            "provenance": extra.pop("provenance", None) or default_provenance("unknown"),
+            "metrics": metric_names,
+            "knowledge_sets": set_names,
+            "curves": curve_names,
+        }
+        for key in extra:
+            if key in out:
+                raise StoreError(f"attribute {key!r} is reserved by the store schema")
+        out.update(extra)
+        return out
+
+    @classmethod
+    def open(cls, path_or_url: str | Path, mode: str = "r") -> Store:
+        """Open an existing store read-only (``"r"``) or for writing units (``"r+"``)."""
+        if mode not in ("r", "r+"):
+            raise StoreError(f"mode must be 'r' or 'r+', got {mode!r}")
+        local = Path(str(path_or_url)) if "://" not in str(path_or_url) else None
+        if local is not None and not local.exists():
+            raise StoreError(
+                f"no store at {path_or_url}; build one with 'bionas-bench train' or import the original "
+                f"table with 'bionas-bench store import-bionas-pub DIR --out STORE'"
+            )
+        return cls(_open_group(path_or_url, mode), str(path_or_url), mode)
+
+    # ------------------------------------------------------------ eager small arrays
+    def _small_names(self) -> list[str]:
+        names = [f"metrics/{m}" for m in self.metric_names]
+        names += [f"knowledge/{k}" for k in self.knowledge_sets]
+        return [*names, "failed", "done"]
+
+    def _load_small(self) -> None:
+        """Read every [arch, replicate] array into memory (packed copies when current)."""
+        packed = self._packed_group()
+        source = packed if packed is not None else self._group
+        cache: dict[str, np.ndarray] = {}
+        for name in self._small_names():
+            try:
+                cache[name] = np.asarray(source[name][...])
+            except KeyError:
+                raise StoreError(
+                    f"store {self.location} lists array {name!r} in its attributes but lacks it; "
+                    f"the store is damaged: re-create or re-import it"
+                ) from None
+        self._cache = cache
+
+    def _packed_group(self) -> Any | None:
+        if not self._attrs.get("packed"):
+            return None
+        try:
+            return self._group[_PACKED]
+        except KeyError:
+            return None
+
+    def refresh(self) -> Store:
+        """Re-read attributes and the [arch, replicate] arrays (to see new units)."""
+        self._attrs = dict(self._group.attrs)
+        self._load_small()
+        return self
+
+    # ------------------------------------------------------------ writing
+    def write_unit(
+        self,
+        arch_id: int,
+        *,
+        metrics: Mapping[str, Any],
+        knowledge: Mapping[str, Any],
+        curves: Mapping[str, Any] | None = None,
+        filters: Any | None = None,
+        failed: Any | None = None,
+        replicates: slice | Sequence[int] | np.ndarray | None = None,
+    ) -> None:
+        """Write one architecture's results for ``replicates`` (all by default), ``done`` last.
+
+        ``metrics`` and ``knowledge`` must give every array of the store, each of shape
+        ``(R,)`` where R is the number of replicates written (NaN where a value does not
+        exist). ``curves`` values are ``(R, E)`` with ``E <= max_epochs`` (NaN-padded);
+        ``filters`` is ``(R, J, W, 4)`` with ``J, W`` at most the store's (NaN-padded).
+        ``failed`` defaults to all False. The unit becomes visible as done only after
+        every other array has been written.
+        """
+        self._check_writable()
+        arch = int(self.space.check_ids(int(arch_id)))
+        reps = self._replicate_index(replicates)
+        n = len(range(self.num_replicates)[reps]) if isinstance(reps, slice) else len(reps)
+        values = self._unit_values(metrics, knowledge, curves, filters, failed, n)
+        self._drop_packed()
+        for name, value in values.items():
+            self._write_cell(name, arch, reps, value)
+        self._write_cell("done", arch, reps, np.ones(n, dtype=bool))
+        self._cache["done"][arch, reps] = True
+        for name in self._small_names()[:-1]:
+            if name in values:
+                self._cache[name][arch, reps] = values[name]
+
+    def _check_writable(self) -> None:
+        if self.mode != "r+":
+            raise StoreError(f"store {self.location} is open read-only; open it with mode='r+' to write")
+
+    def _replicate_index(self, replicates: Any) -> slice | np.ndarray:
+        if replicates is None:
+            return slice(None)
+        if isinstance(replicates, slice):
+            return replicates
+        idx = np.asarray(replicates, dtype=np.int64).reshape(-1)
+        if idx.size == 0 or idx.min() < 0 or idx.max() >= self.num_replicates:
+            raise StoreError(
+                f"replicates {idx.tolist()} must be non-empty and within 0..{self.num_replicates - 1}"
+            )
+        if np.unique(idx).size != idx.size:
+            raise StoreError(f"replicates {idx.tolist()} contain duplicates")
+        return idx
+
+    def _unit_values(
+        self,
+        metrics: Mapping[str, Any],
+        knowledge: Mapping[str, Any],
+        curves: Mapping[str, Any] | None,
+        filters: Any | None,
+        failed: Any | None,
+        n: int,
+    ) -> dict[str, np.ndarray]:
+        """Check names and shapes of one unit's values; return them keyed by array path."""
+        out: dict[str, np.ndarray] = {}
+        for kind, given, declared in (
+            ("metrics", metrics, self.metric_names),
+            ("knowledge", knowledge, self.knowledge_sets),
+        ):
+            unknown = sorted(set(given) - set(declared))
+            missing = sorted(set(declared) - set(given))
+            if unknown or missing:
+                raise StoreError(
+                    f"write_unit {kind}: unknown {unknown}, missing {missing}; this store has "
+                    f"{kind} {declared} (pass NaN for a value that does not exist)"
+                )
+            for name in declared:
+                out[f"{kind}/{name}"] = self._shaped(given[name], (n,), f"{kind} {name!r}", np.float64)
+        for name, value in (curves or {}).items():
+            if name not in self.curve_names:
+                raise StoreError(
+                    f"write_unit: unknown curve {name!r}; this store has curves {self.curve_names}"
+                )
+            out[f"curves/{name}"] = self._padded(value, (n, self.max_epochs), f"curve {name!r}")
+        if filters is not None:
+            if "filters" not in self._group:
+                raise StoreError(
+                    "write_unit: this store has no filters array (create it with max_filters/max_width)"
+                )
+            shape = (n, *self._group["filters"].shape[2:])
+            out["filters"] = self._padded(filters, shape, "filters")
+        fail = np.zeros(n, dtype=bool) if failed is None else np.asarray(failed, dtype=bool)
+        out["failed"] = self._shaped(fail, (n,), "failed", bool)
+        return out
+
+    @staticmethod
+    def _shaped(value: Any, shape: tuple[int, ...], what: str, dtype: Any) -> np.ndarray:
+        arr = np.asarray(value, dtype=dtype)
+        if arr.shape != shape:
+            raise StoreError(f"write_unit {what} has shape {arr.shape}; expected {shape}")
+        return arr
+
+    @staticmethod
+    def _padded(value: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
+        arr = np.asarray(value, dtype=np.float32)
+        if (
+            arr.ndim != len(shape)
+            or arr.shape[0] != shape[0]
+            or any(a > b for a, b in zip(arr.shape[1:], shape[1:], strict=True))
+        ):
+            raise StoreError(f"write_unit {what} has shape {arr.shape}; expected at most {shape}")
+        out = np.full(shape, np.nan, dtype=np.float32)
+        out[tuple(slice(0, s) for s in arr.shape)] = arr
+        return out
+
+    def _write_cell(self, name: str, arch: int, reps: slice | np.ndarray, value: np.ndarray) -> None:
+        array = self._group[name]
+        if isinstance(reps, slice):
+            array[arch, reps] = value
+        else:
+            array.oindex[arch, reps] = value
+
+    def _drop_packed(self) -> None:
+        """Invalidate the packed copies before the first write of this handle."""
+        if self._packed_dropped:
+            return
+        if self._attrs.get("packed"):
+            self._group.attrs["packed"] = False
+            self._attrs["packed"] = False
+        self._packed_dropped = True
+
+    def write_block(
+        self,
+        *,
+        metrics: Mapping[str, np.ndarray],
+        knowledge: Mapping[str, np.ndarray],
+        failed: np.ndarray,
+        done: np.ndarray,
+    ) -> None:
+        """Write whole ``[arch, replicate]`` arrays at once (importers); ``done`` last.
+
+        For converting complete tables, where writing unit by unit would be slow. Every
+        metric and knowledge set must be given with shape ``(num_archs, num_replicates)``.
+        """
+        self._check_writable()
+        shape = (self.num_archs, self.num_replicates)
+        values = {f"metrics/{k}": v for k, v in metrics.items()}
+        values.update({f"knowledge/{k}": v for k, v in knowledge.items()})
+        values["failed"] = failed
+        if set(values) != set(self._small_names()[:-1]):
+            raise StoreError(f"write_block needs exactly {self._small_names()[:-1]}, got {sorted(values)}")
+        self._drop_packed()
+        for name, value in values.items():
+            dtype = bool if name == "failed" else np.float64
+            self._group[name][...] = self._shaped(value, shape, name, dtype)
+        self._group["done"][...] = self._shaped(done, shape, "done", bool)
+        self.refresh()
+
+    def pack(self) -> None:
+        """Write whole-array copies of the [arch, replicate] arrays for fast opening.
+
+        Per-architecture chunks keep farm writes independent but make reading every
+        array take hundreds of small reads; the packed copies make opening a complete
+        store take milliseconds. The copies are marked stale (attribute ``packed``
+        False) by the first write through any handle, and ignored until packed again.
+        """
+        self._check_writable()
+        self.refresh()
+        import zarr
+
+        packed = zarr.open_group(store=self._group.store, path=_PACKED, mode="w", zarr_format=3)
+        for name in self._small_names():
+            value = self._cache[name]
+            packed.create_array(
+                name, shape=value.shape, chunks=value.shape, dtype=value.dtype, overwrite=True
+            )
+            packed[name][...] = value
+        self._group.attrs["packed"] = True
+        self._attrs["packed"] = True
+
+    # ------------------------------------------------------------ reading
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """A copy of the root attributes."""
+        return dict(self._attrs)
+
+    @property
+    def num_archs(self) -> int:
+        return self.space.size
+
+    @property
+    def num_replicates(self) -> int:
+        return int(self._cache["done"].shape[1])
+
+    @property
+    def metric_names(self) -> list[str]:
+        return list(self._attrs.get("metrics", []))
+
+    @property
+    def knowledge_sets(self) -> list[str]:
+        return list(self._attrs.get("knowledge_sets", []))
+
+    @property
+    def curve_names(self) -> list[str]:
+        return list(self._attrs.get("curves", []))
+
+    @property
+    def default_knowledge_set(self) -> str | None:
+        """``knowledge.default_set`` when recorded, else the first set (the unmasked one by convention)."""
+        default = (self._attrs.get("knowledge") or {}).get("default_set")
+        if default in self.knowledge_sets:
+            return default
+        return self.knowledge_sets[0] if self.knowledge_sets else None
+
+    @property
+    def replicate_seeds(self) -> list[int]:
+        return [int(s) for s in self._attrs.get("replicate_seeds", [])]
+
+    @property
+    def max_epochs(self) -> int:
+        if not self.curve_names:
+            return 0
+        return int(self._group[f"curves/{self.curve_names[0]}"].shape[2])
+
+    @property
+    def has_filters(self) -> bool:
+        return "filters" in self._group
+
+    @property
+    def done(self) -> np.ndarray:
+        """Bool ``[arch, replicate]``: the unit was completely written."""
+        return self._cache["done"]
+
+    @property
+    def failed(self) -> np.ndarray:
+        """Bool ``[arch, replicate]``: training failed (metrics kept when they exist)."""
+        return self._cache["failed"]
+
+    def metric(self, name: str) -> np.ndarray:
+        """Float64 ``[arch, replicate]`` values of metric ``name`` (NaN where not written)."""
+        key = f"metrics/{name}"
+        if key not in self._cache:
+            raise StoreError(f"store {self.location} has no metric {name!r}; it has {self.metric_names}")
+        return self._cache[key]
+
+    def knowledge(self, name: str) -> np.ndarray:
+        """Float64 ``[arch, replicate]`` knowledge dissimilarity against motif set ``name``."""
+        key = f"knowledge/{name}"
+        if key not in self._cache:
+            raise StoreError(
+                f"store {self.location} has no knowledge set {name!r}; it has {self.knowledge_sets}"
+            )
+        return self._cache[key]
+
+    def curve(self, name: str) -> np.ndarray:
+        """Float32 ``[arch, replicate, epoch]`` learning curve ``name`` (read on first use)."""
+        key = f"curves/{name}"
+        if name not in self.curve_names:
+            raise StoreError(
+                f"store {self.location} has no curve {name!r}; it has {self.curve_names or 'none'}"
+            )
+        if key not in self._cache:
+            self._cache[key] = np.asarray(self._group[key][...])
+        return self._cache[key]
+
+    def filters(self, arch_ids: Any) -> np.ndarray:
+        """First-layer filters ``(n, replicate, filter, width, 4)`` of the given architectures."""
+        if not self.has_filters:
+            raise StoreError(f"store {self.location} holds no filters (it was created without max_filters)")
+        ids = np.atleast_1d(self.space.check_ids(arch_ids))
+        return np.asarray(self._group["filters"].oindex[ids])
+
+    def missing_units(self) -> np.ndarray:
+        """Ids of architectures with at least one replicate not done."""
+        return np.flatnonzero(~self.done.all(axis=1))
+
+    # ------------------------------------------------------------ validation / summary
+    def validate(self) -> None:
+        """Check shapes, dtypes and attributes; raise StoreError naming the first problem."""
+        where = f"store {self.location}"
+        for key in ("space", "dataset", "knowledge", "replicate_seeds", "provenance"):
+            if key not in self._attrs:
+                raise StoreError(f"{where} lacks root attribute {key!r}")
+        shape = (self.num_archs, self.num_replicates)
+        if len(self.replicate_seeds) != self.num_replicates:
+            raise StoreError(
+                f"{where}: replicate_seeds has {len(self.replicate_seeds)} entries for {self.num_replicates} replicates"
+            )
+        expected = {name: ("float64", shape) for name in self._small_names()[:-2]}
+        expected.update({"failed": ("bool", shape), "done": ("bool", shape)})
+        epochs = self.max_epochs
+        for name in self.curve_names:
+            expected[f"curves/{name}"] = ("float32", (*shape, epochs))
+        for name, (dtype, want) in expected.items():
+            self._check_array(name, dtype, want, where)
+        if self.has_filters:
+            fshape = self._group["filters"].shape
+            if tuple(fshape[:2]) != shape or len(fshape) != 5 or fshape[4] != 4:
+                raise StoreError(
+                    f"{where}: filters has shape {fshape}; expected {shape} + (filter, width, 4)"
+                )
+        for name in self._small_names():
+            if self._cache[name].shape != shape:
+                raise StoreError(f"{where}: {name} has shape {self._cache[name].shape}; expected {shape}")
+
+    def _check_array(self, name: str, dtype: str, shape: tuple[int, ...], where: str) -> None:
+        try:
+            array = self._group[name]
+        except KeyError:
+            raise StoreError(f"{where} lacks array {name!r} listed in its attributes") from None
+        if tuple(array.shape) != shape or str(array.dtype) != dtype:
+            raise StoreError(
+                f"{where}: array {name!r} is {array.dtype}{tuple(array.shape)}; expected {dtype}{shape}"
+            )
+        if array.chunks[0] != 1:
+            raise StoreError(f"{where}: array {name!r} has first-axis chunk {array.chunks[0]}; expected 1")
+
+    def arch_medians(self, values: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """Per-architecture median of ``values`` over done replicates (or ``mask``)."""
+        return _masked_median(values, self.done if mask is None else mask)
+
+    def summary(
+        self, lam: float = 1.0, top: int = 3, loss: str | None = None, knowledge: str | None = None
+    ) -> StoreSummary:
+        """Completion, failures, medians of each metric and the best architectures.
+
+        Best lists rank per-architecture medians over done replicates (failed included,
+        as recorded) of ``loss`` (default ``val_loss`` when present), ``knowledge``
+        (default: :attr:`default_knowledge_set`) and the objective loss + lam * knowledge.
+        """
+        done = self.done
+        loss = loss or ("val_loss" if "val_loss" in self.metric_names else None)
+        knowledge = knowledge or self.default_knowledge_set
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            metric_medians = {
+                m: float(np.nanmedian(self.metric(m)[done])) if done.any() else float("nan")
+                for m in self.metric_names
+            }
+            knowledge_medians = {
+                k: float(np.nanmedian(self.knowledge(k)[done])) if done.any() else float("nan")
+                for k in self.knowledge_sets
+            }
+        best: dict[str, list[BestArch]] = {}
+        columns: dict[str, np.ndarray] = {}
+        if loss is not None:
+            columns[f"loss ({loss})"] = self.arch_medians(self.metric(loss))
+        if knowledge is not None:
+            columns[f"knowledge ({knowledge})"] = self.arch_medians(self.knowledge(knowledge))
+        if loss is not None and knowledge is not None:
+            columns[f"objective (lam={lam:g})"] = (
+                columns[f"loss ({loss})"] + lam * columns[f"knowledge ({knowledge})"]
+            )
+        for label, values in columns.items():
+            best[label] = self._best(values, top)
+        return StoreSummary(
+            location=self.location,
+            space=self.space.name,
+            num_archs=self.num_archs,
+            num_replicates=self.num_replicates,
+            units_done=int(done.sum()),
+            archs_complete=int(done.all(axis=1).sum()),
+            archs_empty=int((~done.any(axis=1)).sum()),
+            units_failed=int((done & self.failed).sum()),
+            source=str((self._attrs.get("provenance") or {}).get("source", "unknown")),
+            metric_medians=metric_medians,
+            knowledge_medians=knowledge_medians,
+            lam=float(lam),
+            loss=loss,
+            knowledge=knowledge,
+            best=best,
+        )
+
+    def _best(self, values: np.ndarray, top: int) -> list[BestArch]:
+        finite = np.flatnonzero(np.isfinite(values))
+        order = finite[np.argsort(values[finite], kind="stable")][:top]
+        return [BestArch(int(a), self.space.arch_name(int(a)), float(values[a])) for a in order]
+
+    # ------------------------------------------------------------ xarray view
+    def to_xarray(self) -> Any:
+        """An ``xarray.Dataset`` view: dims arch, replicate (, epoch, filter, width, base).
+
+        Variables: one per metric (its name), ``knowledge_<set>`` per knowledge set,
+        ``curve_<name>`` per curve, ``filters`` (when stored), ``done`` and ``failed``.
+        Coordinates: ``arch`` (ids), ``arch_name`` (readable), ``layer_<name>`` (the
+        chosen op of each layer), ``replicate`` and ``seed``. Curves and filters are
+        lazy dask arrays when dask is installed (read only when computed).
+        """
+        import xarray as xr
+
+        dims2 = ("arch", "replicate")
+        data: dict[str, Any] = {m: (dims2, self.metric(m)) for m in self.metric_names}
+        data.update({f"knowledge_{k}": (dims2, self.knowledge(k)) for k in self.knowledge_sets})
+        for name in self.curve_names:
+            data[f"curve_{name}"] = ((*dims2, "epoch"), self._lazy(f"curves/{name}"))
+        if self.has_filters:
+            data["filters"] = ((*dims2, "filter", "width", "base"), self._lazy("filters"))
+        data["done"] = (dims2, self.done)
+        data["failed"] = (dims2, self.failed)
+        choices = self.space.enumerate()
+        coords: dict[str, Any] = {
+            "arch": np.arange(self.num_archs),
+            "arch_name": ("arch", np.array(self.space.arch_names(), dtype=object)),
+            "replicate": np.arange(self.num_replicates),
+            "seed": ("replicate", np.array(self.replicate_seeds, dtype=np.int64)),
+        }
+        for i, layer in enumerate(self.space.layers):
+            names = np.array(layer.choice_names, dtype=object)
+            coords[f"layer_{layer.name}"] = ("arch", names[choices[:, i]])
+        if self.curve_names:
+            coords["epoch"] = np.arange(1, self.max_epochs + 1)
+        if self.has_filters:
+            coords["base"] = list(BASES)
+        attrs = {
+            "space": self.space.name,
+            "source": str((self._attrs.get("provenance") or {}).get("source", "unknown")),
+            "location": self.location,
+        }
+        return xr.Dataset(data, coords=coords, attrs=attrs)
+
+    def _lazy(self, name: str) -> Any:
+        array = self._group[name]
+        try:
+            import dask.array as da
+        except ImportError:  # pragma: no cover - dask is a dependency; numpy fallback
+            return np.asarray(array[...])
+        return da.from_array(array, chunks=array.chunks, name=f"{self.location}:{name}", lock=False)
+
+    def __repr__(self) -> str:
+        done = int(self.done.sum())
+        return (
+            f"Store({self.location!r}, space={self.space.name!r}, archs={self.num_archs}, "
+            f"replicates={self.num_replicates}, done={done}/{self.done.size})"
+        )
+
+
+# ---------------------------------------------------------------------- default store
+def embedded_store_path() -> Path | None:
+    """The embedded default store in ``bionas_bench/stores/``, or None when none is shipped.
+
+    ``default.zarr`` wins; otherwise the only ``*.zarr`` directory there.
+    """
+    preferred = EMBEDDED_STORE_DIR / DEFAULT_STORE_NAME
+    if preferred.is_dir():
+        return preferred
+    found = (
+        sorted(p for p in EMBEDDED_STORE_DIR.glob("*.zarr") if p.is_dir())
+        if EMBEDDED_STORE_DIR.is_dir()
+        else []
+    )
+    return found[0] if len(found) == 1 else None
+
+
+def open_store(path: str | Path | None = None, mode: str = "r") -> Store:
+    """Open the store at ``path`` (local path or fsspec URL), or the embedded default store."""
+    if path is None:
+        path = embedded_store_path()
+        if path is None:
+            raise StoreError(
+                f"no embedded default store is shipped in {EMBEDDED_STORE_DIR} yet; build one with "
+                f"'bionas-bench train', or import the original table with 'bionas-bench store "
+                f"import-bionas-pub ../shared/bionas_pub --out STORE', then call open_store(STORE)"
+            )
+    return Store.open(path, mode=mode)
+
+
+def remove_store(path: str | Path) -> None:
+    """Delete a local store directory (used by importers that replace a store)."""
+    shutil.rmtree(path)
