@@ -37,7 +37,7 @@ class Motif:
     source: str = ""
 
     def __post_init__(self) -> None:
-        pwm = np.asarray(self.pwm, dtype=np.float64)
+        pwm = np.array(self.pwm, dtype=np.float64)  # a private copy, made read-only below
         if pwm.ndim != 2 or pwm.shape[1] != 4 or pwm.shape[0] == 0:
             raise DataError(f"motif {self.name!r} must be a (length, 4) matrix, got shape {pwm.shape}")
         if np.any(pwm < 0) or not np.all(np.isfinite(pwm)):
@@ -45,7 +45,10 @@ class Motif:
         sums = pwm.sum(axis=1, keepdims=True)
         if np.any(sums <= 0):
             raise DataError(f"motif {self.name!r} has an all-zero position; every row needs mass")
-        pwm = pwm / sums
+        # Rows already summing to 1 (to rounding) are kept as given, so that rebuilding a
+        # motif from its own matrix (e.g. from a dataset cache) is exact.
+        if not np.allclose(sums, 1.0, rtol=0.0, atol=1e-12):
+            pwm = pwm / sums
         pwm.setflags(write=False)
         object.__setattr__(self, "pwm", pwm)
 
