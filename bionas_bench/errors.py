@@ -42,3 +42,7 @@ class StoreError(BionasError):
 
 class OracleError(BionasError):
     """A bad oracle query or setting: unknown arch, bad lambda, no completed replicate."""
+
+
+class SweepError(BionasError):
+    """A sweep config, results folder or scheduler that cannot be used as given."""
