@@ -218,7 +218,7 @@ class Store:
     :meth:`refresh` to see units written since.
     """
 
-    def __init__(self, group: Any, location: str, mode: str) -> None:
+    def __init__(self, group: Any, location: str, mode: str, *, empty: bool = False) -> None:
         self._group = group
         self.location = location
         self.mode = mode
@@ -232,7 +232,12 @@ class Store:
         self.space: ModelSpace = _space_from_attrs(self._attrs, location)
         self._cache: dict[str, np.ndarray] = {}
         self._packed_dropped = False
-        self._load_small()
+        if empty:  # just created: every array holds its fill value, no need to read it
+            shape = tuple(group["done"].shape)
+            self._cache = {name: np.full(shape, np.nan) for name in self._small_names()[:-2]}
+            self._cache.update(failed=np.zeros(shape, dtype=bool), done=np.zeros(shape, dtype=bool))
+        else:
+            self._load_small()
 
     # ------------------------------------------------------------ create / open
     @classmethod
@@ -293,7 +298,7 @@ class Store:
             make("filters", "float32", (*shape2, int(max_filters), int(max_width), 4), np.nan)
         group.create_array("failed", shape=shape2, chunks=chunk2, dtype="bool", fill_value=False)
         group.create_array("done", shape=shape2, chunks=chunk2, dtype="bool", fill_value=False)
-        return cls(group, str(path), "r+")
+        return cls(group, str(path), "r+", empty=True)
 
     @staticmethod
     def _root_attrs(
@@ -531,18 +536,23 @@ class Store:
             dtype = bool if name == "failed" else np.float64
             self._group[name][...] = self._shaped(value, shape, name, dtype)
         self._group["done"][...] = self._shaped(done, shape, "done", bool)
-        self.refresh()
+        for name, value in values.items():
+            self._cache[name] = np.array(value, dtype=bool if name == "failed" else np.float64)
+        self._cache["done"] = np.array(done, dtype=bool)
 
-    def pack(self) -> None:
+    def pack(self, *, refresh: bool = True) -> None:
         """Write whole-array copies of the [arch, replicate] arrays for fast opening.
 
         Per-architecture chunks keep farm writes independent but make reading every
         array take hundreds of small reads; the packed copies make opening a complete
         store take milliseconds. The copies are marked stale (attribute ``packed``
         False) by the first write through any handle, and ignored until packed again.
+        ``refresh=False`` packs this handle's view without re-reading (when this handle
+        wrote every unit).
         """
         self._check_writable()
-        self.refresh()
+        if refresh:
+            self.refresh()
         import zarr
 
         packed = zarr.open_group(store=self._group.store, path=_PACKED, mode="w", zarr_format=3)
@@ -661,7 +671,8 @@ class Store:
         shape = (self.num_archs, self.num_replicates)
         if len(self.replicate_seeds) != self.num_replicates:
             raise StoreError(
-                f"{where}: replicate_seeds has {len(self.replicate_seeds)} entries for {self.num_replicates} replicates"
+                f"{where}: replicate_seeds has {len(self.replicate_seeds)} entries "
+                f"for {self.num_replicates} replicates"
             )
         expected = {name: ("float64", shape) for name in self._small_names()[:-2]}
         expected.update({"failed": ("bool", shape), "done": ("bool", shape)})
