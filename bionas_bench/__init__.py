@@ -5,6 +5,7 @@ Public face (see DESIGN in the README)::
     import bionas_bench as bb
     space = bb.get_space("bionas-conv1d")
     K = bb.knowledge.knowledge_dissimilarity(filters, motifs)
+    oracle = bb.BootstrapOracle(bb.open_store(PATH), lam=1.0, seed=0)
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -16,14 +17,19 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 from bionas_bench import controllers, knowledge  # noqa: E402
 from bionas_bench.errors import BionasError  # noqa: E402
+from bionas_bench.oracle import BootstrapOracle  # noqa: E402
 from bionas_bench.space import ModelSpace, get_space, list_spaces  # noqa: E402
+from bionas_bench.store import Store, open_store  # noqa: E402
 
 __all__ = [
     "BionasError",
+    "BootstrapOracle",
     "ModelSpace",
+    "Store",
     "__version__",
     "controllers",
     "get_space",
     "knowledge",
     "list_spaces",
+    "open_store",
 ]

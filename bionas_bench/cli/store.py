@@ -1,0 +1,130 @@
+"""``bionas-bench store``: inspect, validate and import results stores."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+from bionas_bench.store import StoreSummary, open_store
+
+EXAMPLES = """\
+examples:
+  bionas-bench store import-bionas-pub ../shared/bionas_pub --out stores/bionas-pub.zarr
+  bionas-bench store info stores/bionas-pub.zarr --lam 0.1
+  bionas-bench store info stores/bionas-pub.zarr --json
+  bionas-bench store validate stores/bionas-pub.zarr
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "store",
+        help="inspect, validate and import results stores",
+        description=(
+            "Results stores hold every replicate of every architecture (Zarr v3). 'info' shows "
+            "completion, failures, medians and the best architectures; 'validate' checks shapes "
+            "and attributes; 'import-bionas-pub' converts the original BioNAS table into a store."
+        ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cmds = parser.add_subparsers(dest="store_command", metavar="SUBCOMMAND", required=True)
+
+    imp = cmds.add_parser(
+        "import-bionas-pub",
+        help="convert the original BioNAS 20-replicate table into a store",
+        description=(
+            "Read mock_black_box/tmp_{1..20}/train_history.csv of the data published with the "
+            "original BioNAS code (zj-zhang/BioNAS-pub, GPL-3.0), check every row's layers against "
+            "the bionas-conv1d space, and write a store with val_loss, accuracy, knowledge set "
+            "'myc' and failed = val_loss > 0.69. The write is atomic: an interrupted import "
+            "leaves nothing."
+        ),
+        epilog="example:\n  bionas-bench store import-bionas-pub ../shared/bionas_pub --out bionas-pub.zarr",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    imp.add_argument("dir", metavar="DIR", help="the bionas_pub folder (or its mock_black_box folder)")
+    imp.add_argument("--out", required=True, metavar="STORE", help="path of the store to write")
+    imp.add_argument("--overwrite", action="store_true", help="replace an existing store at --out")
+    imp.set_defaults(func=run_import)
+
+    info = cmds.add_parser(
+        "info",
+        help="completion, failures, medians and best architectures of a store",
+        description="Summarise a store: completion, failures, medians of each metric, best architectures.",
+        epilog="example:\n  bionas-bench store info bionas-pub.zarr --lam 0.1 --top 5",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    info.add_argument("store", metavar="STORE", help="store path or fsspec URL")
+    info.add_argument("--lam", type=float, default=1.0, help="knowledge weight of the objective (default 1)")
+    info.add_argument("--top", type=int, default=3, help="how many best architectures to list (default 3)")
+    info.add_argument("--loss", default=None, help="metric used as loss (default val_loss)")
+    info.add_argument("--knowledge", default=None, help="knowledge set (default: the store's default set)")
+    info.add_argument("--json", action="store_true", help="print the summary as JSON")
+    info.set_defaults(func=run_info)
+
+    val = cmds.add_parser(
+        "validate",
+        help="check a store's shapes and attributes",
+        description="Check that every array and attribute of a store is consistent; exit 2 otherwise.",
+    )
+    val.add_argument("store", metavar="STORE", help="store path or fsspec URL")
+    val.set_defaults(func=run_validate)
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from bionas_bench.importers import import_bionas_pub
+
+    store = import_bionas_pub(args.dir, args.out, overwrite=args.overwrite)
+    print(f"wrote {store.location}: {store.num_archs} architectures x {store.num_replicates} replicates")
+    print(render_summary(store.summary()))
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from bionas_bench.oracle import _check_lam
+
+    lam = _check_lam(args.lam)
+    summary = open_store(args.store).summary(lam=lam, top=args.top, loss=args.loss, knowledge=args.knowledge)
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=2, default=_json_default))
+    else:
+        print(render_summary(summary))
+    return 0
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    store = open_store(args.store)
+    store.validate()
+    print(
+        f"{store.location}: valid ({store.num_archs} x {store.num_replicates}, {int(store.done.sum())} done)"
+    )
+    return 0
+
+
+def _json_default(value: object) -> object:
+    return None if isinstance(value, float) and math.isnan(value) else str(value)
+
+
+def render_summary(s: StoreSummary) -> str:
+    """A plain-text rendering of a store summary."""
+    lines = [
+        f"store      {s.location}",
+        f"space      {s.space} ({s.num_archs} architectures), {s.num_replicates} replicates",
+        f"source     {s.source}",
+        f"completion {s.units_done}/{s.units_total} units ({100 * s.completion:.1f}%), "
+        f"{s.archs_complete} architectures complete, {s.archs_empty} empty",
+        f"failures   {s.units_failed} done units failed"
+        + (f" ({100 * s.units_failed / s.units_done:.1f}%)" if s.units_done else ""),
+        "medians over done units:",
+    ]
+    for name, value in {
+        **s.metric_medians,
+        **{f"knowledge {k}": v for k, v in s.knowledge_medians.items()},
+    }.items():
+        lines.append(f"  {name:<22} {value:.4g}")
+    for label, entries in s.best.items():
+        lines.append(f"best by median {label}:")
+        lines.extend(f"  {e.arch:>6}  {e.value:10.4f}  {e.name}" for e in entries)
+    return "\n".join(lines)
