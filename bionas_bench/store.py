@@ -518,11 +518,13 @@ class Store:
         knowledge: Mapping[str, np.ndarray],
         failed: np.ndarray,
         done: np.ndarray,
+        curves: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         """Write whole ``[arch, replicate]`` arrays at once (importers); ``done`` last.
 
         For converting complete tables, where writing unit by unit would be slow. Every
-        metric and knowledge set must be given with shape ``(num_archs, num_replicates)``.
+        metric and knowledge set must be given with shape ``(num_archs, num_replicates)``;
+        ``curves`` (optional) with shape ``(num_archs, num_replicates, max_epochs)``.
         """
         self._check_writable()
         shape = (self.num_archs, self.num_replicates)
@@ -532,6 +534,12 @@ class Store:
         if set(values) != set(self._small_names()[:-1]):
             raise StoreError(f"write_block needs exactly {self._small_names()[:-1]}, got {sorted(values)}")
         self._drop_packed()
+        for name, value in (curves or {}).items():
+            if name not in self.curve_names:
+                raise StoreError(f"write_block: unknown curve {name!r}; this store has {self.curve_names}")
+            curve = self._shaped(value, (*shape, self.max_epochs), f"curve {name!r}", np.float32)
+            self._group[f"curves/{name}"][...] = curve
+            self._cache.pop(f"curves/{name}", None)
         for name, value in values.items():
             dtype = bool if name == "failed" else np.float64
             self._group[name][...] = self._shaped(value, shape, name, dtype)

@@ -30,3 +30,110 @@ def bionas_pub_dir() -> Path:
     if found is None:
         pytest.skip("original BioNAS reference data not found (set BIONAS_PUB_DIR or place ../shared)")
     return found
+
+
+# ---------------------------------------------------------------------- synthetic stores
+SYNTHETIC_REPLICATES = 5
+SYNTHETIC_EPOCHS = 10
+
+
+def synthetic_values(num_archs: int = 216, num_replicates: int = SYNTHETIC_REPLICATES) -> dict:
+    """Known numbers of the synthetic store; every (arch, replicate) row is unique.
+
+    val_loss = 0.1 + 0.001 a + 0.01 r, knowledge myc = 0.5 - 0.002 a + 0.03 r (myc_masked
+    = myc + 0.1), accuracy = 1 - val_loss, train_seconds = 10 + a + r, epochs = 10 - r % 3,
+    n_params = 100 + a; failed where a % 7 == 0 and r == 4. Curves: val_loss at epoch e
+    (1-based) = final val_loss + 0.01 (epochs - e), NaN after ``epochs``.
+    """
+    import numpy as np
+
+    a = np.arange(num_archs, dtype=np.float64)[:, None]
+    r = np.arange(num_replicates, dtype=np.float64)[None, :]
+    loss = 0.1 + 0.001 * a + 0.01 * r
+    myc = 0.5 - 0.002 * a + 0.03 * r
+    epochs = 10.0 - (r % 3) + 0 * a
+    e = np.arange(1, SYNTHETIC_EPOCHS + 1, dtype=np.float64)[None, None, :]
+    curve = loss[:, :, None] + 0.01 * (epochs[:, :, None] - e)
+    curve = np.where(e <= epochs[:, :, None], curve, np.nan)
+    failed = (a % 7 == 0) & (r == 4)
+    return {
+        "metrics": {
+            "val_loss": loss,
+            "accuracy": 1.0 - loss,
+            "train_seconds": 10.0 + a + r,
+            "epochs": epochs,
+            "n_params": 100.0 + a + 0 * r,
+        },
+        "knowledge": {"myc": myc, "myc_masked": myc + 0.1},
+        "curves": {"val_loss": curve.astype(np.float32)},
+        "failed": np.broadcast_to(failed, loss.shape).copy(),
+    }
+
+
+def make_synthetic_store(path: Path, *, complete: bool = True):
+    """Write the synthetic 216 x 5 ``bionas-conv1d`` store at ``path`` and return it (r+).
+
+    With ``complete=False`` nothing is marked done (an empty store with its arrays).
+    """
+    import numpy as np
+
+    from bionas_bench.store import Store, default_provenance
+
+    values = synthetic_values()
+    store = Store.create(
+        path,
+        space="bionas-conv1d",
+        num_replicates=SYNTHETIC_REPLICATES,
+        metrics=list(values["metrics"]),
+        knowledge_sets=list(values["knowledge"]),
+        curves=["val_loss"],
+        max_epochs=SYNTHETIC_EPOCHS,
+        max_filters=3,
+        max_width=20,
+        attrs={
+            "replicate_seeds": [101, 102, 103, 104, 105],
+            "provenance": default_provenance("synthetic", notes="test fixture with known numbers"),
+        },
+    )
+    if complete:
+        store.write_block(
+            metrics=values["metrics"],
+            knowledge=values["knowledge"],
+            curves=values["curves"],
+            failed=values["failed"],
+            done=np.ones(values["failed"].shape, dtype=bool),
+        )
+        store.pack(refresh=False)
+    return store
+
+
+@pytest.fixture(scope="session")
+def synthetic_store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Path of a complete synthetic 216 x 5 store (read-only: do not write to it)."""
+    path = tmp_path_factory.mktemp("synthetic") / "synthetic.zarr"
+    make_synthetic_store(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def synthetic_store(synthetic_store_path: Path):
+    """The synthetic 216 x 5 store opened read-only (known numbers: ``synthetic_values``)."""
+    from bionas_bench.store import Store
+
+    return Store.open(synthetic_store_path)
+
+
+@pytest.fixture(scope="session")
+def bionas_pub_store_path(bionas_pub_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The original BioNAS table imported once per session (skips when the data is absent)."""
+    from bionas_bench.importers import import_bionas_pub
+
+    path = tmp_path_factory.mktemp("bionas_pub") / "bionas-pub.zarr"
+    import_bionas_pub(bionas_pub_dir, path)
+    return path
+
+
+@pytest.fixture
+def synthetic_store_factory():
+    """``make_synthetic_store(path, complete=True)``: build a writable synthetic store."""
+    return make_synthetic_store
