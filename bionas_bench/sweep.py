@@ -1,0 +1,988 @@
+"""Sweeps: every controller x every knowledge weight lambda x many runs, against the oracle.
+
+A sweep is what a user of the benchmark runs: "search this space with each controller
+hundreds of times at each lambda, and keep everything they saw". One **cell** is one
+(controller, lambda) pair; its runs are advanced together through
+:func:`bionas_bench.controllers.create_runs` (batched controllers step all runs at
+once), each run against its own bootstrap oracle. Cells are independent, so they run
+in parallel on Dask (a local cluster by default, ``"sync"`` in-process, or the address
+of a running scheduler).
+
+Configs are TOML manifests (``data_manifests/sweeps/<name>.toml``) parsed into the
+frozen :class:`SweepConfig`; every unknown key is an error. Seeds are derived from the
+sweep seed and the *content* of a cell (controller label, lambda value, run index) with
+:class:`numpy.random.SeedSequence`, so a run's result does not depend on the order the
+cells run in, on the scheduler, on how many runs a cell has, or on which other
+controllers and lambdas share the sweep.
+
+Results directory (self-contained; the report needs nothing else)::
+
+    <out>/sweep.json          format, config text + sha256, input hashes, cells
+    <out>/gold.csv            gold standard per lambda and architecture (medians, ranks)
+    <out>/cells/<key>.zarr    one Zarr v3 group per finished cell:
+        steps/<field>   [run, episode, slot]  arch, replicate, loss, knowledge, reward,
+                                              cost and every other per-id oracle field
+        incumbent       [run, episode]        recommend() after the episode's tell
+        within_budget   [run, episode]        False once a run spent its GPU-seconds budget
+        policy/<layer>  [run, episode, choice] choice probabilities before the ask
+                                              (policy controllers only)
+        runs/<field>    [run]                 seeds, recommended arch, its medians and ranks
+
+A cell is written to ``<key>.zarr.partial`` and renamed when complete, with the group
+attribute ``done`` written last, so an interrupted sweep resumes by skipping finished
+cells. The same config and seeds give byte-identical files whatever the scheduler.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import struct
+import tempfile
+import time
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bionas_bench.errors import BionasError, ManifestError, SweepError
+from bionas_bench.manifests import Fields, Manifest, load_manifest, sha256_text
+
+RESULTS_FORMAT = "bionas-bench-sweep-results/1"
+STORE_SOURCES = ("embedded", "path", "bionas-pub")
+REPLICATE_POLICIES = ("random", "fixed", "median")
+FAILED_POLICIES = ("include", "exclude")
+#: Fields of every oracle answer kept per step (plus "failed" and [oracle].record).
+CORE_FIELDS = ("arch", "replicate", "loss", "knowledge", "reward", "cost")
+
+
+# ---------------------------------------------------------------------- config
+@dataclass(frozen=True)
+class StoreSpec:
+    """Which store the oracle serves.
+
+    ``source``: ``"embedded"`` (the shipped default store), ``"path"`` (a store at
+    ``path``) or ``"bionas-pub"`` (the original BioNAS table at ``path``, default
+    ``$BIONAS_PUB_DIR`` or ``../shared/bionas_pub``, imported once into a cache).
+    """
+
+    source: str = "embedded"
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class OracleSpec:
+    """How the oracle serves metrics (see :class:`bionas_bench.BootstrapOracle`).
+
+    ``record`` names extra store metrics (e.g. ``"accuracy"``) kept per step besides
+    arch, replicate, loss, knowledge, reward, cost and failed.
+    """
+
+    loss: str = "val_loss"
+    knowledge: str | None = None
+    failed: str = "include"
+    replicate: str | int = "random"
+    record: tuple[str, ...] = ()
+
+    def kwargs(self) -> dict[str, Any]:
+        return {
+            "loss": self.loss,
+            "knowledge": self.knowledge,
+            "failed": self.failed,
+            "replicate": self.replicate,
+        }
+
+
+@dataclass(frozen=True)
+class ControllerSpec:
+    """One controller of a sweep: registry name, unique label, hyper-parameters."""
+
+    name: str
+    label: str
+    params: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        return dict(self.params)
+
+
+@dataclass(frozen=True)
+class BudgetSpec:
+    """Per-run budget: ``episodes`` asks of ``archs_per_episode`` ids each.
+
+    ``gpu_seconds`` (optional) additionally ends a run once the simulated training
+    seconds it was charged reach the budget: later steps are kept but flagged outside
+    the budget, and the run's recommendation is its incumbent at its last step inside.
+    """
+
+    episodes: int
+    archs_per_episode: int = 1
+    gpu_seconds: float | None = None
+
+    @property
+    def samples(self) -> int:
+        return self.episodes * self.archs_per_episode
+
+
+@dataclass(frozen=True)
+class ReportSpec:
+    """Report settings: title, free Markdown notes, the lambdas of the policy figure."""
+
+    title: str = ""
+    notes: str = ""
+    policy_lambdas: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work: one controller at one lambda, all runs."""
+
+    index: int
+    controller: ControllerSpec
+    lam_index: int
+    lam: float
+
+    @property
+    def key(self) -> str:
+        return f"{self.controller.label}__lam{self.lam_index:02d}"
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A validated sweep manifest (frozen; ``text`` and ``sha256`` identify it)."""
+
+    name: str
+    description: str
+    seed: int
+    lambdas: tuple[float, ...]
+    runs: int
+    budget: BudgetSpec
+    controllers: tuple[ControllerSpec, ...]
+    store: StoreSpec = field(default_factory=StoreSpec)
+    oracle: OracleSpec = field(default_factory=OracleSpec)
+    report: ReportSpec = field(default_factory=ReportSpec)
+    text: str = ""
+    path: str = ""
+
+    @property
+    def sha256(self) -> str:
+        return sha256_text(self.text)
+
+    def cells(self) -> list[Cell]:
+        """All cells, controller-major then lambda, with a stable index."""
+        out = []
+        for controller in self.controllers:
+            for li, lam in enumerate(self.lambdas):
+                out.append(Cell(len(out), controller, li, lam))
+        return out
+
+
+def load_sweep_config(name_or_path: str | Path) -> SweepConfig:
+    """Load and validate a sweep manifest by shipped name (``"paper-fig2"``) or path."""
+    return parse_sweep_config(load_manifest("sweeps", name_or_path))
+
+
+def parse_sweep_config(manifest: Manifest) -> SweepConfig:
+    """Build a :class:`SweepConfig` from a parsed manifest; every error names the key."""
+    where = f"sweep manifest {manifest.path}"
+    root = Fields(manifest.data, where)
+    meta = root.table("sweep")
+    name = meta.get("name", str, manifest.name)
+    description = meta.get("description", str, "")
+    seed = meta.get("seed", int)
+    lambdas = _lambdas(meta.get("lambdas", list), where)
+    runs = meta.get("runs", int)
+    meta.finish()
+    _require(runs >= 1, f"{where}: [sweep].runs must be >= 1, got {runs}")
+    config = SweepConfig(
+        name=name,
+        description=description,
+        seed=_seed(seed, where),
+        lambdas=lambdas,
+        runs=runs,
+        budget=_budget(root.table("budget"), where),
+        controllers=_controllers(root.get("controllers", list), where),
+        store=_store(root.table("store", {}), where),
+        oracle=_oracle(root.table("oracle", {}), where),
+        report=_report(root.table("report", {}), where, lambdas),
+        text=manifest.text,
+        path=str(manifest.path),
+    )
+    root.finish()
+    return config
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ManifestError(message)
+
+
+def _seed(seed: int, where: str) -> int:
+    _require(0 <= seed < 2**63, f"{where}: [sweep].seed must be in 0..2**63-1, got {seed}")
+    return seed
+
+
+def _lambdas(values: list[Any], where: str) -> tuple[float, ...]:
+    out = []
+    for v in values:
+        ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+        _require(ok, f"{where}: [sweep].lambdas must be finite numbers >= 0, got {v!r}")
+        out.append(float(v))
+    _require(bool(out), f"{where}: [sweep].lambdas is empty; give at least one lambda")
+    _require(len(set(out)) == len(out), f"{where}: [sweep].lambdas has duplicates: {out}")
+    return tuple(out)
+
+
+def _budget(f: Fields, where: str) -> BudgetSpec:
+    episodes = f.get("episodes", int)
+    per = f.get("archs_per_episode", int, 1)
+    gpu = f.get("gpu_seconds", float, None)
+    f.finish()
+    _require(episodes >= 1, f"{where}: [budget].episodes must be >= 1, got {episodes}")
+    _require(per >= 1, f"{where}: [budget].archs_per_episode must be >= 1, got {per}")
+    _require(gpu is None or gpu > 0, f"{where}: [budget].gpu_seconds must be > 0, got {gpu}")
+    return BudgetSpec(episodes, per, gpu)
+
+
+def _controllers(raw: list[Any], where: str) -> tuple[ControllerSpec, ...]:
+    _require(bool(raw), f'{where}: [[controllers]] is empty; add e.g. name = "random"')
+    specs = []
+    for i, table in enumerate(raw):
+        f = Fields(table, f"{where} [[controllers]] #{i + 1}")
+        name = f.get("name", str)
+        label = f.get("label", str, name)
+        params = f.get("params", dict, {})
+        f.finish()
+        _require(
+            label.replace("-", "").replace("_", "").isalnum(),
+            f"{where}: controller label {label!r} may hold only letters, digits, '-' and '_'",
+        )
+        specs.append(ControllerSpec(name, label, tuple(sorted(params.items()))))
+    labels = [s.label for s in specs]
+    _require(
+        len(set(labels)) == len(labels),
+        f'{where}: controller labels must be unique, got {labels}; set label = "..." to tell them apart',
+    )
+    return tuple(specs)
+
+
+def _store(f: Fields, where: str) -> StoreSpec:
+    source = f.get("source", str, "embedded")
+    path = f.get("path", str, None)
+    f.finish()
+    _require(
+        source in STORE_SOURCES, f"{where}: [store].source must be one of {STORE_SOURCES}, got {source!r}"
+    )
+    _require(source != "path" or bool(path), f'{where}: [store].source = "path" needs [store].path')
+    return StoreSpec(source, path)
+
+
+def _oracle(f: Fields, where: str) -> OracleSpec:
+    loss = f.get("loss", str, "val_loss")
+    knowledge = f.get("knowledge", str, None)
+    failed = f.get("failed", str, "include")
+    replicate = f.get("replicate", (str, int), "random")
+    record = f.get("record", list, [])
+    f.finish()
+    _require(
+        all(isinstance(r, str) for r in record) and len(set(record)) == len(record),
+        f"{where}: [oracle].record must be a list of distinct metric names, got {record!r}",
+    )
+    _require(failed in FAILED_POLICIES, f"{where}: [oracle].failed must be one of {FAILED_POLICIES}")
+    _require(
+        isinstance(replicate, int) or replicate in REPLICATE_POLICIES,
+        f"{where}: [oracle].replicate must be a replicate index or one of {REPLICATE_POLICIES}",
+    )
+    return OracleSpec(loss, knowledge or None, failed, replicate, tuple(record))
+
+
+def _report(f: Fields, where: str, lambdas: tuple[float, ...]) -> ReportSpec:
+    title = f.get("title", str, "")
+    notes = f.get("notes", str, "")
+    chosen = tuple(float(x) for x in f.get("policy_lambdas", list, []))
+    f.finish()
+    unknown = [x for x in chosen if x not in lambdas]
+    _require(not unknown, f"{where}: [report].policy_lambdas {unknown} are not in [sweep].lambdas")
+    return ReportSpec(title, notes, chosen)
+
+
+# ---------------------------------------------------------------------- seeds
+def run_seeds(config: SweepConfig, cell: Cell) -> tuple[list[int], list[int]]:
+    """Controller and oracle seeds of every run of ``cell``.
+
+    Derived from the sweep seed and the cell's content (controller label, the bits of
+    lambda, run index) through :class:`numpy.random.SeedSequence`, never from the cell's
+    position, so adding a controller or a lambda leaves the other cells' runs unchanged.
+    """
+    label_key = zlib.crc32(cell.controller.label.encode("utf-8"))
+    lam_hi, lam_lo = struct.unpack("<II", struct.pack("<d", cell.lam))[::-1]
+    controller_seeds, oracle_seeds = [], []
+    for run in range(config.runs):
+        base = (label_key, lam_hi, lam_lo, run)
+        controller_seeds.append(_seed_int(config.seed, (*base, 0)))
+        oracle_seeds.append(_seed_int(config.seed, (*base, 1)))
+    return controller_seeds, oracle_seeds
+
+
+def _seed_int(entropy: int, key: tuple[int, ...]) -> int:
+    state = np.random.SeedSequence(entropy, spawn_key=key).generate_state(1, np.uint64)
+    return int(state[0] >> np.uint64(1))
+
+
+# ---------------------------------------------------------------------- store + oracle
+def default_cache_dir() -> Path:
+    """Where imported stores are cached: $BIONAS_BENCH_CACHE, else ~/.cache/bionas-bench."""
+    env = os.environ.get("BIONAS_BENCH_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "bionas-bench"
+
+
+def find_bionas_pub(path: str | Path | None = None) -> Path | None:
+    """The original BioNAS data folder: ``path``, $BIONAS_PUB_DIR, or ../shared/bionas_pub."""
+    here = Path(__file__).resolve().parent.parent
+    candidates = [path, os.environ.get("BIONAS_PUB_DIR"), here.parent / "shared" / "bionas_pub"]
+    candidates.append(Path.cwd().parent / "shared" / "bionas_pub")
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "mock_black_box").is_dir():
+            return Path(candidate)
+    return None
+
+
+def imported_bionas_pub(source_dir: str | Path | None = None, cache: Path | None = None) -> Path:
+    """The store imported from the original table, importing it into the cache once.
+
+    The cache entry is named by the sha256 of the table files, so a changed table is
+    imported afresh. Raises :class:`SweepError` naming the fix when the table is absent.
+    """
+    found = find_bionas_pub(source_dir)
+    if found is None:
+        raise SweepError(
+            f"the original BioNAS table was not found (looked at {source_dir or '<unset>'}, "
+            "$BIONAS_PUB_DIR and ../shared/bionas_pub); set BIONAS_PUB_DIR to the folder holding "
+            'mock_black_box/, or use a store with [store].source = "path"'
+        )
+    digest = _tree_sha256(found / "mock_black_box")
+    target = (cache or default_cache_dir()) / f"bionas-pub-{digest[:16]}.zarr"
+    if not (target / "zarr.json").is_file():
+        from bionas_bench.importers import import_bionas_pub
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".import-", dir=target.parent)) / "store.zarr"
+        import_bionas_pub(found, tmp)
+        if not (target / "zarr.json").is_file():
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(tmp, target)
+        shutil.rmtree(tmp.parent, ignore_errors=True)
+    return target
+
+
+def _tree_sha256(folder: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def resolve_store(spec: StoreSpec) -> str | None:
+    """The store location the workers open (None = the embedded default store)."""
+    if spec.source == "embedded":
+        return None
+    if spec.source == "path":
+        return str(spec.path)
+    return str(imported_bionas_pub(spec.path))
+
+
+_STORES: dict[str | None, Any] = {}
+
+
+def open_cached_store(location: str | None) -> Any:
+    """Open a store once per process (workers run many cells on the same store)."""
+    if location not in _STORES:
+        from bionas_bench.store import open_store
+
+        _STORES[location] = open_store(location)
+    return _STORES[location]
+
+
+def make_oracle(store: Any, lam: float, seed: int, spec: OracleSpec) -> Any:
+    """A bootstrap oracle on ``store`` at ``lam`` with its own seed."""
+    from bionas_bench.oracle import BootstrapOracle
+
+    return BootstrapOracle(store, lam=lam, seed=seed, **spec.kwargs())
+
+
+def store_hashes(store: Any, location: str | None) -> dict[str, Any]:
+    """The input hashes a store records: space, dataset, training manifests, provenance."""
+    attrs = dict(getattr(store, "attrs", {}) or {})
+    out: dict[str, Any] = {"location": location or "embedded"}
+    for key in ("space", "dataset", "training"):
+        info = attrs.get(key) or {}
+        if isinstance(info, Mapping):
+            out[key] = {k: v for k, v in info.items() if k in ("name",) or k.endswith("sha256")}
+    prov = attrs.get("provenance") or {}
+    if isinstance(prov, Mapping):
+        out["provenance"] = {
+            k: v for k, v in prov.items() if isinstance(v, str | int | float) and k != "notes"
+        }
+    return out
+
+
+def gold_table(oracle: Any) -> pd.DataFrame:
+    """The oracle's gold standard in the canonical columns the results keep.
+
+    Columns: arch, loss, knowledge, objective (medians) and loss_rank, knowledge_rank,
+    objective_rank (1 = best, ties averaged).
+    """
+    gold = oracle.gold_standard()
+    gold = gold.reset_index() if "arch" not in gold.columns else gold
+    aliases = {
+        "loss": ("loss", "median_loss", "loss_median"),
+        "knowledge": ("knowledge", "median_knowledge", "knowledge_median"),
+        "objective": ("objective", "median_objective", "objective_median"),
+        "loss_rank": ("loss_rank", "rank_loss"),
+        "knowledge_rank": ("knowledge_rank", "rank_knowledge"),
+        "objective_rank": ("objective_rank", "rank_objective"),
+    }
+    out = {"arch": gold["arch"].to_numpy(dtype=np.int64)}
+    for name, options in aliases.items():
+        column = next((c for c in options if c in gold.columns), None)
+        if column is None:
+            raise SweepError(
+                f"the oracle's gold_standard() lacks a {name!r} column (has {list(gold.columns)}); "
+                "this is a version mismatch between oracle and sweep"
+            )
+        out[name] = gold[column].to_numpy(dtype=np.float64)
+    return pd.DataFrame(out).sort_values("arch", kind="stable").reset_index(drop=True)
+
+
+def _answer(res: Any, name: str) -> Any:
+    """One field of an oracle answer (a mapping-like result, or an object with attributes)."""
+    if hasattr(res, "keys"):
+        return res[name]
+    return getattr(res, name)
+
+
+def _answer_fields(res: Any) -> list[str]:
+    if hasattr(res, "keys"):
+        return list(res.keys())
+    if hasattr(res, "__dataclass_fields__"):
+        return list(res.__dataclass_fields__)
+    return [k for k in vars(res) if not k.startswith("_")]
+
+
+# ---------------------------------------------------------------------- one cell
+@dataclass
+class CellData:
+    """Everything one cell recorded, as numpy arrays (see the module docstring)."""
+
+    steps: dict[str, np.ndarray]
+    incumbent: np.ndarray
+    within_budget: np.ndarray
+    policy: dict[str, np.ndarray]
+    runs: dict[str, np.ndarray]
+
+
+def simulate_cell(config: SweepConfig, cell: Cell, store: Any) -> CellData:
+    """Run every run of ``cell`` for the budget; the heart of a sweep (pure, no I/O)."""
+    from bionas_bench import controllers
+
+    spec = cell.controller
+    controller_seeds, oracle_seeds = run_seeds(config, cell)
+    runs = controllers.create_runs(spec.name, store.space, controller_seeds, **spec.hparams)
+    oracles = [make_oracle(store, cell.lam, s, config.oracle) for s in oracle_seeds]
+    rec = _Recorder(config.runs, config.budget, store.space)
+    spent = np.zeros(config.runs)
+    names = (*CORE_FIELDS, "failed", *config.oracle.record)
+    for episode in range(config.budget.episodes):
+        rec.policy(episode, runs.policy())
+        ids = np.asarray(runs.ask(config.budget.archs_per_episode), dtype=np.int64)
+        fidelity = runs.fidelity()
+        answers = [
+            oracles[r].query(ids[r], **({} if fidelity is None else {"epoch": np.asarray(fidelity)[r]}))
+            for r in range(config.runs)
+        ]
+        fields = rec.step(episode, answers, names)
+        rec.within_budget[:, episode] = _inside(spent, config.budget.gpu_seconds)
+        spent += fields["cost"].sum(axis=1)
+        info = {"cost": fields["cost"]}
+        if "epoch" in fields:
+            info["epoch"] = fields["epoch"]
+        runs.tell(ids, fields["reward"], info)
+        rec.incumbent[:, episode] = np.asarray(runs.recommend(), dtype=np.int64)
+        if config.budget.gpu_seconds is not None and not rec.within_budget[:, episode].any():
+            rec.truncate(episode + 1)
+            break
+    gold = gold_table(oracles[0])
+    return rec.finish(controller_seeds, oracle_seeds, gold)
+
+
+def _inside(spent: np.ndarray, budget: float | None) -> np.ndarray:
+    return np.ones(spent.shape, dtype=bool) if budget is None else spent < budget
+
+
+class _Recorder:
+    """Collects a cell's per-step arrays as the runs advance."""
+
+    def __init__(self, runs: int, budget: BudgetSpec, space: Any):
+        self.shape = (runs, budget.episodes, budget.archs_per_episode)
+        self.steps: dict[str, np.ndarray] = {}
+        self.incumbent = np.full(self.shape[:2], -1, dtype=np.int64)
+        self.within_budget = np.zeros(self.shape[:2], dtype=bool)
+        self.probs: dict[str, np.ndarray] = {}
+        self.space = space
+
+    def policy(self, episode: int, policy: list[np.ndarray] | None) -> None:
+        if policy is None:
+            return
+        for layer, probs in zip(self.space.layers, policy, strict=True):
+            if layer.name not in self.probs:
+                self.probs[layer.name] = np.full((*self.shape[:2], len(layer.choices)), np.nan)
+            self.probs[layer.name][:, episode] = np.asarray(probs, dtype=np.float64)
+
+    def step(self, episode: int, answers: list[Any], names: tuple[str, ...]) -> dict[str, np.ndarray]:
+        out = {}
+        for name in names:
+            try:
+                values = np.stack([np.asarray(_answer(a, name)) for a in answers])
+            except (KeyError, AttributeError, BionasError):
+                if name == "failed":
+                    continue
+                if name in CORE_FIELDS:
+                    raise SweepError(
+                        f"the oracle's query() answer lacks {name!r}; oracle and sweep versions differ"
+                    ) from None
+                raise SweepError(
+                    f"the oracle serves no metric {name!r} named in [oracle].record; "
+                    f"remove it or use a store that has it"
+                ) from None
+            if name not in self.steps:
+                kind = values.dtype.kind
+                dtype = bool if kind == "b" else np.int64 if kind in "iu" else np.float64
+                self.steps[name] = np.zeros(self.shape, dtype=dtype)
+            self.steps[name][:, episode] = values
+            out[name] = values
+        return out
+
+    def truncate(self, episodes: int) -> None:
+        self.steps = {k: v[:, :episodes] for k, v in self.steps.items()}
+        self.incumbent = self.incumbent[:, :episodes]
+        self.within_budget = self.within_budget[:, :episodes]
+        self.probs = {k: v[:, :episodes] for k, v in self.probs.items()}
+
+    def finish(self, controller_seeds: list[int], oracle_seeds: list[int], gold: pd.DataFrame) -> CellData:
+        last = _last_inside(self.within_budget)
+        recommended = self.incumbent[np.arange(len(last)), last]
+        g = gold.set_index("arch").loc[recommended]
+        runs = {
+            "controller_seed": np.array(controller_seeds, dtype=np.uint64),
+            "oracle_seed": np.array(oracle_seeds, dtype=np.uint64),
+            "recommended": recommended.astype(np.int64),
+            "episodes": (last + 1).astype(np.int64),
+        }
+        for column in ("loss", "knowledge", "objective", "loss_rank", "knowledge_rank", "objective_rank"):
+            runs[column] = g[column].to_numpy(dtype=np.float64)
+        return CellData(self.steps, self.incumbent, self.within_budget, self.probs, runs)
+
+
+def _last_inside(within: np.ndarray) -> np.ndarray:
+    """Index of each run's last episode inside its budget (0 when none was)."""
+    count = within.sum(axis=1)
+    return np.maximum(count - 1, 0).astype(np.int64)
+
+
+# ---------------------------------------------------------------------- cell I/O
+def cell_path(out: Path, cell: Cell) -> Path:
+    return out / "cells" / f"{cell.key}.zarr"
+
+
+def is_done(path: Path) -> bool:
+    """A cell counts as finished only when its group holds ``done = true``."""
+    meta = path / "zarr.json"
+    if not meta.is_file():
+        return False
+    try:
+        return bool(json.loads(meta.read_text()).get("attributes", {}).get("done"))
+    except (OSError, ValueError):
+        return False
+
+
+def write_cell(path: Path, cell: Cell, data: CellData) -> None:
+    """Write one cell atomically: to ``.partial``, ``done`` last, then rename."""
+    import zarr
+
+    tmp = path.with_name(path.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    group = zarr.open_group(str(tmp), mode="w")
+    _write_arrays(group, "steps", data.steps)
+    _write_arrays(group, "policy", data.policy)
+    _write_arrays(group, "runs", data.runs)
+    group.create_array("incumbent", data=data.incumbent, chunks=data.incumbent.shape)
+    group.create_array("within_budget", data=data.within_budget, chunks=data.within_budget.shape)
+    group.attrs.update(
+        {
+            "key": cell.key,
+            "controller": cell.controller.name,
+            "label": cell.controller.label,
+            "params": json.loads(json.dumps(cell.controller.hparams)),
+            "lam": cell.lam,
+            "lam_index": cell.lam_index,
+            "steps": sorted(data.steps),
+            "policy_layers": list(data.policy),
+            "runs_fields": sorted(data.runs),
+        }
+    )
+    group.attrs["done"] = True
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
+
+
+def _write_arrays(group: Any, name: str, arrays: Mapping[str, np.ndarray]) -> None:
+    sub = group.create_group(name)
+    for key in sorted(arrays):
+        value = np.ascontiguousarray(arrays[key])
+        sub.create_array(key, data=value, chunks=value.shape or None)
+
+
+def read_cell(path: Path) -> tuple[dict[str, Any], CellData]:
+    """Read one finished cell: its attributes and its arrays."""
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r")
+    attrs = dict(group.attrs)
+
+    def arrays(name: str) -> dict[str, np.ndarray]:
+        sub = group[name]
+        return {k: np.asarray(v[...]) for k, v in sorted(sub.arrays())}
+
+    data = CellData(
+        steps=arrays("steps"),
+        incumbent=np.asarray(group["incumbent"][...]),
+        within_budget=np.asarray(group["within_budget"][...]),
+        policy={k: arrays("policy")[k] for k in attrs.get("policy_layers", [])},
+        runs=arrays("runs"),
+    )
+    return attrs, data
+
+
+def run_cell_task(config: SweepConfig, cell: Cell, location: str | None, out: str) -> dict[str, Any]:
+    """Dask task: run ``cell`` unless already done, write it; returns timing facts."""
+    path = cell_path(Path(out), cell)
+    if is_done(path):
+        return {"key": cell.key, "skipped": True, "seconds": 0.0}
+    _limit_threads_in_worker()
+    start = time.perf_counter()
+    data = simulate_cell(config, cell, open_cached_store(location))
+    write_cell(path, cell, data)
+    return {"key": cell.key, "skipped": False, "seconds": time.perf_counter() - start}
+
+
+def _limit_threads_in_worker() -> None:
+    """One thread per cell inside Dask workers, so parallel cells do not oversubscribe."""
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
+        return
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+
+
+# ---------------------------------------------------------------------- the sweep
+@dataclass(frozen=True)
+class CellProgress:
+    """A progress event: one more cell finished (or found finished)."""
+
+    key: str
+    done: int
+    total: int
+    skipped: bool
+    seconds: float
+
+
+@dataclass
+class SweepRun:
+    """What :func:`run_sweep` returns: the results folder and timing (not stored)."""
+
+    out: Path
+    config: SweepConfig
+    seconds: float
+    cell_seconds: dict[str, float]
+    skipped: list[str]
+
+    def load(self) -> SweepResults:
+        return load_results(self.out)
+
+
+def run_sweep(
+    config: SweepConfig | str | Path,
+    out: str | Path | None = None,
+    scheduler: str | None = None,
+    progress: Callable[[CellProgress], None] | None = None,
+    store: str | Path | None = None,
+) -> SweepRun:
+    """Run every cell of ``config`` and write the results folder ``out``.
+
+    ``scheduler``: None or ``"local"`` (a local Dask cluster, one process per core),
+    ``"threads"`` (a local in-process cluster), ``"sync"`` (in order, in this process),
+    or a Dask scheduler address. ``store`` overrides the config's store with a path.
+    Finished cells in ``out`` are kept (resume); ``out`` made by another config is an
+    error. ``progress`` is called once per finished cell. Without ``out`` the results
+    go to a new temporary folder.
+    """
+    if not isinstance(config, SweepConfig):
+        config = load_sweep_config(config)
+    start = time.perf_counter()
+    out_path = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="bionas-sweep-"))
+    _check_controllers(config)
+    location = str(store) if store is not None else resolve_store(config.store)
+    opened = open_cached_store(location)
+    _prepare_out(out_path, config, opened, location, store is not None)
+    cells = config.cells()
+    results = _dispatch(config, cells, location, out_path, scheduler, progress)
+    return SweepRun(
+        out=out_path,
+        config=config,
+        seconds=time.perf_counter() - start,
+        cell_seconds={r["key"]: r["seconds"] for r in results},
+        skipped=[r["key"] for r in results if r["skipped"]],
+    )
+
+
+def _check_controllers(config: SweepConfig) -> None:
+    """Fail before any work when a controller name or hyper-parameter is bad."""
+    from bionas_bench import controllers
+    from bionas_bench.controllers.base import make_params
+    from bionas_bench.errors import ControllerError
+
+    for spec in config.controllers:
+        try:
+            make_params(controllers.get(spec.name), spec.hparams)
+        except ControllerError as exc:
+            raise SweepError(f"sweep config {config.path or config.name}: {exc}") from None
+
+
+def _prepare_out(out: Path, config: SweepConfig, store: Any, location: str | None, override: bool) -> None:
+    """Create ``out`` (or check it belongs to this config) and write sweep.json + gold.csv."""
+    meta_path = out / "sweep.json"
+    meta = _metadata(config, store, location, override)
+    text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
+    if meta_path.is_file():
+        old = json.loads(meta_path.read_text())
+        if old.get("config", {}).get("sha256") != config.sha256 or old.get("store") != meta["store"]:
+            raise SweepError(
+                f"results folder {out} was made by another sweep config or store "
+                f"({old.get('config', {}).get('name')!r}); pass a new --out or delete the folder"
+            )
+    elif out.exists() and any(out.iterdir()):
+        raise SweepError(f"results folder {out} exists and is not a sweep's results; pass a new --out")
+    (out / "cells").mkdir(parents=True, exist_ok=True)
+    for stale in (out / "cells").glob("*.partial"):
+        shutil.rmtree(stale, ignore_errors=True)
+    _write_gold(out / "gold.csv", config, store)
+    _atomic_write(meta_path, text)
+
+
+def _metadata(config: SweepConfig, store: Any, location: str | None, override: bool) -> dict[str, Any]:
+    from bionas_bench import __version__
+
+    return {
+        "format": RESULTS_FORMAT,
+        "package_version": __version__,
+        "config": {
+            "name": config.name,
+            "file": Path(config.path).name if config.path else "",
+            "sha256": config.sha256,
+            "text": config.text,
+        },
+        "store": {
+            "source": "path (override)" if override else config.store.source,
+            "hashes": store_hashes(store, location if config.store.source != "embedded" else None),
+        },
+        "space": {
+            "name": store.space.name,
+            "sha256": store.space.manifest_sha256,
+            "layers": [{"name": la.name, "choices": list(la.choice_names)} for la in store.space.layers],
+        },
+        "cells": [
+            {"key": c.key, "controller": c.controller.name, "label": c.controller.label, "lam": c.lam}
+            for c in config.cells()
+        ],
+    }
+
+
+def _write_gold(path: Path, config: SweepConfig, store: Any) -> None:
+    frames = []
+    for li, lam in enumerate(config.lambdas):
+        gold = gold_table(make_oracle(store, lam, 0, config.oracle))
+        gold.insert(0, "lam", lam)
+        gold.insert(0, "lam_index", li)
+        gold.insert(3, "arch_name", store.space.arch_names(gold["arch"].tolist()))
+        frames.append(gold)
+    _atomic_write(path, pd.concat(frames, ignore_index=True).to_csv(index=False, float_format="%.17g"))
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _dispatch(
+    config: SweepConfig,
+    cells: list[Cell],
+    location: str | None,
+    out: Path,
+    scheduler: str | None,
+    progress: Callable[[CellProgress], None] | None,
+) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+
+    def report(result: dict[str, Any]) -> None:
+        results.append(result)
+        if progress is not None:
+            progress(
+                CellProgress(result["key"], len(results), len(cells), result["skipped"], result["seconds"])
+            )
+
+    todo = []
+    for cell in cells:
+        if is_done(cell_path(out, cell)):
+            report({"key": cell.key, "skipped": True, "seconds": 0.0})
+        else:
+            todo.append(cell)
+    if scheduler == "sync" or not todo:
+        for cell in todo:
+            report(run_cell_task(config, cell, location, str(out)))
+        return results
+    with _client(scheduler, len(todo)) as client:
+        from distributed import as_completed
+
+        futures = [
+            client.submit(
+                run_cell_task,
+                config,
+                cell,
+                location,
+                str(out),
+                key=f"bionas-cell-{cell.key}-{config.sha256[:8]}",
+                pure=False,
+            )
+            for cell in todo
+        ]
+        for future in as_completed(futures):
+            report(future.result())
+    return results
+
+
+class _client:
+    """Context manager: a Dask client for ``scheduler`` (and its local cluster, if any)."""
+
+    def __init__(self, scheduler: str | None, cells: int):
+        self.scheduler = scheduler or "local"
+        self.cells = cells
+        self.cluster: Any = None
+        self.client: Any = None
+
+    def __enter__(self) -> Any:
+        from distributed import Client, LocalCluster
+
+        if self.scheduler in ("local", "threads"):
+            workers = max(1, min(self.cells, os.cpu_count() or 1))
+            self.cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=self.scheduler == "local",
+                dashboard_address=None,
+                silence_logs=50,
+            )
+            self.client = Client(self.cluster)
+        else:
+            try:
+                self.client = Client(self.scheduler, timeout="10s")
+            except (OSError, TimeoutError) as exc:
+                raise SweepError(
+                    f"cannot reach the Dask scheduler at {self.scheduler!r} ({exc}); "
+                    "start one or use --scheduler local|sync"
+                ) from None
+        return self.client
+
+    def __exit__(self, *exc: object) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+# ---------------------------------------------------------------------- loading results
+@dataclass
+class SweepResults:
+    """A results folder read back: metadata, config, gold standard and every cell."""
+
+    path: Path
+    meta: dict[str, Any]
+    config: SweepConfig
+    gold: pd.DataFrame
+    cells: dict[str, tuple[dict[str, Any], CellData]]
+
+    @property
+    def labels(self) -> list[str]:
+        return [c.label for c in self.config.controllers]
+
+    @property
+    def lambdas(self) -> tuple[float, ...]:
+        return self.config.lambdas
+
+    def cell(self, label: str, lam: float) -> CellData:
+        li = self.config.lambdas.index(lam)
+        key = f"{label}__lam{li:02d}"
+        if key not in self.cells:
+            raise SweepError(f"results {self.path} have no finished cell {key}; finish the sweep first")
+        return self.cells[key][1]
+
+    def has_cell(self, label: str, lam: float) -> bool:
+        li = self.config.lambdas.index(lam)
+        return f"{label}__lam{li:02d}" in self.cells
+
+
+def load_results(path: str | Path) -> SweepResults:
+    """Read a results folder written by :func:`run_sweep` (finished cells only)."""
+    path = Path(path)
+    meta_path = path / "sweep.json"
+    if not meta_path.is_file():
+        raise SweepError(
+            f"{path} is not a sweep results folder (no sweep.json); run 'bionas-bench sweep' first"
+        )
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != RESULTS_FORMAT:
+        raise SweepError(
+            f"{path}: unsupported results format {meta.get('format')!r}; expected {RESULTS_FORMAT}"
+        )
+    from bionas_bench.manifests import parse_manifest
+
+    file_name = meta["config"].get("file") or f"{meta['config']['name']}.toml"
+    config = parse_sweep_config(parse_manifest("sweeps", meta["config"]["text"], Path(file_name)))
+    gold = pd.read_csv(path / "gold.csv")
+    cells = {}
+    for cell in config.cells():
+        cpath = cell_path(path, cell)
+        if is_done(cpath):
+            cells[cell.key] = read_cell(cpath)
+    if not cells:
+        raise SweepError(f"results {path} hold no finished cell yet; run or resume the sweep")
+    return SweepResults(path, meta, config, gold, cells)

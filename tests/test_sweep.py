@@ -1,0 +1,285 @@
+"""Sweeps: config validation, seeds, determinism across schedulers, resume, results."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bionas_bench import controllers
+from bionas_bench.controllers.base import Controller, check
+from bionas_bench.errors import ManifestError, SweepError
+from bionas_bench.manifests import parse_manifest
+from bionas_bench.sweep import (
+    load_results,
+    load_sweep_config,
+    parse_sweep_config,
+    run_seeds,
+    run_sweep,
+)
+
+TOY_CONFIG = """
+[sweep]
+name = "toy"
+seed = 7
+lambdas = [0.01, 1.0, 100.0]
+runs = 4
+
+[budget]
+episodes = 12
+archs_per_episode = 3
+
+[store]
+source = "path"
+path = "{store}"
+
+[[controllers]]
+name = "toy-policy"
+params = {{ lr = 0.5 }}
+
+[[controllers]]
+name = "toy-random"
+"""
+
+
+# ---------------------------------------------------------------------- stand-ins
+@dataclasses.dataclass(frozen=True)
+class ToyParams:
+    lr: float = 0.3
+
+    def __post_init__(self):
+        check(self.lr > 0, f"lr must be > 0, got {self.lr}")
+
+
+class ToyPolicy(Controller):
+    """A tiny softmax-per-layer policy (numpy REINFORCE): a stand-in policy controller."""
+
+    name = "toy-policy"
+    Params = ToyParams
+
+    def __init__(self, space, seed=0, **hp):
+        super().__init__(space, seed, **hp)
+        self.logits = [np.zeros(r) for r in space.radices]
+        self.baseline = None
+
+    def policy(self):
+        return [np.exp(lg - lg.max()) / np.exp(lg - lg.max()).sum() for lg in self.logits]
+
+    def _ask(self, n):
+        probs = self.policy()
+        choices = np.stack([self.rng.choice(len(p), size=n, p=p) for p in probs], axis=1)
+        return self.space.encode(choices.astype(np.int64))
+
+    def _tell(self, ids, rewards, info):
+        mean = float(rewards.mean())
+        self.baseline = mean if self.baseline is None else 0.8 * self.baseline + 0.2 * mean
+        digits = self.space.decode(ids)
+        for arch_digits, reward in zip(digits, rewards, strict=True):
+            for layer, d in enumerate(arch_digits):
+                p = self.policy()[layer]
+                grad = -p
+                grad[d] += 1.0
+                self.logits[layer] += self.params.lr * (reward - self.baseline) * grad
+
+    def recommend(self):
+        return int(self.space.encode(np.array([int(np.argmax(lg)) for lg in self.logits])))
+
+
+class ToyRandom(Controller):
+    """Uniform random search with the best observed mean reward as incumbent."""
+
+    name = "toy-random"
+
+    def __init__(self, space, seed=0, **hp):
+        super().__init__(space, seed, **hp)
+        self.sums: dict[int, list[float]] = {}
+
+    def _ask(self, n):
+        return self.rng.integers(0, self.space.size, size=n)
+
+    def _tell(self, ids, rewards, info):
+        assert "cost" in info
+        for a, r in zip(ids.tolist(), rewards.tolist(), strict=True):
+            self.sums.setdefault(a, []).append(r)
+
+    def recommend(self):
+        if not self.sums:
+            return 0
+        return max(sorted(self.sums), key=lambda a: np.mean(self.sums[a]))
+
+
+@pytest.fixture
+def toy_controllers(monkeypatch):
+    monkeypatch.setitem(controllers.BUILTIN, "toy-policy", f"{__name__}:ToyPolicy")
+    monkeypatch.setitem(controllers.BUILTIN, "toy-random", f"{__name__}:ToyRandom")
+
+
+def make_store(path: Path, replicates: int = 5, seed: int = 0) -> Path:
+    """A synthetic 216-arch store with a loss/knowledge trade-off driven by layer 0."""
+    from bionas_bench.space import get_space
+    from bionas_bench.store import Store
+
+    space = get_space("bionas-conv1d")
+    rng = np.random.default_rng(seed)
+    digits = space.enumerate()
+    shape = (space.size, replicates)
+    base_loss = 0.2 + 0.04 * digits[:, 0] + 0.02 * digits[:, 2] + 0.01 * digits[:, 3]
+    base_k = 1.2 - 0.15 * digits[:, 0] + 0.03 * digits[:, 1]
+    loss = base_loss[:, None] + rng.normal(0, 0.02, shape)
+    know = base_k[:, None] + rng.normal(0, 0.02, shape)
+    store = Store.create(
+        path,
+        space=space,
+        num_replicates=replicates,
+        metrics=["val_loss", "accuracy", "train_seconds"],
+        knowledge_sets=["motif"],
+    )
+    store.write_block(
+        metrics={"val_loss": loss, "accuracy": 1 - loss, "train_seconds": rng.uniform(10, 100, shape)},
+        knowledge={"motif": know},
+        failed=np.zeros(shape, dtype=bool),
+        done=np.ones(shape, dtype=bool),
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def toy_store(tmp_path_factory) -> Path:
+    return make_store(tmp_path_factory.mktemp("store") / "toy.zarr")
+
+
+def toy_config(tmp_path: Path, store: Path, text: str = TOY_CONFIG):
+    path = tmp_path / "toy.toml"
+    path.write_text(text.format(store=store))
+    return load_sweep_config(path)
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+# ---------------------------------------------------------------------- config
+def test_shipped_configs_load():
+    paper = load_sweep_config("paper-fig2")
+    assert paper.lambdas == (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
+    assert paper.runs == 100 and paper.budget.episodes == 200 and paper.budget.archs_per_episode == 3
+    assert [c.name for c in paper.controllers] == ["ppo", "random"]
+    demo = load_sweep_config("demo")
+    assert demo.runs * demo.budget.samples * len(demo.lambdas) <= 50_000
+    pub = load_sweep_config("paper-fig2-pub")
+    assert pub.store.source == "bionas-pub" and pub.lambdas == paper.lambdas
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("runs = 4", "runs = 4\nrunz = 3"), "unknown key"),
+        (("lambdas = [0.01, 1.0, 100.0]", "lambdas = [0.01, -1.0]"), "lambdas"),
+        (("lambdas = [0.01, 1.0, 100.0]", "lambdas = [1.0, 1.0]"), "duplicates"),
+        (("episodes = 12", "episodes = 0"), "episodes"),
+        (('source = "path"', 'source = "cloud"'), "source"),
+        (('name = "toy-random"', 'name = "toy-policy"'), "labels must be unique"),
+        (("runs = 4", "runs = 4.5"), "'runs' must be int"),
+    ],
+)
+def test_config_errors_name_the_key(tmp_path, edit, message):
+    text = TOY_CONFIG.format(store=tmp_path).replace(*edit)
+    with pytest.raises(ManifestError, match=message):
+        parse_sweep_config(parse_manifest("sweeps", text, tmp_path / "bad.toml"))
+
+
+def test_seeds_depend_on_content_not_position(tmp_path, toy_store):
+    config = toy_config(tmp_path, toy_store)
+    cells = config.cells()
+    seeds = {c.key: run_seeds(config, c) for c in cells}
+    flat = [s for cs, os_ in seeds.values() for s in cs + os_]
+    assert len(set(flat)) == len(flat)
+    # dropping a lambda and a controller leaves the remaining cells' seeds unchanged
+    smaller = toy_config(
+        tmp_path,
+        toy_store,
+        TOY_CONFIG.replace("[0.01, 1.0, 100.0]", "[1.0]").replace(
+            '\n[[controllers]]\nname = "toy-random"\n', ""
+        ),
+    )
+    (only,) = smaller.cells()
+    assert run_seeds(smaller, only) == run_seeds(
+        config, next(c for c in cells if c.lam == 1.0 and c.controller.label == "toy-policy")
+    )
+
+
+# ---------------------------------------------------------------------- running
+def test_sweep_results_complete_and_consistent(tmp_path, toy_store, toy_controllers):
+    config = toy_config(tmp_path, toy_store)
+    events = []
+    run = run_sweep(config, tmp_path / "out", scheduler="sync", progress=events.append)
+    assert [e.done for e in events] == list(range(1, 7)) and not run.skipped
+    res = load_results(run.out)
+    assert set(res.cells) == {c.key for c in config.cells()}
+    cell = res.cell("toy-policy", 1.0)
+    assert cell.steps["arch"].shape == (4, 12, 3)
+    assert {"arch", "replicate", "loss", "knowledge", "reward", "cost", "failed"} <= set(cell.steps)
+    np.testing.assert_allclose(
+        cell.steps["reward"], -(cell.steps["loss"] + 1.0 * cell.steps["knowledge"]), rtol=1e-12
+    )
+    assert set(cell.policy) == {"conv", "pool", "flatten", "dense"} or len(cell.policy) == 4
+    for probs in cell.policy.values():
+        np.testing.assert_allclose(probs.sum(axis=2), 1.0)
+    assert "toy-random" in {c[0]["label"] for c in res.cells.values()}
+    assert not res.cell("toy-random", 1.0).policy
+    gold = res.gold[res.gold["lam"] == 1.0].set_index("arch")
+    runs = cell.runs
+    np.testing.assert_array_equal(runs["recommended"], cell.incumbent[:, -1])
+    np.testing.assert_allclose(runs["objective_rank"], gold.loc[runs["recommended"], "objective_rank"])
+    assert res.meta["config"]["sha256"] == config.sha256
+    assert res.meta["space"]["name"] == "bionas-conv1d"
+
+
+def test_deterministic_across_schedulers_and_resumable(tmp_path, toy_store, toy_controllers):
+    config = toy_config(tmp_path, toy_store)
+    sync = run_sweep(config, tmp_path / "sync", scheduler="sync")
+    threads = run_sweep(config, tmp_path / "threads", scheduler="threads")
+    assert tree_digest(sync.out) == tree_digest(threads.out)
+    # resume: a finished cell is not rerun; a removed one is
+    victim = next((sync.out / "cells").glob("toy-random__lam01.zarr"))
+    shutil.rmtree(victim)
+    again = run_sweep(config, sync.out, scheduler="sync")
+    assert len(again.skipped) == 5 and "toy-random__lam01" not in again.skipped
+    assert tree_digest(sync.out) == tree_digest(threads.out)
+
+
+def test_results_of_another_config_are_refused(tmp_path, toy_store, toy_controllers):
+    config = toy_config(tmp_path, toy_store)
+    run_sweep(config, tmp_path / "out", scheduler="sync")
+    other = toy_config(tmp_path, toy_store, TOY_CONFIG.replace("seed = 7", "seed = 8"))
+    with pytest.raises(SweepError, match="another sweep config"):
+        run_sweep(other, tmp_path / "out", scheduler="sync")
+
+
+def test_unknown_controller_fails_before_work(tmp_path, toy_store, toy_controllers):
+    config = toy_config(tmp_path, toy_store, TOY_CONFIG.replace('name = "toy-random"', 'name = "nope"'))
+    with pytest.raises(SweepError, match="unknown controller 'nope'"):
+        run_sweep(config, tmp_path / "out", scheduler="sync")
+    bad = toy_config(tmp_path, toy_store, TOY_CONFIG.replace("lr = 0.5", "lr = -1.0"))
+    with pytest.raises(SweepError, match="lr"):
+        run_sweep(bad, tmp_path / "out2", scheduler="sync")
+
+
+def test_gpu_seconds_budget_cuts_runs(tmp_path, toy_store, toy_controllers):
+    text = TOY_CONFIG.replace("archs_per_episode = 3", "archs_per_episode = 3\ngpu_seconds = 600.0")
+    config = toy_config(tmp_path, toy_store, text)
+    res = load_results(run_sweep(config, tmp_path / "out", scheduler="sync").out)
+    cell = res.cell("toy-random", 1.0)
+    spent = np.cumsum(cell.steps["cost"].sum(axis=2), axis=1)
+    before = np.concatenate([np.zeros((spent.shape[0], 1)), spent[:, :-1]], axis=1)
+    np.testing.assert_array_equal(cell.within_budget, before < 600.0)
+    last = cell.within_budget.sum(axis=1) - 1
+    np.testing.assert_array_equal(cell.runs["recommended"], cell.incumbent[np.arange(4), last])
