@@ -180,7 +180,7 @@ class TrainData:
         cls, codes: np.ndarray, labels: np.ndarray, *, onehot_value: float, device: torch.device,
         dtype: torch.dtype,
     ) -> TrainData:
-        codes_t = torch.as_tensor(np.ascontiguousarray(codes, dtype=np.uint8), device=device)
+        codes_t = torch.as_tensor(np.array(codes, dtype=np.uint8, copy=True), device=device)
         labels_np = np.asarray(labels, dtype=np.float64)
         if labels_np.ndim == 1:
             labels_np = labels_np[:, None]

@@ -18,6 +18,7 @@ Unknown keys are rejected (a typo never passes silently). See
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,7 +178,7 @@ def training_config_from_manifest(manifest: Manifest) -> TrainingConfig:
         raise bad("[data].resplit_per_replicate = true needs n_train >= 1 and n_val >= 1")
     if not resplit and (n_train or n_val):
         raise bad("[data].n_train / n_val apply only with resplit_per_replicate = true; remove them")
-    if onehot_value <= 0:
+    if not math.isfinite(onehot_value) or onehot_value <= 0:
         raise bad(f"[data].onehot_value must be > 0, got {onehot_value}")
     if temperature <= 0:
         raise bad(f"[knowledge].temperature must be > 0, got {temperature}")

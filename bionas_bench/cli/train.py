@@ -1,0 +1,77 @@
+"""``bionas-bench train``: the exhaustive training farm (every architecture x replicates -> store)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bionas_bench.space import get_space
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "train",
+        help="train every architecture of a space many times into a Zarr store (resumable)",
+        description=(
+            "Train every architecture of a model space (or the --archs subset) with the replicates "
+            "of a training manifest, each architecture's replicates as one batched computation, and "
+            "write the results into a Zarr store. Restarting the same command trains only what is "
+            "missing; a store made from other manifests is refused."
+        ),
+        epilog=(
+            "example: bionas-bench train --space bionas-conv1d --dataset myc-single "
+            "--training smoke --out runs/smoke.zarr --archs 0-5"
+        ),
+    )
+    parser.add_argument("--space", default="bionas-conv1d", help="space name or manifest path")
+    parser.add_argument("--dataset", required=True, help="dataset name or manifest path (e.g. myc-single)")
+    parser.add_argument(
+        "--training", default="default", help="training manifest name or path (default: default)"
+    )
+    parser.add_argument("--out", required=True, help="store directory (created, or resumed)")
+    parser.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default=None,
+        help="where to train (default: the training manifest's; auto = cuda when available)",
+    )
+    parser.add_argument("--archs", default=None, help="architecture ids and ranges, e.g. 0-9,46")
+    parser.add_argument(
+        "--scheduler", default=None,
+        help="Dask scheduler address (tcp://host:port), or 'local' for a local cluster; "
+        "default: train in this process",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="workers of --scheduler local (default 2)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from bionas_bench.train.farm import FarmProgress, parse_archs, run_farm
+
+    space = get_space(args.space)
+    archs = parse_archs(args.archs, space.size) if args.archs is not None else None
+    bar: list[tqdm] = []
+
+    def progress(event: FarmProgress) -> None:
+        if args.quiet:
+            return
+        if event.done == 0:
+            bar.append(tqdm(total=event.total, unit="arch", desc="training", file=sys.stderr))
+            return
+        bar[0].set_postfix(arch=event.arch_id, failed=event.failed, refresh=False)
+        bar[0].update(1)
+
+    try:
+        report = run_farm(
+            space, args.dataset, args.training, args.out, device=args.device, archs=archs,
+            scheduler=args.scheduler, workers=args.workers, progress=progress,
+        )
+    finally:
+        for b in bar:
+            b.close()
+    print(
+        f"store {report.store}: trained {len(report.trained)} architecture(s), "
+        f"{report.skipped} already done, on {report.device}"
+    )
+    return 0

@@ -1,0 +1,424 @@
+"""The training farm: every architecture x every replicate of a space, into a Zarr store.
+
+:func:`run_farm` resolves the space, dataset and training manifests, creates the
+store (or checks that an existing one was made from the very same manifests), and
+trains each *unit* (one architecture, all its replicates as one batched computation,
+see :mod:`bionas_bench.train.batched`) that is not yet done. Each unit writes its own
+chunks of the store (the store is chunked by architecture) and its ``done`` cells
+last, so:
+
+* **resumable**: running the same command again trains only units not done; a unit
+  interrupted half-way (killed worker, power cut) is simply not done and is trained
+  again from scratch, with the same seeds, giving the same numbers;
+* **scalable**: with a Dask scheduler (``scheduler="local"`` for a LocalCluster of
+  ``workers`` processes, or an address such as ``tcp://host:8786``) each unit is one
+  task; workers write disjoint chunks and need no lock. The dataset is sent to each
+  worker once. For several GPUs, start one worker per GPU (e.g. with ``dask-cuda``,
+  which gives each worker its own ``CUDA_VISIBLE_DEVICES``); ``device="auto"`` then
+  uses the worker's GPU.
+
+Peak memory is one unit of work (plus the dataset): units are independent and
+nothing accumulates across them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bionas_bench.errors import BionasError, TrainingError
+from bionas_bench.knowledge import knowledge_dissimilarity
+from bionas_bench.space import ModelSpace, get_space
+from bionas_bench.train.batched import (
+    CURVES,
+    METRICS,
+    TrainData,
+    UnitResult,
+    _torch_dtype,
+    make_splits,
+    resolve_device,
+    train_unit,
+)
+from bionas_bench.train.config import TrainingConfig, load_training_config
+from bionas_bench.train.network import first_layer_geometry
+
+__all__ = ["FarmProgress", "FarmReport", "parse_archs", "run_farm", "score_knowledge", "train_and_write"]
+
+
+@dataclass(frozen=True)
+class FarmProgress:
+    """One finished unit, reported to the ``progress`` callback.
+
+    Before the first unit the callback also gets a start event with ``done = 0`` and
+    ``arch_id = -1``, so a progress bar knows its total (and ETA) from the start.
+    """
+
+    arch_id: int
+    done: int  # units finished in this run so far
+    total: int  # units this run trains
+    seconds: float  # wall time of the unit (training + evaluation)
+    failed: int  # replicates of the unit recorded as failed
+
+
+@dataclass(frozen=True)
+class FarmReport:
+    """What a farm run did: the store, units trained and skipped, device."""
+
+    store: str
+    trained: tuple[int, ...]
+    skipped: int
+    device: str
+
+
+ProgressFn = Callable[[FarmProgress], None]
+
+
+# ------------------------------------------------------------------------- inputs
+
+
+def parse_archs(text: str, size: int) -> np.ndarray:
+    """Parse ``"0-9,46"`` into sorted unique ids, each checked against ``0..size-1``."""
+    ids: set[int] = set()
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                if hi < lo:
+                    raise ValueError
+                ids.update(range(lo, hi + 1))
+            else:
+                ids.add(int(part))
+        except ValueError:
+            raise TrainingError(
+                f"--archs {text!r}: cannot read {part!r}; use ids and ranges like 0-9,46"
+            ) from None
+    if not ids:
+        raise TrainingError(f"--archs {text!r} names no architecture; use ids and ranges like 0-9,46")
+    bad = [i for i in sorted(ids) if i < 0 or i >= size]
+    if bad:
+        raise TrainingError(f"--archs: architecture id {bad[0]} is out of range; valid ids are 0..{size - 1}")
+    return np.array(sorted(ids), dtype=np.int64)
+
+
+def _as_space(space: ModelSpace | str | Path) -> ModelSpace:
+    return space if isinstance(space, ModelSpace) else get_space(space)
+
+
+def _as_config(training: TrainingConfig | str | Path) -> TrainingConfig:
+    return training if isinstance(training, TrainingConfig) else load_training_config(training)
+
+
+def _as_dataset(dataset: Any) -> Any:
+    if isinstance(dataset, str | Path):
+        from bionas_bench.data.datasets import build_dataset
+
+        return build_dataset(dataset)
+    return dataset
+
+
+def _check_archs(space: ModelSpace, archs: Any) -> np.ndarray:
+    if archs is None:
+        return np.arange(space.size, dtype=np.int64)
+    if isinstance(archs, str):
+        return parse_archs(archs, space.size)
+    arr = np.unique(np.asarray(archs, dtype=np.int64).reshape(-1))
+    if arr.size == 0:
+        raise TrainingError("archs is empty; give at least one architecture id")
+    try:
+        return space.check_ids(arr)
+    except BionasError as exc:
+        raise TrainingError(str(exc)) from None
+
+
+# -------------------------------------------------------------------------- store
+
+
+def _expected_attrs(space: ModelSpace, dataset: Any, config: TrainingConfig) -> dict[str, dict[str, str]]:
+    return {
+        "space": {"name": space.name, "manifest_sha256": space.manifest_sha256},
+        "dataset": {
+            "name": dataset.name,
+            "manifest_sha256": dataset.manifest_sha256,
+            "data_sha256": dataset.sha256,
+        },
+        "training": {"name": config.name, "manifest_sha256": config.manifest_sha256},
+    }
+
+
+def _store_attrs(space: ModelSpace, dataset: Any, config: TrainingConfig, device: torch.device) -> dict:
+    from bionas_bench.store import default_provenance
+
+    return {
+        "dataset": {
+            "name": dataset.name,
+            "manifest_text": dataset.manifest_text,
+            "manifest_sha256": dataset.manifest_sha256,
+            "data_sha256": dataset.sha256,
+        },
+        "training": {
+            "name": config.name,
+            "manifest_text": config.manifest_text,
+            "manifest_sha256": config.manifest_sha256,
+        },
+        "knowledge": {
+            "settings": dict(config.knowledge_settings),
+            "motif_sets": {
+                name: [{"name": m.name, "pwm": np.asarray(m.pwm).tolist()} for m in motifs]
+                for name, motifs in dataset.motif_sets.items()
+            },
+        },
+        "replicate_seeds": list(config.replicate_seeds),
+        "provenance": default_provenance(
+            "farm", torch_version=torch.__version__, device=_device_name(device)
+        ),
+    }
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return "cpu"
+
+
+def _open_or_create(out: Path, space: ModelSpace, dataset: Any, config: TrainingConfig, device: torch.device):
+    """Open ``out`` for resuming after checking its manifests, or create it."""
+    from bionas_bench.store import Store
+
+    if out.exists() and not out.is_dir():
+        raise TrainingError(f"--out {out} is a file; give a new or existing store directory")
+    if out.exists() and any(out.iterdir()):
+        store = Store.open(out, mode="r+")
+        _check_resume(store, space, dataset, config)
+        return store
+    if out.exists():
+        out.rmdir()  # an empty directory: create the store in its place
+    max_j, max_w = first_layer_geometry(space)
+    return Store.create(
+        out,
+        space=space,
+        num_replicates=config.replicates,
+        metrics=METRICS,
+        knowledge_sets=tuple(dataset.motif_sets),
+        curves=CURVES,
+        max_epochs=config.max_epochs,
+        max_filters=max_j,
+        max_width=max_w,
+        attrs=_store_attrs(space, dataset, config, device),
+    )
+
+
+def _check_resume(store: Any, space: ModelSpace, dataset: Any, config: TrainingConfig) -> None:
+    """Refuse to resume into a store built from other manifests, data or seeds."""
+    attrs = store.attrs
+    for section, want in _expected_attrs(space, dataset, config).items():
+        have = attrs.get(section) or {}
+        for key, value in want.items():
+            if key != "name" and have.get(key) != value:
+                raise TrainingError(
+                    f"store {store.location} was built with {section} {have.get('name')!r} "
+                    f"({key} {str(have.get(key))[:12]}...) but this run uses {section} {want['name']!r} "
+                    f"({key} {value[:12]}...); resume only with the same manifests, or choose a new --out"
+                )
+    if list(attrs.get("replicate_seeds", [])) != list(config.replicate_seeds):
+        raise TrainingError(
+            f"store {store.location} has replicate seeds {attrs.get('replicate_seeds')} but the training "
+            f"manifest gives {list(config.replicate_seeds)}; choose a new --out"
+        )
+    if (attrs.get("provenance") or {}).get("source") != "farm":
+        raise TrainingError(f"store {store.location} was not written by the farm; choose a new --out")
+
+
+# -------------------------------------------------------------------------- units
+
+
+def score_knowledge(
+    filters: np.ndarray | None, motif_sets: dict[str, Sequence[Any]], config: TrainingConfig, replicates: int
+) -> dict[str, np.ndarray]:
+    """Knowledge dissimilarity ``(R,)`` per motif set; NaN without filters or for failed replicates."""
+    out = {}
+    for name, motifs in motif_sets.items():
+        if filters is None:
+            out[name] = np.full(replicates, np.nan)
+        else:
+            out[name] = np.asarray(
+                knowledge_dissimilarity(filters.astype(np.float64), list(motifs), **config.knowledge_settings),
+                dtype=np.float64,
+            )
+    return out
+
+
+_DATA_CACHE: dict[tuple, TrainData] = {}
+_STORE_CACHE: dict[str, Any] = {}
+_LOCK = threading.Lock()
+
+
+def _device_data(dataset: Any, config: TrainingConfig, device: torch.device) -> TrainData:
+    """The dataset on ``device`` (one copy per process, reused by every unit)."""
+    key = (dataset.sha256, str(device), config.dtype, config.onehot_value)
+    with _LOCK:
+        if key not in _DATA_CACHE:
+            _DATA_CACHE.clear()  # one dataset at a time keeps memory bounded
+            _DATA_CACHE[key] = TrainData.from_arrays(
+                dataset.codes, dataset.labels, onehot_value=config.onehot_value, device=device,
+                dtype=_torch_dtype(config.dtype),
+            )
+        return _DATA_CACHE[key]
+
+
+def _writable_store(path: str) -> Any:
+    from bionas_bench.store import Store
+
+    with _LOCK:
+        if path not in _STORE_CACHE:
+            _STORE_CACHE[path] = Store.open(path, mode="r+")
+        return _STORE_CACHE[path]
+
+
+@contextlib.contextmanager
+def _determinism(enabled: bool, device: torch.device) -> Iterator[None]:
+    """Deterministic kernels for the duration of a unit (restores the previous setting)."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    if enabled and device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def train_and_write(
+    space: ModelSpace, dataset: Any, config: TrainingConfig, out: str, arch_id: int, device: str
+) -> tuple[int, float, int]:
+    """Train one unit and write it to the store at ``out`` (a Dask task, or called in-process).
+
+    Returns ``(arch_id, unit seconds, failed replicates)``.
+    """
+    dev = resolve_device(device)
+    data = _device_data(dataset, config, dev)
+    seeds = list(config.replicate_seeds)
+    plan = make_splits(dataset.splits, dataset.n_sequences, config, seeds)
+    with _determinism(config.deterministic, dev):
+        result = train_unit(space, int(arch_id), data, plan, config, seeds)
+    _write(_writable_store(out), result, dataset, config)
+    return int(arch_id), float(result.metrics["train_seconds"][0] * len(seeds)), int(result.failed.sum())
+
+
+def _write(store: Any, result: UnitResult, dataset: Any, config: TrainingConfig) -> None:
+    knowledge = score_knowledge(result.filters, dataset.motif_sets, config, len(result.failed))
+    store.write_unit(
+        result.arch_id,
+        metrics=result.metrics,
+        knowledge=knowledge,
+        curves=result.curves,
+        filters=result.filters,
+        failed=result.failed,
+    )
+
+
+# -------------------------------------------------------------------------- farm
+
+
+def run_farm(
+    space: ModelSpace | str | Path,
+    dataset: Any,
+    training: TrainingConfig | str | Path,
+    out: str | Path,
+    *,
+    device: str | None = None,
+    archs: Any = None,
+    scheduler: str | None = None,
+    workers: int = 2,
+    progress: ProgressFn | None = None,
+) -> FarmReport:
+    """Train every not-yet-done unit of ``archs`` (all by default) into the store ``out``.
+
+    Args:
+        space: a :class:`ModelSpace` or a space name / manifest path.
+        dataset: a :class:`~bionas_bench.data.datasets.Dataset` or a dataset name / path.
+        training: a :class:`TrainingConfig` or a training manifest name / path.
+        out: store directory; created when absent, resumed when it holds a store made
+            from the same manifests (anything else is refused, untouched).
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``; None takes the manifest's.
+        archs: ids, or a string like ``"0-9,46"``; None = the whole space.
+        scheduler: None = train in this process; ``"local"`` = a Dask LocalCluster of
+            ``workers`` processes; otherwise the address of a Dask scheduler.
+        progress: called once per finished unit with a :class:`FarmProgress`.
+
+    Everything is validated before the store is touched: bad input raises a
+    :class:`~bionas_bench.errors.BionasError` and writes nothing.
+    """
+    space = _as_space(space)
+    config = _as_config(training)
+    ids = _check_archs(space, archs)
+    dataset = _as_dataset(dataset)
+    device_name = device or config.device
+    dev = resolve_device(device_name)
+    if scheduler is not None and workers < 1:
+        raise TrainingError(f"--workers must be >= 1, got {workers}")
+    out_path = Path(out)
+    store = _open_or_create(out_path, space, dataset, config, dev)
+    todo = [int(a) for a in ids if not store.done[a].all()]
+    skipped = len(ids) - len(todo)
+    if progress is not None:
+        progress(FarmProgress(-1, 0, len(todo), 0.0, 0))
+    if scheduler is None:
+        _STORE_CACHE[str(out_path)] = store
+        try:
+            for n, arch in enumerate(todo, start=1):
+                _, seconds, failed = train_and_write(space, dataset, config, str(out_path), arch, device_name)
+                if progress is not None:
+                    progress(FarmProgress(arch, n, len(todo), seconds, failed))
+        finally:
+            _STORE_CACHE.pop(str(out_path), None)
+    else:
+        _run_dask(space, dataset, config, str(out_path), todo, device_name, scheduler, workers, progress)
+    return FarmReport(str(out_path), tuple(todo), skipped, _device_name(dev))
+
+
+def _run_dask(
+    space: ModelSpace,
+    dataset: Any,
+    config: TrainingConfig,
+    out: str,
+    todo: list[int],
+    device: str,
+    scheduler: str,
+    workers: int,
+    progress: ProgressFn | None,
+) -> None:
+    """One Dask task per unit; results are written by the workers themselves."""
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    if not todo:
+        return
+    with contextlib.ExitStack() as stack:
+        if scheduler == "local":
+            cluster = stack.enter_context(
+                LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+            )
+            client = stack.enter_context(Client(cluster))
+        else:
+            try:
+                client = stack.enter_context(Client(scheduler, timeout="20s"))
+            except OSError as exc:
+                raise TrainingError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc}") from None
+        data_future = client.scatter(dataset, broadcast=True)
+        futures = [
+            client.submit(train_and_write, space, data_future, config, out, arch, device, pure=False)
+            for arch in todo
+        ]
+        for n, future in enumerate(as_completed(futures), start=1):
+            arch, seconds, failed = future.result()
+            if progress is not None:
+                progress(FarmProgress(arch, n, len(todo), seconds, failed))
