@@ -1,0 +1,249 @@
+"""Results store: create/open round trip, done-last semantics, validation, xarray view, CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SYNTHETIC_EPOCHS, SYNTHETIC_REPLICATES, synthetic_values
+
+from bionas_bench import cli
+from bionas_bench.errors import BionasError, StoreError
+from bionas_bench.store import Store, open_store
+
+
+def _small_store(path: Path, **kwargs) -> Store:
+    args = dict(
+        space="bionas-conv1d",
+        num_replicates=3,
+        metrics=["val_loss", "train_seconds"],
+        knowledge_sets=["myc"],
+    )
+    args.update(kwargs)
+    return Store.create(path, **args)
+
+
+def _unit(n: int = 3, loss: float = 0.2) -> dict:
+    return {
+        "metrics": {"val_loss": np.full(n, loss), "train_seconds": np.arange(n, dtype=float)},
+        "knowledge": {"myc": np.full(n, 0.5)},
+    }
+
+
+def test_round_trip_known_numbers(synthetic_store: Store) -> None:
+    values = synthetic_values()
+    assert synthetic_store.num_archs == 216
+    assert synthetic_store.num_replicates == SYNTHETIC_REPLICATES
+    for name, expected in values["metrics"].items():
+        np.testing.assert_array_equal(synthetic_store.metric(name), expected)
+    for name, expected in values["knowledge"].items():
+        np.testing.assert_array_equal(synthetic_store.knowledge(name), expected)
+    np.testing.assert_array_equal(synthetic_store.curve("val_loss"), values["curves"]["val_loss"])
+    np.testing.assert_array_equal(synthetic_store.failed, values["failed"])
+    assert synthetic_store.done.all()
+    assert synthetic_store.missing_units().size == 0
+    assert synthetic_store.replicate_seeds == [101, 102, 103, 104, 105]
+    assert synthetic_store.default_knowledge_set == "myc"
+    assert synthetic_store.attrs["provenance"]["source"] == "synthetic"
+    synthetic_store.validate()
+
+
+def test_create_refuses_existing_path(tmp_path: Path) -> None:
+    _small_store(tmp_path / "s.zarr")
+    with pytest.raises(StoreError, match="already exists"):
+        _small_store(tmp_path / "s.zarr")
+    fresh = _small_store(tmp_path / "s.zarr", overwrite=True)
+    assert not fresh.done.any()
+
+
+def test_new_store_is_empty_and_valid(tmp_path: Path) -> None:
+    store = _small_store(tmp_path / "s.zarr")
+    store.validate()
+    assert not store.done.any()
+    assert store.missing_units().size == 216
+    reopened = Store.open(tmp_path / "s.zarr")
+    assert not reopened.done.any()
+    assert np.isnan(reopened.metric("val_loss")).all()
+
+
+def test_write_unit_and_partial_replicates(tmp_path: Path) -> None:
+    store = _small_store(tmp_path / "s.zarr")
+    store.write_unit(5, **_unit(), failed=[False, True, False])
+    store.write_unit(6, **_unit(2, loss=0.3), replicates=[0, 2])
+    reopened = Store.open(tmp_path / "s.zarr")
+    np.testing.assert_array_equal(reopened.done[5], [True, True, True])
+    np.testing.assert_array_equal(reopened.done[6], [True, False, True])
+    np.testing.assert_array_equal(reopened.failed[5], [False, True, False])
+    np.testing.assert_array_equal(reopened.metric("val_loss")[6], [0.3, np.nan, 0.3])
+    assert 5 not in reopened.missing_units() and 6 in reopened.missing_units()
+    # the writer's own view is current too
+    np.testing.assert_array_equal(store.done[6], [True, False, True])
+
+
+def test_half_written_unit_is_not_done(tmp_path: Path) -> None:
+    """A worker killed after writing metrics but before ``done`` leaves an unfinished unit."""
+    store = _small_store(tmp_path / "s.zarr")
+    group = store._group
+    group["metrics/val_loss"][7, :] = 0.25
+    group["knowledge/myc"][7, :] = 0.5
+    reopened = Store.open(tmp_path / "s.zarr")
+    assert not reopened.done[7].any()
+    assert 7 in reopened.missing_units()
+    assert reopened.summary().units_done == 0
+
+
+def test_write_unit_bad_inputs(tmp_path: Path) -> None:
+    store = _small_store(tmp_path / "s.zarr")
+    with pytest.raises(StoreError, match="missing \\['train_seconds'\\]"):
+        store.write_unit(0, metrics={"val_loss": np.zeros(3)}, knowledge={"myc": np.zeros(3)})
+    with pytest.raises(StoreError, match="unknown \\['auroc'\\]"):
+        unit = _unit()
+        unit["metrics"]["auroc"] = np.zeros(3)
+        store.write_unit(0, **unit)
+    with pytest.raises(StoreError, match="shape"):
+        store.write_unit(0, **_unit(2))
+    with pytest.raises(BionasError, match="out of range"):
+        store.write_unit(216, **_unit())
+    with pytest.raises(StoreError, match="no filters"):
+        store.write_unit(0, **_unit(), filters=np.zeros((3, 3, 8, 4)))
+    with pytest.raises(StoreError, match="within 0..2"):
+        store.write_unit(0, **_unit(1), replicates=[3])
+    assert not store.done.any()
+    with pytest.raises(StoreError, match="read-only"):
+        Store.open(tmp_path / "s.zarr").write_unit(0, **_unit())
+
+
+def test_curves_and_filters_are_padded(tmp_path: Path) -> None:
+    store = _small_store(tmp_path / "s.zarr", curves=["val_loss"], max_epochs=6, max_filters=3, max_width=20)
+    filters = np.random.default_rng(0).normal(size=(3, 3, 8, 4))
+    store.write_unit(2, **_unit(), curves={"val_loss": np.ones((3, 4))}, filters=filters)
+    reopened = Store.open(tmp_path / "s.zarr")
+    curve = reopened.curve("val_loss")
+    assert curve.shape == (216, 3, 6) and curve.dtype == np.float32
+    np.testing.assert_array_equal(curve[2, :, :4], 1.0)
+    assert np.isnan(curve[2, :, 4:]).all()
+    got = reopened.filters([2])
+    assert got.shape == (1, 3, 3, 20, 4)
+    np.testing.assert_allclose(got[0, :, :, :8], filters.astype(np.float32))
+    assert np.isnan(got[0, :, :, 8:]).all()
+    with pytest.raises(StoreError, match="at most"):
+        store.write_unit(3, **_unit(), curves={"val_loss": np.ones((3, 7))})
+
+
+def test_pack_is_used_and_invalidated(tmp_path: Path) -> None:
+    store = _small_store(tmp_path / "s.zarr")
+    store.write_unit(0, **_unit())
+    store.pack()
+    assert Store.open(tmp_path / "s.zarr").attrs["packed"] is True
+    writer = Store.open(tmp_path / "s.zarr", mode="r+")
+    writer.write_unit(1, **_unit())
+    reopened = Store.open(tmp_path / "s.zarr")
+    assert reopened.attrs["packed"] is False
+    assert reopened.done[:2].all()  # read from the per-arch arrays, not the stale copies
+
+
+def test_missing_arrays_and_names(synthetic_store: Store) -> None:
+    with pytest.raises(StoreError, match="no metric 'auroc'.*val_loss"):
+        synthetic_store.metric("auroc")
+    with pytest.raises(StoreError, match="no knowledge set 'ctcf'.*myc"):
+        synthetic_store.knowledge("ctcf")
+    with pytest.raises(StoreError, match="no curve 'train_loss'"):
+        synthetic_store.curve("train_loss")
+
+
+def test_open_errors(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no store at"):
+        Store.open(tmp_path / "absent.zarr")
+    with pytest.raises(StoreError, match="mode"):
+        Store.open(tmp_path / "absent.zarr", mode="w")
+    import zarr
+
+    zarr.open_group(str(tmp_path / "foreign.zarr"), mode="w", zarr_format=3)
+    with pytest.raises(StoreError, match="schema_version"):
+        Store.open(tmp_path / "foreign.zarr")
+
+
+def test_open_store_default_explains_how_to_get_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import bionas_bench.store as store_module
+
+    monkeypatch.setattr(store_module, "EMBEDDED_STORE_DIR", tmp_path / "stores")
+    with pytest.raises(StoreError, match="no embedded default store.*import-bionas-pub"):
+        open_store()
+
+
+def test_open_store_finds_embedded(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, synthetic_store_path: Path
+) -> None:
+    import shutil
+
+    import bionas_bench.store as store_module
+
+    shutil.copytree(synthetic_store_path, tmp_path / "stores" / "default.zarr")
+    monkeypatch.setattr(store_module, "EMBEDDED_STORE_DIR", tmp_path / "stores")
+    assert open_store().done.all()
+
+
+def test_validate_reports_bad_shape(tmp_path: Path) -> None:
+    store = _small_store(tmp_path / "s.zarr")
+    store._group.create_array("metrics/auroc", shape=(216, 2), chunks=(1, 2), dtype="float64")
+    store._group.attrs["metrics"] = ["val_loss", "train_seconds", "auroc"]
+    with pytest.raises(StoreError, match="auroc"):
+        Store.open(tmp_path / "s.zarr").validate()
+
+
+def test_summary(synthetic_store: Store) -> None:
+    summary = synthetic_store.summary(lam=1.0, top=2)
+    assert summary.units_done == 216 * 5 and summary.completion == 1.0
+    assert summary.units_failed == int(synthetic_values()["failed"].sum())
+    best_loss = summary.best["loss (val_loss)"]
+    assert [b.arch for b in best_loss] == [0, 1]
+    assert best_loss[0].value == pytest.approx(0.1 + 0.01 * 2)
+    assert summary.best["knowledge (myc)"][0].arch == 215
+    assert summary.to_dict()["units_total"] == 1080
+
+
+def test_to_xarray(synthetic_store: Store) -> None:
+    ds = synthetic_store.to_xarray()
+    assert dict(ds.sizes) == {
+        "arch": 216,
+        "replicate": 5,
+        "epoch": SYNTHETIC_EPOCHS,
+        "filter": 3,
+        "width": 20,
+        "base": 4,
+    }
+    assert ds["arch_name"].sel(arch=46).item() == "conv1d_f3_k14 / identity / sfc / dense_u10"
+    assert ds["layer_pool"].sel(arch=93).item() == "maxpool"
+    assert ds["seed"].values.tolist() == [101, 102, 103, 104, 105]
+    assert list(ds["base"].values) == ["A", "C", "G", "T"]
+    np.testing.assert_array_equal(ds["val_loss"].values, synthetic_store.metric("val_loss"))
+    np.testing.assert_array_equal(ds["knowledge_myc"].values, synthetic_store.knowledge("myc"))
+    assert ds["curve_val_loss"].dims == ("arch", "replicate", "epoch")
+    np.testing.assert_array_equal(
+        ds["curve_val_loss"].sel(arch=3).values, synthetic_store.curve("val_loss")[3]
+    )
+    assert ds["done"].all() and ds["failed"].dtype == bool
+    maxpool = ds.where(ds["layer_pool"] == "maxpool", drop=True)
+    assert maxpool.sizes["arch"] == 72
+
+
+def test_cli_info_and_validate(synthetic_store_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["store", "info", str(synthetic_store_path), "--lam", "0.5", "--top", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "1080/1080 units" in out and "best by median objective (lam=0.5)" in out
+    assert cli.main(["store", "info", str(synthetic_store_path), "--json"]) == 0
+    assert '"units_done": 1080' in capsys.readouterr().out
+    assert cli.main(["store", "validate", str(synthetic_store_path)]) == 0
+    assert "valid" in capsys.readouterr().out
+
+
+def test_cli_bad_inputs(
+    tmp_path: Path, synthetic_store_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["store", "info", str(tmp_path / "absent.zarr")]) == 2
+    assert "no store at" in capsys.readouterr().err
+    assert cli.main(["store", "info", str(synthetic_store_path), "--lam", "-1"]) == 2
+    assert "lam" in capsys.readouterr().err
+    assert cli.main(["store", "info", str(synthetic_store_path), "--loss", "auroc"]) == 2
+    assert "no metric 'auroc'" in capsys.readouterr().err
