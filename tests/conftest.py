@@ -137,3 +137,42 @@ def bionas_pub_store_path(bionas_pub_dir: Path, tmp_path_factory: pytest.TempPat
 def synthetic_store_factory():
     """``make_synthetic_store(path, complete=True)``: build a writable synthetic store."""
     return make_synthetic_store
+
+
+TINY_TRAIN_DATASET = """
+description = "tiny MYC set for training-farm tests: 200 sequences x 50 bp"
+type = "simulated"
+seed = 7
+
+[simulation]
+length = 50
+n_positive = 100
+n_negative = 100
+task = "binary"
+
+[[simulation.embed]]
+motif = "MYC"
+min = 1
+max = 1
+
+[splits]
+train = 0.6
+validation = 0.2
+test = 0.2
+
+[motifs.MYC]
+source = "jaspar"
+id = "MA0147.3"
+release = "JASPAR2024"
+
+[motif_sets]
+myc = ["MYC"]
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_train_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A dataset manifest of 200 simulated 50 bp sequences (MYC task) for training tests."""
+    path = tmp_path_factory.mktemp("train_data") / "tiny-myc.toml"
+    path.write_text(TINY_TRAIN_DATASET)
+    return path

@@ -40,6 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "default: train in this process",
     )
     parser.add_argument("--workers", type=int, default=2, help="workers of --scheduler local (default 2)")
+    parser.add_argument(
+        "--threads", type=int, default=None,
+        help="torch CPU threads per process (default: torch's; cpu_count/workers for --scheduler local)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -65,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = run_farm(
             space, args.dataset, args.training, args.out, device=args.device, archs=archs,
-            scheduler=args.scheduler, workers=args.workers, progress=progress,
+            scheduler=args.scheduler, workers=args.workers, threads=args.threads,
+            progress=progress,
         )
     finally:
         for b in bar:

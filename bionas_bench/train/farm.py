@@ -298,12 +298,21 @@ def _determinism(enabled: bool, device: torch.device) -> Iterator[None]:
 
 
 def train_and_write(
-    space: ModelSpace, dataset: Any, config: TrainingConfig, out: str, arch_id: int, device: str
+    space: ModelSpace,
+    dataset: Any,
+    config: TrainingConfig,
+    out: str,
+    arch_id: int,
+    device: str,
+    threads: int | None = None,
 ) -> tuple[int, float, int]:
     """Train one unit and write it to the store at ``out`` (a Dask task, or called in-process).
 
-    Returns ``(arch_id, unit seconds, failed replicates)``.
+    ``threads`` sets torch's CPU threads for this process (None leaves it). Returns
+    ``(arch_id, unit seconds, failed replicates)``.
     """
+    if threads:
+        torch.set_num_threads(int(threads))
     dev = resolve_device(device)
     data = _device_data(dataset, config, dev)
     seeds = list(config.replicate_seeds)
@@ -339,6 +348,7 @@ def run_farm(
     archs: Any = None,
     scheduler: str | None = None,
     workers: int = 2,
+    threads: int | None = None,
     progress: ProgressFn | None = None,
 ) -> FarmReport:
     """Train every not-yet-done unit of ``archs`` (all by default) into the store ``out``.
@@ -353,6 +363,9 @@ def run_farm(
         archs: ids, or a string like ``"0-9,46"``; None = the whole space.
         scheduler: None = train in this process; ``"local"`` = a Dask LocalCluster of
             ``workers`` processes; otherwise the address of a Dask scheduler.
+        threads: torch CPU threads per process (None: torch's default in-process, and
+            ``cpu_count // workers`` per local-cluster worker so workers do not
+            oversubscribe the cores; small networks often run fastest on 1).
         progress: called once per finished unit with a :class:`FarmProgress`.
 
     Everything is validated before the store is touched: bad input raises a
@@ -376,13 +389,17 @@ def run_farm(
         _STORE_CACHE[str(out_path)] = store
         try:
             for n, arch in enumerate(todo, start=1):
-                _, seconds, failed = train_and_write(space, dataset, config, str(out_path), arch, device_name)
+                _, seconds, failed = train_and_write(
+                    space, dataset, config, str(out_path), arch, device_name, threads
+                )
                 if progress is not None:
                     progress(FarmProgress(arch, n, len(todo), seconds, failed))
         finally:
             _STORE_CACHE.pop(str(out_path), None)
     else:
-        _run_dask(space, dataset, config, str(out_path), todo, device_name, scheduler, workers, progress)
+        if threads is None and scheduler == "local":
+            threads = max(1, (os.cpu_count() or 1) // workers)
+        _run_dask(space, dataset, config, str(out_path), todo, device_name, scheduler, workers, threads, progress)
     return FarmReport(str(out_path), tuple(todo), skipped, _device_name(dev))
 
 
@@ -395,6 +412,7 @@ def _run_dask(
     device: str,
     scheduler: str,
     workers: int,
+    threads: int | None,
     progress: ProgressFn | None,
 ) -> None:
     """One Dask task per unit; results are written by the workers themselves."""
@@ -415,7 +433,7 @@ def _run_dask(
                 raise TrainingError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc}") from None
         data_future = client.scatter(dataset, broadcast=True)
         futures = [
-            client.submit(train_and_write, space, data_future, config, out, arch, device, pure=False)
+            client.submit(train_and_write, space, data_future, config, out, arch, device, threads, pure=False)
             for arch in todo
         ]
         for n, future in enumerate(as_completed(futures), start=1):
