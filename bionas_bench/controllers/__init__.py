@@ -26,7 +26,16 @@ from bionas_bench.space import ModelSpace
 ENTRY_POINT_GROUP = "bionas_bench.controllers"
 
 #: built-in controllers: registry name -> "module:Class" (imported on first use)
-BUILTIN: dict[str, str] = {}
+BUILTIN: dict[str, str] = {
+    "random": "bionas_bench.controllers.random_search:RandomSearch",
+    "evolution": "bionas_bench.controllers.evolution:RegularizedEvolution",
+    "local_search": "bionas_bench.controllers.local_search:LocalSearch",
+    "successive_halving": "bionas_bench.controllers.multifidelity:SuccessiveHalving",
+    "hyperband": "bionas_bench.controllers.multifidelity:Hyperband",
+    "tpe": "bionas_bench.controllers.optuna_samplers:TPE",
+    "gp": "bionas_bench.controllers.optuna_samplers:GaussianProcessBO",
+    "bonas": "bionas_bench.controllers.bayesopt:BONAS",
+}
 
 
 def _plugins() -> dict[str, Any]:

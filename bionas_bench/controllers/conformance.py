@@ -1,0 +1,550 @@
+"""The conformance suite every controller -- built-in or plugin -- must pass.
+
+It drives a controller through ask/tell against a tiny deterministic synthetic reward
+function (no store, no oracle; a run takes milliseconds) and checks the protocol:
+
+========================  ==================================================================
+check                     what it asserts
+========================  ==================================================================
+``params``                ``Params`` is a frozen dataclass whose defaults construct; unknown
+                          hyper-parameter names raise :class:`ControllerError`
+``ask``                   ``ask(n)`` returns ``n`` valid int64 ids for n = 1, 3 and an n
+                          larger than the space (so larger than any internal batch); a bad
+                          ``n`` raises :class:`ControllerError`
+``trajectory``            a full ask/tell run with mixed batch sizes, results told in
+                          shuffled order, split over several ``tell`` calls, with and
+                          without ``info``; every id valid
+``determinism``           the same seed gives the same ids, recommendations, policies and
+                          fidelities; a different seed gives a different run (stochastic
+                          controllers)
+``recommend``             ``recommend()`` is a valid id after 0 tells, after asks without
+                          tells, after 1 tell and after many; calling it changes nothing
+``tell_misuse``           ids never asked, ids told twice, mismatched lengths, 2-D input and
+                          non-finite rewards raise :class:`ControllerError` and leave the
+                          controller unchanged
+``policy``                ``policy()``, when provided, is one probability vector per layer
+``fidelity``              ``fidelity()`` is one positive integer epoch count per asked id for
+                          ``uses_fidelity`` controllers, and None otherwise
+``no_store``              the controller runs with the store, oracle and sweep modules
+                          unimportable, and its module holds no reference to them
+``batched``               a controller's ``batched`` form equals running each seed alone
+========================  ==================================================================
+
+Plugin authors call it from their own tests::
+
+    import pytest
+    from bionas_bench.controllers.conformance import CHECKS, check_controller
+    from my_package import MyController
+
+    @pytest.mark.parametrize("check", sorted(CHECKS))
+    def test_conformance(check):
+        check_controller(MyController, checks=[check])
+
+A failure raises :class:`ConformanceError` (an ``AssertionError``) naming the controller,
+the check and what went wrong.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from bionas_bench.controllers.base import Controller, LoopedRuns
+from bionas_bench.errors import ControllerError
+from bionas_bench.space import Choice, Layer, ModelSpace
+
+#: modules a controller must never need (it sees only the space and the rewards)
+FORBIDDEN_MODULES = ("bionas_bench.store", "bionas_bench.oracle", "bionas_bench.sweep")
+#: batch sizes the trajectory cycles through
+BATCH_SIZES = (1, 3, 2, 5)
+
+
+class ConformanceError(AssertionError):
+    """A controller violates the ask/tell protocol."""
+
+
+# ---------------------------------------------------------------------- fixtures
+def tiny_space() -> ModelSpace:
+    """A 24-architecture space of three layers with 3, 2 and 4 choices."""
+
+    def layer(name: str, radix: int) -> Layer:
+        return Layer(name, tuple(Choice(f"{name}_{i}", "identity") for i in range(radix)))
+
+    return ModelSpace(
+        name="conformance-tiny",
+        description="three layers (3, 2, 4 choices) for the controller conformance suite",
+        layers=(layer("a", 3), layer("b", 2), layer("c", 4)),
+        manifest_sha256="",
+        manifest_text="",
+    )
+
+
+class SyntheticRewards:
+    """A tiny deterministic objective with noise and a fidelity effect.
+
+    reward = -(L1 distance of the choice digits to a target) + 0.1 * noise - 1 / epochs,
+    with the noise drawn from a generator seeded at construction, so two runs that make
+    the same queries in the same order see the same rewards. ``info`` carries ``cost``
+    (the epochs trained) and, for fidelity queries, ``epoch``.
+    """
+
+    def __init__(self, space: ModelSpace, seed: int = 0):
+        self.space = space
+        self.target = np.array([r // 2 for r in space.radices], dtype=np.int64)
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, ids: np.ndarray, epochs: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+        digits = np.asarray(self.space.decode(np.asarray(ids, dtype=np.int64))).reshape(len(ids), -1)
+        reward = -np.abs(digits - self.target).sum(axis=1) + 0.1 * self.rng.standard_normal(len(ids))
+        if epochs is None:
+            return reward, {"cost": np.full(len(ids), 10.0)}
+        epochs = np.asarray(epochs, dtype=np.float64)
+        return reward - 1.0 / epochs, {"cost": epochs.copy(), "epoch": epochs.astype(np.int64)}
+
+
+@dataclasses.dataclass
+class Subject:
+    """The controller under test and how to make it."""
+
+    cls: type[Controller]
+    label: str
+    space: ModelSpace
+    hparams: dict[str, Any]
+    budget: int
+    stochastic: bool
+
+    def make(self, seed: int = 0) -> Controller:
+        return self.cls(self.space, seed=seed, **self.hparams)
+
+    def fail(self, check: str, message: str) -> ConformanceError:
+        return ConformanceError(f"controller {self.label!r} failed conformance check {check!r}: {message}")
+
+
+@dataclasses.dataclass
+class Trace:
+    """Everything observable of one run, for comparisons."""
+
+    ids: list[list[int]] = dataclasses.field(default_factory=list)
+    recommendations: list[int] = dataclasses.field(default_factory=list)
+    policies: list[list[list[float]] | None] = dataclasses.field(default_factory=list)
+    fidelities: list[list[int] | None] = dataclasses.field(default_factory=list)
+
+
+def run_trajectory(subject: Subject, ctrl: Controller, *, seed: int = 0, observe: bool = True) -> Trace:
+    """Drive ``ctrl`` for ``subject.budget`` evaluations in the suite's standard pattern.
+
+    Batch sizes cycle through :data:`BATCH_SIZES`; every second batch is told in a
+    shuffled order over two ``tell`` calls, and every third without ``info``. With
+    ``observe`` the trace records ``recommend()``, ``policy()`` and ``fidelity()``.
+    """
+    rewards = SyntheticRewards(subject.space, seed=seed)
+    order_rng = np.random.default_rng(seed + 1)
+    trace, told, step = Trace(), 0, 0
+    while told < subject.budget:
+        n = BATCH_SIZES[step % len(BATCH_SIZES)]
+        ids = ctrl.ask(n)
+        _check_ids(subject, "trajectory", ids, n)
+        fidelity = _checked_fidelity(subject, "trajectory", ctrl, n)
+        values, info = rewards(ids, fidelity if ctrl.uses_fidelity else None)
+        trace.ids.append(ids.tolist())
+        if observe:
+            trace.fidelities.append(None if fidelity is None else np.asarray(fidelity).tolist())
+        _tell_in_pattern(ctrl, ids, values, info, step, order_rng)
+        if observe:
+            trace.recommendations.append(_valid_recommendation(subject, "trajectory", ctrl))
+            policy = ctrl.policy()
+            trace.policies.append(None if policy is None else [np.asarray(p).tolist() for p in policy])
+        told += n
+        step += 1
+    return trace
+
+
+def _tell_in_pattern(
+    ctrl: Controller,
+    ids: np.ndarray,
+    values: np.ndarray,
+    info: dict[str, np.ndarray],
+    step: int,
+    order_rng: np.random.Generator,
+) -> None:
+    if step % 3 == 2:
+        info = {}
+    if step % 2 == 1 and len(ids) > 1:
+        perm = order_rng.permutation(len(ids))
+        for part in np.array_split(perm, 2):
+            ctrl.tell(ids[part], values[part], {k: v[part] for k, v in info.items()})
+    else:
+        ctrl.tell(ids, values, info or None)
+
+
+def _check_ids(subject: Subject, check: str, ids: Any, n: int) -> None:
+    if not isinstance(ids, np.ndarray) or ids.dtype != np.int64 or ids.shape != (n,):
+        raise subject.fail(check, f"ask({n}) must return an int64 array of shape ({n},), got {ids!r}")
+    if ids.min() < 0 or ids.max() >= subject.space.size:
+        raise subject.fail(check, f"ask({n}) returned ids outside 0..{subject.space.size - 1}: {ids}")
+
+
+def _checked_fidelity(subject: Subject, check: str, ctrl: Controller, n: int) -> np.ndarray | None:
+    """``fidelity()`` after an ask of ``n``: n positive integer epochs, or None."""
+    fidelity = ctrl.fidelity()
+    if not ctrl.uses_fidelity:
+        if fidelity is not None:
+            raise subject.fail(check, "fidelity() must be None when uses_fidelity is False")
+        return None
+    arr = None if fidelity is None else np.asarray(fidelity)
+    if arr is None or arr.shape != (n,) or arr.dtype.kind not in "iu" or np.any(arr < 1):
+        raise subject.fail(
+            check, f"after ask({n}) fidelity() must be {n} positive integer epochs, got {fidelity!r}"
+        )
+    return arr
+
+
+def _valid_recommendation(subject: Subject, check: str, ctrl: Controller) -> int:
+    rec = ctrl.recommend()
+    if isinstance(rec, bool) or not isinstance(rec, int | np.integer):
+        raise subject.fail(check, f"recommend() must return an integer id, got {rec!r}")
+    if not 0 <= int(rec) < subject.space.size:
+        raise subject.fail(check, f"recommend() returned {rec}, outside 0..{subject.space.size - 1}")
+    return int(rec)
+
+
+# ---------------------------------------------------------------------- checks
+def check_params(subject: Subject) -> None:
+    cls = subject.cls
+    if not (isinstance(cls.name, str) and cls.name):
+        raise subject.fail("params", "the class attribute `name` must be a non-empty string")
+    if not dataclasses.is_dataclass(cls.Params):
+        raise subject.fail("params", "`Params` must be a dataclass")
+    defaults = cls.Params()
+    fields = dataclasses.fields(cls.Params)
+    if fields:
+        try:
+            setattr(defaults, fields[0].name, getattr(defaults, fields[0].name))
+        except dataclasses.FrozenInstanceError:
+            pass
+        else:
+            raise subject.fail("params", "`Params` must be frozen (@dataclass(frozen=True))")
+    try:
+        cls(subject.space, seed=0, no_such_hyper_parameter=1)
+    except ControllerError as exc:
+        if "no_such_hyper_parameter" not in str(exc):
+            raise subject.fail("params", f"the error for an unknown name must name it, got: {exc}") from None
+    else:
+        raise subject.fail("params", "an unknown hyper-parameter name was accepted")
+
+
+def check_ask(subject: Subject) -> None:
+    ctrl = subject.make()
+    large = max(64, subject.space.size + 1) if subject.space.size < 1024 else 64
+    for n in (1, 3, large, 1):
+        _check_ids(subject, "ask", ctrl.ask(n), n)
+    for bad in (0, -1, 2.5, True, "3"):
+        try:
+            ctrl.ask(bad)  # type: ignore[arg-type]
+        except ControllerError:
+            continue
+        raise subject.fail("ask", f"ask({bad!r}) did not raise ControllerError")
+
+
+def check_trajectory(subject: Subject) -> None:
+    ctrl = subject.make()
+    run_trajectory(subject, ctrl)
+    _check_ids(subject, "trajectory", ctrl.ask(1), 1)
+    if ctrl.num_told != _budget_told(subject.budget):
+        raise subject.fail("trajectory", f"num_told is {ctrl.num_told}, expected {subject.budget}")
+
+
+def _budget_told(budget: int) -> int:
+    told, step = 0, 0
+    while told < budget:
+        told += BATCH_SIZES[step % len(BATCH_SIZES)]
+        step += 1
+    return told
+
+
+def check_determinism(subject: Subject) -> None:
+    first = run_trajectory(subject, subject.make(seed=7))
+    again = run_trajectory(subject, subject.make(seed=7))
+    for field in ("ids", "recommendations", "policies", "fidelities"):
+        if not _same(getattr(first, field), getattr(again, field)):
+            raise subject.fail("determinism", f"two runs with seed 7 differ in their {field}")
+    if subject.stochastic:
+        other = run_trajectory(subject, subject.make(seed=8))
+        if other.ids == first.ids:
+            raise subject.fail(
+                "determinism",
+                "seeds 7 and 8 gave the same ids (pass stochastic=False for a deterministic controller)",
+            )
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Exact equality of nested lists, treating NaN as equal to NaN."""
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (np.isnan(a) and np.isnan(b))
+    return a == b
+
+
+def check_recommend(subject: Subject) -> None:
+    ctrl = subject.make()
+    _valid_recommendation(subject, "recommend", ctrl)
+    ids = ctrl.ask(2)
+    _valid_recommendation(subject, "recommend", ctrl)
+    rewards = SyntheticRewards(subject.space)
+    values, info = rewards(ids[:1], _fidelity(ctrl, 1))
+    ctrl.tell(ids[:1], values, info)
+    _valid_recommendation(subject, "recommend", ctrl)
+    run_trajectory(subject, ctrl)
+    _valid_recommendation(subject, "recommend", ctrl)
+    # recommend() must not change state: a run calling it after every tell asks the same ids
+    quiet = run_trajectory(subject, subject.make(seed=3), observe=False)
+    watched = run_trajectory(subject, subject.make(seed=3), observe=True)
+    if quiet.ids != watched.ids:
+        raise subject.fail("recommend", "calling recommend()/policy()/fidelity() changed later asks")
+
+
+def _fidelity(ctrl: Controller, n: int) -> np.ndarray | None:
+    """The fidelity of the first ``n`` ids of the last ask, for fidelity controllers."""
+    if not ctrl.uses_fidelity:
+        return None
+    return np.asarray(ctrl.fidelity())[:n]
+
+
+def check_tell_misuse(subject: Subject) -> None:
+    ctrl = subject.make()
+    reference = subject.make()
+    ids = ctrl.ask(3)
+    reference.ask(3)
+    unasked = next(a for a in range(subject.space.size) if a not in set(ids.tolist()))
+    once = [a for a in ids.tolist() if ids.tolist().count(a) == 1]
+    bad_calls: list[tuple[str, Any, Any]] = [
+        ("an id never asked", [unasked], [0.0]),
+        ("more rewards than ids", ids[:2], [0.0, 0.0, 0.0]),
+        ("fewer rewards than ids", ids, [0.0]),
+        ("a NaN reward", ids[:1], [float("nan")]),
+        ("an infinite reward", ids[:1], [float("inf")]),
+        ("2-D ids", ids[:2].reshape(1, 2), [[0.0, 0.0]]),
+    ]
+    if once:
+        bad_calls.append(("an id asked once but told twice", [once[0], once[0]], [0.0, 0.0]))
+    for what, bad_ids, bad_rewards in bad_calls:
+        _expect_controller_error(subject, ctrl, what, bad_ids, bad_rewards)
+    values, info = SyntheticRewards(subject.space)(ids, _fidelity(ctrl, 3))
+    ctrl.tell(ids, values, info)
+    reference.tell(ids, values, info)
+    _expect_controller_error(subject, ctrl, "an id already told", ids[:1], [0.0])
+    if run_trajectory(subject, ctrl).ids != run_trajectory(subject, reference).ids:
+        raise subject.fail("tell_misuse", "rejected tell() calls changed the controller's later asks")
+
+
+def _expect_controller_error(subject: Subject, ctrl: Controller, what: str, ids: Any, rewards: Any) -> None:
+    try:
+        ctrl.tell(ids, rewards)
+    except ControllerError:
+        return
+    except Exception as exc:  # noqa: BLE001 - report any other type as the failure
+        raise subject.fail("tell_misuse", f"tell() with {what} raised {type(exc).__name__}: {exc}") from None
+    raise subject.fail("tell_misuse", f"tell() with {what} did not raise ControllerError")
+
+
+def check_policy(subject: Subject) -> None:
+    ctrl = subject.make()
+    _check_policy(subject, ctrl)
+    rewards = SyntheticRewards(subject.space)
+    for _ in range(3):
+        ids = ctrl.ask(3)
+        values, info = rewards(ids, _fidelity(ctrl, 3))
+        ctrl.tell(ids, values, info)
+        _check_policy(subject, ctrl)
+
+
+def _check_policy(subject: Subject, ctrl: Controller) -> None:
+    policy = ctrl.policy()
+    if policy is None:
+        return
+    radices = subject.space.radices
+    if not isinstance(policy, list) or len(policy) != len(radices):
+        raise subject.fail("policy", f"policy() must be a list of {len(radices)} arrays, got {policy!r}")
+    for layer, (probs, radix) in enumerate(zip(policy, radices, strict=True)):
+        probs = np.asarray(probs, dtype=np.float64)
+        if probs.shape != (radix,) or not np.all(np.isfinite(probs)) or np.any(probs < 0):
+            raise subject.fail("policy", f"layer {layer}: expected {radix} finite probabilities, got {probs}")
+        if not np.isclose(probs.sum(), 1.0, atol=1e-6):
+            raise subject.fail("policy", f"layer {layer}: probabilities sum to {probs.sum()}, not 1")
+
+
+def check_fidelity(subject: Subject) -> None:
+    ctrl = subject.make()
+    rewards = SyntheticRewards(subject.space)
+    for n in (1, 4, 2, 7):
+        ids = ctrl.ask(n)
+        fidelity = _checked_fidelity(subject, "fidelity", ctrl, n)
+        if n % 2 == 0:  # tell some batches, keep others pending
+            ctrl.tell(ids, *rewards(ids, fidelity))
+
+
+def check_no_store(subject: Subject) -> None:
+    module = sys.modules.get(subject.cls.__module__)
+    namespace = vars(module) if module is not None else {}
+    for name, value in namespace.items():
+        origin = value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", "")
+        if isinstance(origin, str) and origin.startswith(FORBIDDEN_MODULES):
+            raise subject.fail("no_store", f"module {subject.cls.__module__} holds {name!r} from {origin}")
+    with _forbidden_imports():
+        ctrl = subject.make()
+        run_trajectory(subject, ctrl)
+        ctrl.recommend()
+
+
+@contextmanager
+def _forbidden_imports() -> Iterator[None]:
+    """Make the store, oracle and sweep modules unimportable for the enclosed block."""
+    saved = {name: sys.modules.get(name) for name in FORBIDDEN_MODULES}
+    try:
+        for name in FORBIDDEN_MODULES:
+            sys.modules[name] = None  # type: ignore[assignment]  # import raises ImportError
+        yield
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+
+
+def check_batched(subject: Subject) -> None:
+    batched = getattr(subject.cls, "batched", None)
+    if batched is None:
+        return
+    seeds = [11, 12, 13]
+    together = batched(subject.space, seeds, **subject.hparams)
+    alone = LoopedRuns([subject.make(seed=s) for s in seeds])
+    rewards = [SyntheticRewards(subject.space, seed=s) for s in seeds]
+    told = 0
+    while told < subject.budget:
+        ids = together.ask(3)
+        if not np.array_equal(ids, alone.ask(3)):
+            raise subject.fail("batched", f"batched ids differ from one-by-one runs after {told} results")
+        fidelity = together.fidelity()
+        per_run = [rewards[r](ids[r], None if fidelity is None else fidelity[r]) for r in range(len(seeds))]
+        values = np.stack([v for v, _ in per_run])
+        info = {k: np.stack([i[k] for _, i in per_run]) for k in per_run[0][1]}
+        together.tell(ids, values, info)
+        alone.tell(ids, values, info)
+        told += 3
+    if not np.array_equal(together.recommend(), alone.recommend()):
+        raise subject.fail("batched", "batched recommend() differs from one-by-one runs")
+
+
+#: every check by name, in the order they run
+CHECKS: dict[str, Callable[[Subject], None]] = {
+    "params": check_params,
+    "ask": check_ask,
+    "trajectory": check_trajectory,
+    "determinism": check_determinism,
+    "recommend": check_recommend,
+    "tell_misuse": check_tell_misuse,
+    "policy": check_policy,
+    "fidelity": check_fidelity,
+    "no_store": check_no_store,
+    "batched": check_batched,
+}
+
+
+# ---------------------------------------------------------------------- entry points
+def check_controller(
+    controller: str | type[Controller],
+    space: ModelSpace | None = None,
+    *,
+    hparams: Mapping[str, Any] | None = None,
+    checks: Iterable[str] | None = None,
+    budget: int = 30,
+    stochastic: bool = True,
+) -> list[str]:
+    """Run the conformance checks on a controller class or registered name.
+
+    Parameters
+    ----------
+    controller:
+        A :class:`Controller` subclass, or a name known to
+        :func:`bionas_bench.controllers.get` (built-in or plugin).
+    space:
+        The space to search; default :func:`tiny_space` (24 architectures).
+    hparams:
+        Hyper-parameters for every controller the suite creates (e.g. a smaller budget
+        for a slow controller).
+    checks:
+        Names from :data:`CHECKS` to run; default all.
+    budget:
+        Results told per trajectory.
+    stochastic:
+        Whether different seeds must give different runs; pass False for a controller
+        that is deterministic whatever its seed.
+
+    Returns the names of the checks run; raises :class:`ConformanceError` on the first
+    failure.
+    """
+    subject = _subject(controller, space, hparams, budget, stochastic)
+    names = builtins.list(CHECKS) if checks is None else builtins.list(checks)
+    unknown = sorted(set(names) - set(CHECKS))
+    if unknown:
+        raise ControllerError(f"unknown conformance check(s) {unknown}; known: {', '.join(CHECKS)}")
+    for name in names:
+        try:
+            CHECKS[name](subject)
+        except ConformanceError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any crash is a failure of this check
+            raise subject.fail(name, f"raised {type(exc).__name__}: {exc}") from exc
+    return names
+
+
+def _subject(
+    controller: str | type[Controller],
+    space: ModelSpace | None,
+    hparams: Mapping[str, Any] | None,
+    budget: int,
+    stochastic: bool,
+) -> Subject:
+    if isinstance(controller, str):
+        from bionas_bench.controllers import get
+
+        cls = get(controller)
+        label = controller
+    elif isinstance(controller, type) and issubclass(controller, Controller):
+        cls, label = controller, controller.name or controller.__name__
+    else:
+        raise ControllerError(
+            f"check_controller needs a Controller subclass or a registered name, got {controller!r}"
+        )
+    return Subject(
+        cls=cls,
+        label=label,
+        space=space or tiny_space(),
+        hparams=dict(hparams or {}),
+        budget=budget,
+        stochastic=stochastic,
+    )
+
+
+def conformance_cases(controllers: Iterable[str | type[Controller]]) -> builtins.list[Any]:
+    """``pytest.param(controller, check)`` for every pair, with readable ids.
+
+    Use as ``@pytest.mark.parametrize(("controller", "check"), conformance_cases([...]))``
+    and call ``check_controller(controller, checks=[check])`` in the test.
+    """
+    import pytest
+
+    cases = []
+    for controller in controllers:
+        label = controller if isinstance(controller, str) else controller.name or controller.__name__
+        cases += [pytest.param(controller, check, id=f"{label}-{check}") for check in CHECKS]
+    return cases
