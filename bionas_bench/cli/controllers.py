@@ -1,0 +1,88 @@
+"""``bionas-bench controllers list|show``: the available search controllers."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+
+from bionas_bench import controllers
+from bionas_bench.controllers.base import Controller
+from bionas_bench.errors import BionasError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "controllers",
+        help="list the search controllers (built-in and plugins) and their hyper-parameters",
+        description=(
+            "Search controllers follow one ask/tell protocol. Built-ins are registered by name; "
+            "third-party ones through the entry-point group 'bionas_bench.controllers'."
+        ),
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser(
+        "list", help="one line per controller: name, fidelity, description, hyper-parameter defaults"
+    )
+    listing.set_defaults(func=run_list)
+    show = actions.add_parser("show", help="a controller's documentation and hyper-parameters")
+    show.add_argument("name", help="controller name, as printed by 'controllers list'")
+    show.set_defaults(func=run_show)
+
+
+def summary(cls: type[Controller]) -> str:
+    """The first line of a controller's docstring."""
+    doc = inspect.getdoc(cls) or ""
+    return doc.splitlines()[0] if doc else "(no description)"
+
+
+def defaults(cls: type[Controller]) -> list[tuple[str, str, str]]:
+    """(name, type, default) of every hyper-parameter, in declaration order."""
+    out = []
+    for field in dataclasses.fields(cls.Params):
+        if field.default is not dataclasses.MISSING:
+            default = repr(field.default)
+        elif field.default_factory is not dataclasses.MISSING:
+            default = repr(field.default_factory())
+        else:
+            default = "(required)"
+        kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
+        out.append((field.name, kind, default))
+    return out
+
+
+def run_list(args: argparse.Namespace) -> int:
+    rows = []
+    for name in controllers.list():
+        try:
+            cls = controllers.get(name)
+        except BionasError as exc:  # a broken plugin must not hide the others
+            rows.append((name, "?", f"(cannot load: {exc})", ""))
+            continue
+        params = ", ".join(f"{n}={d}" for n, _, d in defaults(cls)) or "-"
+        rows.append((name, "epochs" if cls.uses_fidelity else "-", summary(cls), params))
+    width = max(len(r[0]) for r in rows) if rows else 4
+    print(f"{'name':<{width}}  fidelity  description")
+    for name, fidelity, description, params in rows:
+        print(f"{name:<{width}}  {fidelity:<8}  {description}")
+        if params:
+            print(f"{'':<{width}}  {'':<8}    hyper-parameters: {params}")
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    cls = controllers.get(args.name)
+    source = "built-in" if args.name in controllers.BUILTIN else "plugin"
+    print(f"{args.name}  ({source}: {cls.__module__}.{cls.__qualname__})")
+    print(f"fidelity: {'epochs per asked id' if cls.uses_fidelity else 'none (full training)'}")
+    rows = defaults(cls)
+    if rows:
+        print("hyper-parameters (defaults):")
+        width = max(len(n) for n, _, _ in rows)
+        for name, kind, default in rows:
+            print(f"  {name:<{width}}  {default}  ({kind})")
+    else:
+        print("hyper-parameters: none")
+    print()
+    print(inspect.getdoc(cls) or "(no documentation)")
+    return 0
