@@ -41,6 +41,8 @@ from bionas_bench.space import ModelSpace
 #: evidence-maximisation iterations and the clip that keeps precisions finite
 EVIDENCE_ITERATIONS = 50
 PRECISION_RANGE = (1e-6, 1e6)
+#: candidates scored per block (bounds the memory of a prediction)
+PREDICT_CHUNK = 4096
 
 
 class ArchitectureEncoding:
@@ -95,8 +97,8 @@ class BayesianLinearRegression:
             beta = float(np.clip(max(n - gamma, 1e-6) / max(residual, 1e-12), *PRECISION_RANGE))
         self.alpha, self.beta = alpha, beta
         self.weights = self._solve(alpha, beta, eigvals, xty)
-        #: posterior covariance of the weights
-        self.covariance = (self._eigvecs / (alpha + beta * eigvals)) @ self._eigvecs.T
+        #: a square root of the posterior weight covariance: covariance = root @ root.T
+        self.covariance_root = self._eigvecs / np.sqrt(alpha + beta * eigvals)
 
     def _solve(self, alpha: float, beta: float, eigvals: np.ndarray, xty: np.ndarray) -> np.ndarray:
         v = self._eigvecs
@@ -105,9 +107,14 @@ class BayesianLinearRegression:
     def predict(self, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and standard deviation of the noise-free reward, from active indices."""
         mean = self.weights[active].sum(axis=1)
-        cov = self.covariance[active[:, :, None], active[:, None, :]]
-        var = np.clip(cov.sum(axis=(1, 2)), 0.0, None)
-        return mean, np.sqrt(var)
+        std = np.empty(len(active))
+        for start in range(0, len(active), PREDICT_CHUNK):
+            chunk = active[start : start + PREDICT_CHUNK]
+            projected = self.covariance_root[chunk[:, 0]].copy()  # phi @ root, phi binary
+            for group in range(1, chunk.shape[1]):
+                projected += self.covariance_root[chunk[:, group]]
+            std[start : start + PREDICT_CHUNK] = np.sqrt(np.einsum("ij,ij->i", projected, projected))
+        return mean, std
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +125,7 @@ class BONASParams:
     kappa: float = 2.0
     pairwise: bool = True
     revisit: bool = False
-    max_candidates: int = 65536
+    max_candidates: int = 16384
 
     def __post_init__(self) -> None:
         for name in ("n_init", "max_candidates"):
@@ -160,7 +167,7 @@ class BONAS(IncumbentController):
         Allow asking architectures already observed (spends budget on de-noising the
         incumbent instead of exploring). Observed ones are asked anyway once every
         candidate has been observed.
-    max_candidates : int = 65536
+    max_candidates : int = 16384
         Spaces up to this size are scored exhaustively; larger ones through a pool.
 
     ``recommend()`` is the architecture with the best mean observed reward.

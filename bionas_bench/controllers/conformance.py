@@ -137,7 +137,9 @@ class Trace:
     fidelities: list[list[int] | None] = dataclasses.field(default_factory=list)
 
 
-def run_trajectory(subject: Subject, ctrl: Controller, *, seed: int = 0, observe: bool = True) -> Trace:
+def run_trajectory(
+    subject: Subject, ctrl: Controller, *, seed: int = 0, observe: bool = True, check: str = "trajectory"
+) -> Trace:
     """Drive ``ctrl`` for ``subject.budget`` evaluations in the suite's standard pattern.
 
     Batch sizes cycle through :data:`BATCH_SIZES`; every second batch is told in a
@@ -150,15 +152,15 @@ def run_trajectory(subject: Subject, ctrl: Controller, *, seed: int = 0, observe
     while told < subject.budget:
         n = BATCH_SIZES[step % len(BATCH_SIZES)]
         ids = ctrl.ask(n)
-        _check_ids(subject, "trajectory", ids, n)
-        fidelity = _checked_fidelity(subject, "trajectory", ctrl, n)
+        _check_ids(subject, check, ids, n)
+        fidelity = _checked_fidelity(subject, check, ctrl, n)
         values, info = rewards(ids, fidelity if ctrl.uses_fidelity else None)
         trace.ids.append(ids.tolist())
         if observe:
             trace.fidelities.append(None if fidelity is None else np.asarray(fidelity).tolist())
         _tell_in_pattern(ctrl, ids, values, info, step, order_rng)
         if observe:
-            trace.recommendations.append(_valid_recommendation(subject, "trajectory", ctrl))
+            trace.recommendations.append(_valid_recommendation(subject, check, ctrl))
             policy = ctrl.policy()
             trace.policies.append(None if policy is None else [np.asarray(p).tolist() for p in policy])
         told += n
@@ -270,13 +272,13 @@ def _budget_told(budget: int) -> int:
 
 
 def check_determinism(subject: Subject) -> None:
-    first = run_trajectory(subject, subject.make(seed=7))
-    again = run_trajectory(subject, subject.make(seed=7))
+    first = run_trajectory(subject, subject.make(seed=7), check="determinism")
+    again = run_trajectory(subject, subject.make(seed=7), check="determinism")
     for field in ("ids", "recommendations", "policies", "fidelities"):
         if not _same(getattr(first, field), getattr(again, field)):
             raise subject.fail("determinism", f"two runs with seed 7 differ in their {field}")
     if subject.stochastic:
-        other = run_trajectory(subject, subject.make(seed=8))
+        other = run_trajectory(subject, subject.make(seed=8), check="determinism")
         if other.ids == first.ids:
             raise subject.fail(
                 "determinism",
@@ -302,11 +304,11 @@ def check_recommend(subject: Subject) -> None:
     values, info = rewards(ids[:1], _fidelity(ctrl, 1))
     ctrl.tell(ids[:1], values, info)
     _valid_recommendation(subject, "recommend", ctrl)
-    run_trajectory(subject, ctrl)
+    run_trajectory(subject, ctrl, check="recommend")
     _valid_recommendation(subject, "recommend", ctrl)
     # recommend() must not change state: a run calling it after every tell asks the same ids
-    quiet = run_trajectory(subject, subject.make(seed=3), observe=False)
-    watched = run_trajectory(subject, subject.make(seed=3), observe=True)
+    quiet = run_trajectory(subject, subject.make(seed=3), observe=False, check="recommend")
+    watched = run_trajectory(subject, subject.make(seed=3), observe=True, check="recommend")
     if quiet.ids != watched.ids:
         raise subject.fail("recommend", "calling recommend()/policy()/fidelity() changed later asks")
 
@@ -341,7 +343,10 @@ def check_tell_misuse(subject: Subject) -> None:
     ctrl.tell(ids, values, info)
     reference.tell(ids, values, info)
     _expect_controller_error(subject, ctrl, "an id already told", ids[:1], [0.0])
-    if run_trajectory(subject, ctrl).ids != run_trajectory(subject, reference).ids:
+    if (
+        run_trajectory(subject, ctrl, check="tell_misuse").ids
+        != run_trajectory(subject, reference, check="tell_misuse").ids
+    ):
         raise subject.fail("tell_misuse", "rejected tell() calls changed the controller's later asks")
 
 
@@ -400,7 +405,7 @@ def check_no_store(subject: Subject) -> None:
             raise subject.fail("no_store", f"module {subject.cls.__module__} holds {name!r} from {origin}")
     with _forbidden_imports():
         ctrl = subject.make()
-        run_trajectory(subject, ctrl)
+        run_trajectory(subject, ctrl, check="no_store")
         ctrl.recommend()
 
 
