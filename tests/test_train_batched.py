@@ -25,6 +25,8 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
 N, L = 200, 50
 SPLITS = {"train": np.arange(0, 120), "validation": np.arange(120, 160), "test": np.arange(160, 200)}
 ARCHS = {
@@ -59,10 +61,13 @@ def test_batched_equals_each_replicate_alone(kind: str, dtype: str):
     for i, seed in enumerate(seeds):
         alone = train_unit(SPACE, ARCHS[kind], data, make_splits(SPLITS, N, config, [seed]), config, [seed])
         for name in ("val_loss", "test_loss", "auroc", "aupr", "accuracy", "epochs", "n_params"):
-            np.testing.assert_allclose(alone.metrics[name][0], together.metrics[name][i], rtol=0,
-                                       atol=TOLERANCE[dtype], err_msg=name)
+            np.testing.assert_allclose(
+                alone.metrics[name][0], together.metrics[name][i], rtol=0, atol=TOLERANCE[dtype], err_msg=name
+            )
         for name, curve in alone.curves.items():
-            np.testing.assert_allclose(curve[0], together.curves[name][i], atol=TOLERANCE[dtype], err_msg=name)
+            np.testing.assert_allclose(
+                curve[0], together.curves[name][i], atol=TOLERANCE[dtype], err_msg=name
+            )
         np.testing.assert_allclose(alone.filters[0], together.filters[i], atol=TOLERANCE[dtype])
     assert not np.allclose(together.filters[0], together.filters[1])  # replicates differ
 
@@ -113,8 +118,11 @@ def test_resplit_per_replicate_is_seeded_disjoint_and_keeps_test_out():
 
 def test_onehot_encoding_value_and_n():
     data = TrainData.from_arrays(
-        np.array([[0, 1, 2, 3, 4]], dtype=np.uint8), np.zeros((1, 1)), onehot_value=2.0,
-        device=torch.device("cpu"), dtype=torch.float32,
+        np.array([[0, 1, 2, 3, 4]], dtype=np.uint8),
+        np.zeros((1, 1)),
+        onehot_value=2.0,
+        device=torch.device("cpu"),
+        dtype=torch.float32,
     )
     x, _ = data.batch(torch.zeros(1, 1, dtype=torch.long))
     expected = torch.zeros(4, 5)

@@ -23,6 +23,8 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
 REGCONV = dict(SPACE.layers[0].choices[3].kwargs)  # regconv2d_f3_k8
 
 
@@ -96,7 +98,9 @@ def test_regconv_projection_enforces_the_constraints():
 
 
 def test_sfc_symmetry_penalty_and_curvature():
-    op = SeparableFC(SeqShape(3, 9), 1, units=2, symmetric=True, smoothness_penalty=1.0, curvature_constraint=0.1)
+    op = SeparableFC(
+        SeqShape(3, 9), 1, units=2, symmetric=True, smoothness_penalty=1.0, curvature_constraint=0.1
+    )
     op.init_replicate(0, torch.Generator().manual_seed(0))
     full = op.positional()[0]
     assert full.shape == (2, 9) and torch.equal(full, full.flip(1))

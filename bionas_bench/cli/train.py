@@ -30,18 +30,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", required=True, help="store directory (created, or resumed)")
     parser.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default=None,
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default=None,
         help="where to train (default: the training manifest's; auto = cuda when available)",
     )
     parser.add_argument("--archs", default=None, help="architecture ids and ranges, e.g. 0-9,46")
     parser.add_argument(
-        "--scheduler", default=None,
+        "--scheduler",
+        default=None,
         help="Dask scheduler address (tcp://host:port), or 'local' for a local cluster; "
         "default: train in this process",
     )
     parser.add_argument("--workers", type=int, default=2, help="workers of --scheduler local (default 2)")
     parser.add_argument(
-        "--threads", type=int, default=None,
+        "--threads",
+        type=int,
+        default=None,
         help="torch CPU threads per process (default: torch's; cpu_count/workers for --scheduler local)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -68,8 +73,15 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         report = run_farm(
-            space, args.dataset, args.training, args.out, device=args.device, archs=archs,
-            scheduler=args.scheduler, workers=args.workers, threads=args.threads,
+            space,
+            args.dataset,
+            args.training,
+            args.out,
+            device=args.device,
+            archs=archs,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            threads=args.threads,
             progress=progress,
         )
     finally:

@@ -73,7 +73,9 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu or auto")
+        raise TrainingError(
+            "--device cuda was asked for but torch sees no CUDA GPU; use --device cpu or auto"
+        )
     if device not in ("cpu", "cuda"):
         raise TrainingError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
     return torch.device(device)
@@ -177,7 +179,12 @@ class TrainData:
 
     @classmethod
     def from_arrays(
-        cls, codes: np.ndarray, labels: np.ndarray, *, onehot_value: float, device: torch.device,
+        cls,
+        codes: np.ndarray,
+        labels: np.ndarray,
+        *,
+        onehot_value: float,
+        device: torch.device,
         dtype: torch.dtype,
     ) -> TrainData:
         codes_t = torch.as_tensor(np.array(codes, dtype=np.uint8, copy=True), device=device)

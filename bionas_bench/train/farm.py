@@ -251,7 +251,9 @@ def score_knowledge(
             out[name] = np.full(replicates, np.nan)
         else:
             out[name] = np.asarray(
-                knowledge_dissimilarity(filters.astype(np.float64), list(motifs), **config.knowledge_settings),
+                knowledge_dissimilarity(
+                    filters.astype(np.float64), list(motifs), **config.knowledge_settings
+                ),
                 dtype=np.float64,
             )
     return out
@@ -269,7 +271,10 @@ def _device_data(dataset: Any, config: TrainingConfig, device: torch.device) -> 
         if key not in _DATA_CACHE:
             _DATA_CACHE.clear()  # one dataset at a time keeps memory bounded
             _DATA_CACHE[key] = TrainData.from_arrays(
-                dataset.codes, dataset.labels, onehot_value=config.onehot_value, device=device,
+                dataset.codes,
+                dataset.labels,
+                onehot_value=config.onehot_value,
+                device=device,
                 dtype=_torch_dtype(config.dtype),
             )
         return _DATA_CACHE[key]
@@ -399,7 +404,9 @@ def run_farm(
     else:
         if threads is None and scheduler == "local":
             threads = max(1, (os.cpu_count() or 1) // workers)
-        _run_dask(space, dataset, config, str(out_path), todo, device_name, scheduler, workers, threads, progress)
+        _run_dask(
+            space, dataset, config, str(out_path), todo, device_name, scheduler, workers, threads, progress
+        )
     return FarmReport(str(out_path), tuple(todo), skipped, _device_name(dev))
 
 

@@ -1,0 +1,182 @@
+"""The training farm: store contents, resume, refusal of other manifests, SIGKILL + resume, Dask, CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bionas_bench.cli import main
+from bionas_bench.errors import TrainingError
+from bionas_bench.store import Store
+from bionas_bench.train.farm import parse_archs, run_farm
+
+ARCHS = "0-23"  # 24 units: conv1d k8 x all pooling / flatten / dense choices
+COMPARED = ("val_loss", "test_loss", "auroc", "aupr", "accuracy", "epochs", "n_params")
+
+
+def _farm(dataset: Path, out: Path, archs: str = ARCHS, **kw):
+    return run_farm("bionas-conv1d", dataset, "smoke", out, device="cpu", archs=archs, threads=1, **kw)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_train_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """An uninterrupted in-process run of the test architectures."""
+    out = tmp_path_factory.mktemp("farm") / "ref.zarr"
+    events = []
+    report = _farm(tiny_train_dataset, out, progress=events.append)
+    assert len(report.trained) == 24 and report.skipped == 0
+    assert [e.done for e in events] == list(range(25))  # a start event, then one per unit
+    return Store.open(out)
+
+
+def _assert_same(a: Store, b: Store, ids: np.ndarray) -> None:
+    assert np.array_equal(a.done[ids], b.done[ids])
+    for name in COMPARED:
+        np.testing.assert_array_equal(a.metric(name)[ids], b.metric(name)[ids], err_msg=name)
+    np.testing.assert_array_equal(a.knowledge("myc")[ids], b.knowledge("myc")[ids])
+    np.testing.assert_array_equal(a.curve("val_loss")[ids], b.curve("val_loss")[ids])
+    np.testing.assert_array_equal(a.filters(ids), b.filters(ids))
+
+
+def test_store_holds_every_result(reference: Store):
+    ids = parse_archs(ARCHS, 216)
+    assert reference.done[ids].all() and not reference.done.sum() > len(ids) * 2
+    assert reference.attrs["provenance"]["source"] == "farm"
+    assert reference.attrs["training"]["name"] == "smoke"
+    assert reference.replicate_seeds == [0, 1]
+    for name in COMPARED:
+        assert np.isfinite(reference.metric(name)[ids]).all(), name
+    assert np.isfinite(reference.knowledge("myc")[ids]).all()
+    assert (reference.metric("train_seconds")[ids] > 0).all()
+    filters = reference.filters(ids)
+    assert filters.shape == (24, 2, 3, 20, 4)
+    assert np.isfinite(filters[:, :, :, :8]).all() and np.isnan(filters[:, :, :, 8:]).all()  # k8, NaN-padded
+    assert np.isfinite(reference.curve("train_loss")[ids][:, :, 0]).all()
+
+
+def test_resume_trains_nothing_and_other_manifests_are_refused(tiny_train_dataset: Path, tmp_path: Path):
+    out = tmp_path / "s.zarr"
+    _farm(tiny_train_dataset, out, archs="0,1")
+    again = _farm(tiny_train_dataset, out, archs="0-2")
+    assert again.trained == (2,) and again.skipped == 2
+    other = tmp_path / "other.toml"
+    other.write_text(
+        (Path(__file__).parents[1] / "data_manifests/training/smoke.toml")
+        .read_text()
+        .replace("lr = 0.01", "lr = 0.02")
+    )
+    before = Store.open(out).done.copy()
+    with pytest.raises(TrainingError, match="training manifest|training 'smoke'"):
+        run_farm("bionas-conv1d", tiny_train_dataset, other, out, device="cpu", archs="3")
+    assert np.array_equal(Store.open(out).done, before)
+
+
+def test_sigkill_then_resume_equals_an_uninterrupted_run(
+    tiny_train_dataset: Path, tmp_path: Path, reference: Store
+):
+    out = tmp_path / "killed.zarr"
+    cmd = [
+        sys.executable,
+        "-m",
+        "bionas_bench",
+        "train",
+        "--dataset",
+        str(tiny_train_dataset),
+        "--training",
+        "smoke",
+        "--out",
+        str(out),
+        "--archs",
+        ARCHS,
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--quiet",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = 0
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            done = int(Store.open(out).done.all(axis=1).sum())
+        except Exception:  # noqa: BLE001 - the store may not exist yet
+            done = 0
+        if done >= 2:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.wait()
+    if proc.returncode != -signal.SIGKILL:
+        pytest.skip("the farm finished before it could be killed (machine too fast for this test)")
+    partial = Store.open(out).done.all(axis=1).sum()
+    assert 2 <= partial < 24
+    report = _farm(tiny_train_dataset, out)
+    assert len(report.trained) + report.skipped == 24 and report.skipped == partial
+    _assert_same(Store.open(out), reference, parse_archs(ARCHS, 216))
+
+
+def test_two_dask_workers_writing_concurrently_lose_nothing(
+    tiny_train_dataset: Path, tmp_path: Path, reference: Store
+):
+    """Two workers of a Dask cluster, reached by its address (threads keep the test fast;
+    ``--scheduler local`` starts the same cluster with worker processes)."""
+    from dask.distributed import LocalCluster
+
+    out = tmp_path / "dask.zarr"
+    events = []
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        report = _farm(
+            tiny_train_dataset, out, archs="0-5", scheduler=cluster.scheduler_address, progress=events.append
+        )
+    assert sorted(report.trained) == list(range(6)) and len(events) == 7
+    _assert_same(Store.open(out), reference, np.arange(6))
+
+
+def test_cli_bad_input_is_one_line_and_writes_nothing(tiny_train_dataset: Path, tmp_path: Path, capsys):
+    a_file = tmp_path / "file.zarr"
+    a_file.write_text("not a store")
+    base = ["train", "--dataset", str(tiny_train_dataset), "--training", "smoke", "--device", "cpu"]
+    cases = [
+        (base + ["--out", str(a_file), "--archs", "0"], "is a file"),
+        (base + ["--out", str(tmp_path / "a.zarr"), "--archs", "0-216"], "out of range"),
+        (base + ["--out", str(tmp_path / "b.zarr"), "--archs", "x"], "cannot read"),
+        (["train", "--dataset", "no-such-data", "--out", str(tmp_path / "c.zarr")], "no-such-data"),
+        (base + ["--out", str(tmp_path / "d.zarr"), "--training", "no-such-training"], "no-such-training"),
+        (base + ["--out", str(tmp_path / "e.zarr"), "--space", "no-such-space"], "no-such-space"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.zarr"]
+
+
+def test_cli_trains_and_reports(tiny_train_dataset: Path, tmp_path: Path, capsys):
+    out = tmp_path / "cli.zarr"
+    argv = [
+        "train",
+        "--dataset",
+        str(tiny_train_dataset),
+        "--training",
+        "smoke",
+        "--out",
+        str(out),
+        "--archs",
+        "46",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+    ]
+    assert main(argv) == 0
+    assert "trained 1 architecture(s), 0 already done, on cpu" in capsys.readouterr().out
+    assert main(argv) == 0
+    assert "trained 0 architecture(s), 1 already done" in capsys.readouterr().out
