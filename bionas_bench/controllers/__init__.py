@@ -35,6 +35,9 @@ BUILTIN: dict[str, str] = {
     "tpe": "bionas_bench.controllers.optuna_samplers:TPE",
     "gp": "bionas_bench.controllers.optuna_samplers:GaussianProcessBO",
     "bonas": "bionas_bench.controllers.bayesopt:BONAS",
+    "ppo": "bionas_bench.controllers.policy_gradient:PPOController",
+    "reinforce": "bionas_bench.controllers.policy_gradient:ReinforceController",
+    "diverse_pg": "bionas_bench.controllers.policy_gradient:DiversePGController",
 }
 
 

@@ -1,0 +1,561 @@
+"""Policy-gradient controllers of BioNAS: ``ppo``, ``reinforce`` and ``diverse_pg``.
+
+All three train the LSTM controller of :mod:`bionas_bench.controllers.lstm_policy`
+(Zhang et al. 2019, "Automated neural architecture search with knowledge-guided ...",
+section 2.3) on the rewards the sweep tells them; one ``ask(n)`` is one *episode* of
+``n`` architectures (the paper uses 3) and the ``tell`` that answers it triggers an update.
+
+Notation (per architecture ``a = (a_1..a_L)`` with reward ``R``)::
+
+    log pi(a)   = sum_l log p_l(a_l)                                   (Eq. 6)
+    b_e         = 0.2 * b_{e-1} + 0.8 * mean(R of episode e-1)         (b_1 = mean R of episode 1)
+    A           = R - b_e                                              (advantage)
+    REINFORCE:  L = -mean( s * A * log pi(a) )                         (Eq. 7)
+    PPO:        rho = exp(log pi(a) - log pi_old(a))                   (Eq. 8)
+                L = -mean( s * min(rho A, clip(rho, 1-0.2, 1+0.2) A) ) (Eq. 9)
+    all:        L -= 0.001 * H,  H = entropy of the layer distributions
+
+``s`` is 1 in the paper and ``|1/R|`` in the original code. The baseline follows the
+original code exactly: an exponential moving average that lags one episode.
+
+PPO optimisation (original hyper-parameters): Adam, lr 0.1 with inverse-time decay per
+optimiser step, ``lr_k = 0.1 / (1 + 0.999 k)`` (the original's Keras ``Adam(decay=0.999)``),
+beta 0.9/0.999, eps 1e-7; a buffer of the last 15 episodes (updates start once 15
+episodes are buffered, as in the original); up to 100 epochs over the buffer in
+minibatches of 5; after every step the mean KL(old || new) over the epoch's minibatches
+so far is checked and the update stops once it exceeds 0.01. ``pi_old`` is the policy
+that *sampled* each buffered architecture (stored probabilities), as in the original.
+
+Where the original code departs from the paper (``variant``; each can be set alone):
+
+====================  ==================================  ==================================
+flag                  ``"paper"``                         ``"original_code"``
+====================  ==================================  ==================================
+``feed``              ``"action"``: next LSTM input =     ``"probs"``: step-0 input = random
+                      embedding of the sampled choice;    state vector, next input = previous
+                      learned start vector                layer's probability vector
+``reward_scaling``    ``False``                           ``True``: surrogate times ``|1/R|``
+``entropy``           ``"exact"``: sum_l H(p_l)           ``"sampled"``: -mean log p(a_l)
+``minibatch``         ``"shuffle"`` (permutation)         ``"bootstrap"`` (draw N with
+                                                          replacement each epoch)
+====================  ==================================  ==================================
+
+The original's "ratio as a product over layers" equals ``exp(sum_l log p - log p_old)``
+(Eq. 8) up to rounding, so it is not a flag. The default variant is the one that
+reproduced the paper's lambda trend best on the imported table (see the README's
+"Controllers: BioNAS PPO" section for the measurement).
+
+``recommend()`` is the original rule: per layer, argmax of the last value of a
+window-10 simple moving average of the per-episode mean choice probabilities.
+``policy()`` is the controller's current per-layer probabilities (uniform state for the
+``"probs"`` feed, the greedy path for the ``"action"`` feed).
+
+``diverse_pg`` transfers the idea of deep exploration networks (sample two candidates
+per step and penalise their similarity above a slack with a hinge; cf. Hong et al. 2018,
+"Diversity-driven exploration strategy for deep reinforcement learning", NeurIPS) to
+architecture search: with ``P_l^i`` the layer-``l`` probabilities used to sample
+architecture ``i`` of the episode, the similarity of two architectures is the chance
+that their sampling distributions agree, averaged over layers,
+
+    sim(i, j) = (1/L) sum_l < P_l^i, P_l^j >,
+    L_div     = w_div * mean_{i<j} max(0, sim(i, j) - slack),
+
+added to the REINFORCE loss (defaults ``w_div = 1.0``, ``slack = 0.5``): the controller
+may concentrate until two draws agree on a layer with probability ``slack``, and is
+pushed back beyond it, which keeps exploring without forbidding convergence.
+
+Batched execution: :meth:`PolicyGradientController.batched` advances many runs with the
+parameters stacked over runs (batched matmuls, per-run Adam state, per-run early
+stopping via masks); every random draw of a run comes from its own numpy ``Generator``
+in the same order as when the run is alone, so batched runs equal unbatched ones.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from bionas_bench.controllers.base import BatchedRuns, Controller, check, make_params
+from bionas_bench.controllers.lstm_policy import DTYPE, FEEDS, Net, NetShape, init_params
+from bionas_bench.errors import ControllerError
+from bionas_bench.space import ModelSpace
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "paper": {"feed": "action", "reward_scaling": False, "entropy": "exact", "minibatch": "shuffle"},
+    "original_code": {
+        "feed": "probs",
+        "reward_scaling": True,
+        "entropy": "sampled",
+        "minibatch": "bootstrap",
+    },
+}
+ENTROPIES = ("exact", "sampled")
+MINIBATCHES = ("shuffle", "bootstrap", "none")
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-7
+DEFAULT_VARIANT = "original_code"
+
+
+# ---------------------------------------------------------------------- hyper-parameters
+@dataclass(frozen=True)
+class PPOParams:
+    """Hyper-parameters of ``ppo`` (defaults: the original BioNAS settings)."""
+
+    variant: str = DEFAULT_VARIANT
+    feed: str | None = None  #: overrides the variant's feed ("action" | "probs")
+    reward_scaling: bool | None = None  #: overrides: multiply the surrogate by |1/R|
+    entropy: str | None = None  #: overrides: "exact" | "sampled"
+    minibatch: str | None = None  #: overrides: "shuffle" | "bootstrap" | "none"
+    lstm_units: int = 50
+    embedding_dim: int = 8
+    lr: float = 0.1
+    lr_decay: float = 0.999  #: inverse-time decay per optimiser step: lr / (1 + lr_decay * k)
+    entropy_weight: float = 0.001
+    baseline_decay: float = 0.2  #: weight of the previous baseline in the moving average
+    clip: float = 0.2
+    batch_size: int = 5  #: 0 = the whole buffer in one minibatch
+    max_epochs: int = 100
+    kl_stop: float | None = 0.01  #: None = never stop early
+    buffer_episodes: int = 15
+    warmup_episodes: int = 15  #: no update before this many episodes were told
+    sma_window: int = 10
+
+    def __post_init__(self) -> None:
+        check(self.variant in VARIANTS, f"variant must be one of {sorted(VARIANTS)}, got {self.variant!r}")
+        check(
+            self.feed is None or self.feed in FEEDS, f"feed must be one of {FEEDS} or None, got {self.feed!r}"
+        )
+        check(
+            self.reward_scaling is None or isinstance(self.reward_scaling, bool),
+            f"reward_scaling must be a bool or None, got {self.reward_scaling!r}",
+        )
+        check(
+            self.entropy is None or self.entropy in ENTROPIES,
+            f"entropy must be one of {ENTROPIES} or None, got {self.entropy!r}",
+        )
+        check(
+            self.minibatch is None or self.minibatch in MINIBATCHES,
+            f"minibatch must be one of {MINIBATCHES} or None, got {self.minibatch!r}",
+        )
+        for name in ("lstm_units", "embedding_dim", "max_epochs", "buffer_episodes", "sma_window"):
+            _check_int(self, name, 1)
+        _check_int(self, "batch_size", 0)
+        _check_int(self, "warmup_episodes", 1)
+        _check_float(self, "lr", positive=True)
+        _check_float(self, "lr_decay")
+        _check_float(self, "entropy_weight")
+        _check_float(self, "clip", positive=True)
+        _check_float(self, "baseline_decay")
+        check(self.baseline_decay <= 1, f"baseline_decay must be in [0, 1], got {self.baseline_decay!r}")
+        if self.kl_stop is not None:
+            _check_float(self, "kl_stop", positive=True)
+
+    def setting(self, flag: str) -> Any:
+        """The effective value of a variant flag (explicit override, else the variant's)."""
+        value = getattr(self, flag)
+        return VARIANTS[self.variant][flag] if value is None else value
+
+
+@dataclass(frozen=True)
+class ReinforceParams(PPOParams):
+    """Hyper-parameters of ``reinforce``: one full-batch step per episode on that episode."""
+
+    batch_size: int = 0
+    max_epochs: int = 1
+    kl_stop: float | None = None
+    buffer_episodes: int = 1
+    warmup_episodes: int = 1
+
+
+@dataclass(frozen=True)
+class DiverseParams(ReinforceParams):
+    """Hyper-parameters of ``diverse_pg``: REINFORCE plus the pairwise similarity hinge."""
+
+    diversity_weight: float = 1.0
+    slack: float = 0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_float(self, "diversity_weight")
+        _check_float(self, "slack")
+        check(self.slack <= 1, f"slack must be in [0, 1], got {self.slack!r}")
+
+
+def _check_int(params: Any, name: str, minimum: int) -> None:
+    value = getattr(params, name)
+    check(
+        isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= minimum,
+        f"{name} must be an integer >= {minimum}, got {value!r}",
+    )
+
+
+def _check_float(params: Any, name: str, positive: bool = False) -> None:
+    value = getattr(params, name)
+    ok = isinstance(value, int | float | np.floating) and not isinstance(value, bool) and np.isfinite(value)
+    ok = ok and (value > 0 if positive else value >= 0)
+    check(ok, f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
+
+
+# ---------------------------------------------------------------------- the engine
+@dataclass
+class Episode:
+    """What one episode leaves in the buffer; every tensor is ``(R, n, ...)``."""
+
+    state: torch.Tensor
+    actions: torch.Tensor
+    old_probs: list[torch.Tensor]
+    old_logp: torch.Tensor
+    advantage: torch.Tensor
+    scale: torch.Tensor
+
+
+class Engine:
+    """``R`` independent policy-gradient runs with stacked parameters.
+
+    ``algorithm`` is ``"ppo"``, ``"reinforce"`` or ``"diverse"``. A single controller is
+    an engine with ``R = 1``; the batched form is the same engine with ``R = len(seeds)``.
+    """
+
+    def __init__(self, space: ModelSpace, rngs: list[np.random.Generator], params: PPOParams, algorithm: str):
+        self.space = space
+        self.rngs = rngs
+        self.hp = params
+        self.algorithm = algorithm
+        self.shape = NetShape(space.radices, params.lstm_units, params.embedding_dim, params.setting("feed"))
+        self.net = Net(self.shape)
+        self.weights = init_params(self.shape, rngs)
+        self.adam_m = [torch.zeros_like(w) for w in self.weights]
+        self.adam_v = [torch.zeros_like(w) for w in self.weights]
+        self.steps = torch.zeros(len(rngs), dtype=DTYPE)  # optimiser steps per run
+        self.buffer: deque[Episode] = deque(maxlen=params.buffer_episodes)
+        self.baseline: np.ndarray | None = None
+        self.prev_mean: np.ndarray | None = None
+        self.history: list[list[np.ndarray]] = []  # per episode: per layer (R, radix)
+        self.episodes = 0
+        self.num_updates = np.zeros(len(rngs), dtype=np.int64)  # optimiser steps taken, for diagnostics
+
+    @property
+    def runs(self) -> int:
+        return len(self.rngs)
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self, n: int) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Sample ``n`` architectures per run: ids ``(R, n)``, states, choices, probabilities."""
+        num_layers, state_dim = self.shape.num_layers, self.shape.state_dim
+        starts, uniforms = [], []
+        for rng in self.rngs:  # per run, the same draws in the same order as alone
+            if self.shape.feed == "probs":
+                x = rng.uniform(0.0, 5.0, state_dim)
+                starts.append(np.exp(x) / np.exp(x).sum())
+            else:
+                starts.append(np.zeros(state_dim))
+            uniforms.append(rng.random((n, num_layers)))
+        start = torch.tensor(np.stack(starts), dtype=DTYPE)[:, None, :]
+        u = torch.tensor(np.stack(uniforms), dtype=DTYPE)
+        with torch.no_grad():
+            if self.shape.feed == "probs":
+                state, actions, probs = self._chained_rollout(start, u)
+            else:
+                state = start.expand(-1, n, -1).contiguous()
+                actions, probs = self.net.rollout(self.weights, state, u)
+        ids = self.space.encode(actions.numpy())
+        return np.asarray(ids, dtype=np.int64).reshape(self.runs, n), state, actions, probs
+
+    def _chained_rollout(
+        self, start: torch.Tensor, u: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Original code: the state of architecture j+1 is the last-layer probabilities of j."""
+        state, states, actions, probs = start, [], [], []
+        for j in range(u.shape[1]):
+            a, p = self.net.rollout(self.weights, state, u[:, j : j + 1])
+            states.append(state)
+            actions.append(a)
+            probs.append(p)
+            state = p[-1]
+        per_layer = [torch.cat([p[l] for p in probs], dim=1) for l in range(self.shape.num_layers)]
+        return torch.cat(states, dim=1), torch.cat(actions, dim=1), per_layer
+
+    # ------------------------------------------------------------------ learning
+    def update(
+        self, state: torch.Tensor, actions: torch.Tensor, probs: list[torch.Tensor], rewards: np.ndarray
+    ) -> None:
+        """Record one told episode (rewards ``(R, n)``) and train once enough are buffered."""
+        mean = rewards.mean(axis=1)
+        if self.baseline is None:
+            baseline = mean
+        else:
+            baseline = self.hp.baseline_decay * self.baseline + (1 - self.hp.baseline_decay) * self.prev_mean
+        self.baseline, self.prev_mean = baseline, mean
+        reward_t = torch.tensor(rewards, dtype=DTYPE)
+        scale = (
+            (1.0 / (reward_t + 1e-8)).abs()
+            if self.hp.setting("reward_scaling")
+            else torch.ones_like(reward_t)
+        )
+        chosen = [p.gather(-1, actions[..., l : l + 1])[..., 0] for l, p in enumerate(probs)]
+        old_logp = torch.stack(chosen).log().sum(0)
+        advantage = reward_t - torch.tensor(baseline, dtype=DTYPE)[:, None]
+        self.buffer.append(Episode(state, actions, probs, old_logp, advantage, scale))
+        self.history.append([p.mean(dim=1).numpy() for p in probs])
+        self.episodes += 1
+        if self.episodes >= self.hp.warmup_episodes:
+            self._train()
+
+    def _batch_orders(self, active: np.ndarray, size: int) -> np.ndarray:
+        """Per-run sample order for one epoch; only active runs draw from their rng."""
+        kind = self.hp.setting("minibatch")
+        orders = np.tile(np.arange(size), (self.runs, 1))
+        if kind == "none":
+            return orders
+        for r in np.flatnonzero(active):
+            rng = self.rngs[r]
+            orders[r] = rng.integers(0, size, size) if kind == "bootstrap" else rng.permutation(size)
+        return orders
+
+    def _train(self) -> None:
+        """Up to ``max_epochs`` passes over the buffer; per-run early stop on the KL."""
+        data = _concat(list(self.buffer))
+        size = data.actions.shape[1]
+        bs = self.hp.batch_size or size
+        active = np.ones(self.runs, dtype=bool)
+        for _ in range(self.hp.max_epochs):
+            orders = self._batch_orders(active, size)
+            kl_sum = np.zeros(self.runs)
+            for t, lo in enumerate(range(0, size, bs), start=1):
+                batch = _take(data, torch.from_numpy(orders[:, lo : lo + bs]))
+                self._step(batch, active)
+                if self.hp.kl_stop is not None:
+                    kl_sum += self._kl(batch)
+                    active &= ~(kl_sum / t > self.hp.kl_stop)
+                if not active.any():
+                    return
+
+    def _loss(self, weights: list[torch.Tensor], batch: Episode) -> torch.Tensor:
+        """Per-run loss ``(R,)`` of one minibatch (Eq. 7 or Eq. 9, entropy, diversity)."""
+        logps = self.net.evaluate(weights, batch.state, batch.actions)
+        chosen = torch.stack(
+            [lp.gather(-1, batch.actions[..., l : l + 1])[..., 0] for l, lp in enumerate(logps)]
+        )
+        logp = chosen.sum(0)
+        adv = batch.advantage
+        if self.algorithm == "ppo":
+            ratio = torch.exp(logp - batch.old_logp)
+            clipped = ratio.clamp(1 - self.hp.clip, 1 + self.hp.clip)
+            surrogate = torch.minimum(ratio * adv, clipped * adv)
+        else:
+            surrogate = adv * logp
+        loss = -(batch.scale * surrogate).mean(-1)
+        if self.hp.setting("entropy") == "sampled":
+            entropy = (-chosen).mean(-1).sum(0)
+        else:
+            entropy = sum((-(lp.exp() * lp).sum(-1)).mean(-1) for lp in logps)
+        loss = loss - self.hp.entropy_weight * entropy
+        if self.algorithm == "diverse":
+            loss = loss + self.hp.diversity_weight * _similarity_hinge(
+                [lp.exp() for lp in logps], self.hp.slack
+            )
+        return loss
+
+    def _step(self, batch: Episode, active: np.ndarray) -> None:
+        """One masked Adam step (Keras-style inverse-time decay) for the active runs."""
+        weights = [w.detach().requires_grad_(True) for w in self.weights]
+        mask = torch.from_numpy(active)
+        loss = (self._loss(weights, batch) * mask.to(DTYPE)).sum()
+        grads = torch.autograd.grad(loss, weights)
+        b1, b2 = ADAM_BETAS
+        t = self.steps + 1
+        lr = self.hp.lr / (1 + self.hp.lr_decay * self.steps) * torch.sqrt(1 - b2**t) / (1 - b1**t)
+        with torch.no_grad():
+            for i, (w, g) in enumerate(zip(self.weights, grads, strict=True)):
+                shape = (-1,) + (1,) * (w.dim() - 1)
+                m_mask = mask.view(shape)
+                m = torch.where(m_mask, b1 * self.adam_m[i] + (1 - b1) * g, self.adam_m[i])
+                v = torch.where(m_mask, b2 * self.adam_v[i] + (1 - b2) * g * g, self.adam_v[i])
+                step = lr.view(shape) * m / (v.sqrt() + ADAM_EPS)
+                self.weights[i] = torch.where(m_mask, w - step, w)
+                self.adam_m[i], self.adam_v[i] = m, v
+        self.steps += mask.to(DTYPE)
+        self.num_updates += active
+
+    def _kl(self, batch: Episode) -> np.ndarray:
+        """Mean over the minibatch of sum_l KL(p_old || p_new), per run ``(R,)``."""
+        with torch.no_grad():
+            logps = self.net.evaluate(self.weights, batch.state, batch.actions)
+            kl = sum(
+                (old * (old.clamp_min(1e-300).log() - new)).sum(-1)
+                for old, new in zip(batch.old_probs, logps, strict=True)
+            )
+        return kl.mean(-1).numpy()
+
+    # ------------------------------------------------------------------ read-outs
+    def policy(self) -> list[np.ndarray]:
+        """Current per-layer probabilities ``[(R, radix)]``."""
+        with torch.no_grad():
+            return [p.numpy().copy() for p in self.net.probe(self.weights)]
+
+    def recommend(self) -> np.ndarray:
+        """Per layer, argmax of the window-``sma_window`` moving average's last value."""
+        if not self.history:
+            smoothed = self.policy()
+        else:
+            window = self.history[-self.hp.sma_window :]
+            smoothed = [np.mean([ep[l] for ep in window], axis=0) for l in range(self.shape.num_layers)]
+        choices = np.stack([p.argmax(axis=-1) for p in smoothed], axis=-1)
+        return np.asarray(self.space.encode(choices), dtype=np.int64).reshape(self.runs)
+
+
+def _similarity_hinge(probs: list[torch.Tensor], slack: float) -> torch.Tensor:
+    """``mean_{i<j} max(0, sim(i, j) - slack)`` per run, sim = mean_l <P_l^i, P_l^j>."""
+    n = probs[0].shape[1]
+    if n < 2:
+        return torch.zeros(probs[0].shape[0], dtype=probs[0].dtype)
+    gram = sum(torch.bmm(p, p.transpose(1, 2)) for p in probs) / len(probs)
+    i, j = torch.triu_indices(n, n, offset=1)
+    return torch.relu(gram[:, i, j] - slack).mean(-1)
+
+
+def _concat(episodes: list[Episode]) -> Episode:
+    cat = lambda xs: torch.cat(xs, dim=1)  # noqa: E731
+    return Episode(
+        cat([e.state for e in episodes]),
+        cat([e.actions for e in episodes]),
+        [cat([e.old_probs[l] for e in episodes]) for l in range(len(episodes[0].old_probs))],
+        cat([e.old_logp for e in episodes]),
+        cat([e.advantage for e in episodes]),
+        cat([e.scale for e in episodes]),
+    )
+
+
+def _take(data: Episode, idx: torch.Tensor) -> Episode:
+    """Rows ``idx (R, b)`` of every ``(R, N, ...)`` tensor of ``data``."""
+    rows = torch.arange(idx.shape[0])[:, None]
+    return Episode(
+        data.state[rows, idx],
+        data.actions[rows, idx],
+        [p[rows, idx] for p in data.old_probs],
+        data.old_logp[rows, idx],
+        data.advantage[rows, idx],
+        data.scale[rows, idx],
+    )
+
+
+# ---------------------------------------------------------------------- controllers
+class PolicyGradientController(Controller):
+    """Shared ask/tell of the policy-gradient controllers (one run = an engine with R = 1)."""
+
+    algorithm: ClassVar[str] = "ppo"
+
+    def __init__(self, space: ModelSpace, seed: int | np.random.Generator = 0, **hparams: Any):
+        super().__init__(space, seed, **hparams)
+        self.engine = Engine(space, [self.rng], self.params, self.algorithm)
+        self._samples: list[tuple[int, torch.Tensor, torch.Tensor, list[torch.Tensor]]] = []
+
+    @classmethod
+    def batched(cls, space: ModelSpace, seeds: list[int], **hparams: Any) -> PolicyGradientRuns:
+        """Runs for ``seeds`` advanced together; equal to ``cls(space, seed=s)`` run alone."""
+        return PolicyGradientRuns(cls, space, seeds, make_params(cls, hparams))
+
+    def _ask(self, n: int) -> np.ndarray:
+        ids, state, actions, probs = self.engine.sample(n)
+        for j in range(n):
+            self._samples.append((int(ids[0, j]), state[0, j], actions[0, j], [p[0, j] for p in probs]))
+        return ids[0]
+
+    def _tell(self, ids: np.ndarray, rewards: np.ndarray, info: dict[str, Any]) -> None:
+        picked = [self._samples.pop(self._find(int(i))) for i in ids]
+        state = torch.stack([s[1] for s in picked])[None]
+        actions = torch.stack([s[2] for s in picked])[None]
+        probs = [torch.stack([s[3][l] for s in picked])[None] for l in range(self.space.num_layers)]
+        self.engine.update(state, actions, probs, rewards[None])
+
+    def _find(self, arch_id: int) -> int:
+        return next(k for k, s in enumerate(self._samples) if s[0] == arch_id)
+
+    def recommend(self) -> int:
+        return int(self.engine.recommend()[0])
+
+    def policy(self) -> list[np.ndarray]:
+        return [p[0] for p in self.engine.policy()]
+
+
+class PPOController(PolicyGradientController):
+    """BioNAS's LSTM controller trained with PPO (Eq. 6-9), original hyper-parameters."""
+
+    name = "ppo"
+    Params = PPOParams
+    algorithm = "ppo"
+
+
+class ReinforceController(PolicyGradientController):
+    """The BioNAS LSTM controller trained with the REINFORCE gradient (Eq. 7)."""
+
+    name = "reinforce"
+    Params = ReinforceParams
+    algorithm = "reinforce"
+
+
+class DiversePGController(PolicyGradientController):
+    """REINFORCE plus a hinge penalty on the similarity of architectures sampled together."""
+
+    name = "diverse_pg"
+    Params = DiverseParams
+    algorithm = "diverse"
+
+
+class PolicyGradientRuns(BatchedRuns):
+    """Many runs of one policy-gradient controller advanced together (stacked parameters)."""
+
+    def __init__(self, cls: type[PolicyGradientController], space: ModelSpace, seeds: list[int], params: Any):
+        if len(seeds) == 0:
+            raise ControllerError(f"{cls.name}.batched: seeds must not be empty")
+        self.name = cls.name
+        rngs = [np.random.default_rng(s) for s in seeds]
+        self.engine = Engine(space, rngs, params, cls.algorithm)
+        self._pending: tuple[np.ndarray, torch.Tensor, torch.Tensor, list[torch.Tensor]] | None = None
+
+    def ask(self, n: int) -> np.ndarray:
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+            raise ControllerError(f"{self.name}.ask(n): n must be a positive integer, got {n!r}")
+        if self._pending is not None:
+            raise ControllerError(f"{self.name} (batched): tell() the last ask() before asking again")
+        self._pending = self.engine.sample(int(n))
+        return self._pending[0].copy()
+
+    def tell(self, ids: np.ndarray, rewards: np.ndarray, info: Mapping[str, Any] | None = None) -> None:
+        if self._pending is None:
+            raise ControllerError(f"{self.name} (batched): tell() without a pending ask()")
+        asked = self._pending[0]
+        ids = np.asarray(ids)
+        rewards = np.asarray(rewards, dtype=np.float64)
+        if ids.shape != asked.shape or rewards.shape != asked.shape or not np.array_equal(ids, asked):
+            raise ControllerError(
+                f"{self.name} (batched): tell() needs exactly the {asked.shape} ids of the last ask() "
+                f"and rewards of that shape, got ids {ids.shape} and rewards {rewards.shape}"
+            )
+        if not np.all(np.isfinite(rewards)):
+            raise ControllerError(f"{self.name} (batched): rewards must be finite")
+        _, state, actions, probs = self._pending
+        self._pending = None
+        self.engine.update(state, actions, probs, rewards)
+
+    def recommend(self) -> np.ndarray:
+        return self.engine.recommend()
+
+    def policy(self) -> list[np.ndarray]:
+        return self.engine.policy()
+
+
+__all__ = [
+    "DiverseParams",
+    "DiversePGController",
+    "PPOController",
+    "PPOParams",
+    "PolicyGradientRuns",
+    "ReinforceController",
+    "ReinforceParams",
+]
