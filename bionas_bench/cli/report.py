@@ -1,0 +1,48 @@
+"""``bionas-bench report``: Markdown + PNG figures + CSVs from a sweep's results."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "report",
+        help="write the report (Markdown, PNG figures, CSVs) of a sweep's results",
+        description=(
+            "Score a sweep's results against the gold standard and write report.md with the "
+            "paper's Figure 2, choice probabilities, controller comparison (rank distributions, "
+            "pairwise tests, anytime curves, Pareto front) and the CSV behind every figure."
+        ),
+    )
+    parser.add_argument("results", type=Path, help="results folder written by 'bionas-bench sweep'")
+    parser.add_argument("--out", required=True, type=Path, help="report folder, e.g. reports/NAME")
+    parser.add_argument("--title", default=None, help="report title (default: from the sweep config)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    render(args.results, args.out, args.title)
+    return 0
+
+
+def render(results: Path, out: Path, title: str | None = None) -> None:
+    """Write the report and print where it is and the mean-rank table."""
+    from bionas_bench.report import write_report
+
+    written = write_report(results, out, title=title)
+    print(f"report: {written.markdown} ({len(written.figures)} figures, {len(written.tables)} CSV tables)")
+    if written.summary is not None:
+        print(rank_table(written.summary))
+
+
+def rank_table(summary) -> str:
+    """A short plain-text table of mean ranks per lambda and controller."""
+    lines = [f"{'lambda':>8}  {'controller':<14}{'loss rank':>10}{'K rank':>8}{'obj rank':>10}"]
+    for _, r in summary.sort_values(["lam"], kind="stable").iterrows():
+        lines.append(
+            f"{r['lam']:>8g}  {r['controller']:<14}{r['loss_rank']:>10.1f}{r['knowledge_rank']:>8.1f}"
+            f"{r['objective_rank']:>10.1f}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,63 @@
+"""``bionas-bench sweep``: run a sweep config (lambda x runs x controllers) on Dask."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bionas_bench.errors import SweepError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "sweep",
+        help="run every controller x lambda x run of a sweep config against the oracle",
+        description=(
+            "Run a sweep manifest (a name in data_manifests/sweeps, e.g. paper-fig2, or a path to a "
+            ".toml file): every controller at every lambda for the configured number of runs, "
+            "cells in parallel on Dask. Results go to a folder; rerunning with the same --out "
+            "resumes (finished cells are kept)."
+        ),
+    )
+    parser.add_argument("config", help="sweep manifest name (paper-fig2, paper-fig2-pub, demo) or .toml path")
+    parser.add_argument(
+        "--out", required=True, type=Path, help="results folder (created; resumed if present)"
+    )
+    parser.add_argument(
+        "--scheduler",
+        default="local",
+        help="'local' (default: a local Dask cluster, one process per core), 'threads', 'sync' "
+        "(in this process, in order), or a Dask scheduler address such as tcp://host:8786",
+    )
+    parser.add_argument("--store", type=Path, default=None, help="use this store instead of the config's")
+    parser.add_argument("--report", type=Path, default=None, help="also write the report into this folder")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from bionas_bench.sweep import load_sweep_config, run_sweep
+
+    config = load_sweep_config(args.config)
+    if args.store is not None and not args.store.exists():
+        raise SweepError(f"--store {args.store} does not exist; pass the path of a bionas_bench store")
+    total = len(config.cells())
+    bar = tqdm(total=total, unit="cell", desc=config.name, disable=args.no_progress)
+
+    def progress(event) -> None:
+        bar.set_postfix_str(event.key + (" (done before)" if event.skipped else ""), refresh=False)
+        bar.update(1)
+
+    try:
+        result = run_sweep(config, args.out, scheduler=args.scheduler, progress=progress, store=args.store)
+    finally:
+        bar.close()
+    skipped = f", {len(result.skipped)} already done" if result.skipped else ""
+    print(f"sweep {config.name}: {total} cells in {result.seconds:.1f} s{skipped}; results in {result.out}")
+    if args.report is not None:
+        from bionas_bench.cli.report import render
+
+        render(result.out, args.report)
+    return 0

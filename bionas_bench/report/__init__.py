@@ -1,0 +1,489 @@
+"""Reports of a sweep: Markdown with PNG figures and the CSV behind every figure.
+
+    from bionas_bench.report import write_report
+    written = write_report("results/paper-fig2", "reports/paper-fig2")
+
+The report holds the paper's Figure 2 ((a) gold-standard median loss and knowledge of
+the converged architectures against lambda, (b) their ranks, (c, d) per-step loss and
+knowledge at the smallest and largest lambda), the per-layer choice probabilities of
+each policy controller at three lambdas, and the controller comparison (rank
+distributions, pairwise tests, anytime curves, Pareto front and hypervolume).
+
+A file ``NOTES.md`` already in the output folder is kept and included verbatim at the
+end of the report: hand-written commentary (e.g. where a reproduction differs from the
+paper) survives regeneration. The report text holds no timestamps, so regenerating it
+from the same results gives the same Markdown and CSV files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bionas_bench import scoring
+from bionas_bench.report import figures
+from bionas_bench.report.markdown import fmt, pvalue, table, with_ci
+from bionas_bench.sweep import SweepResults, load_results
+
+NOTES_FILE = "NOTES.md"
+
+
+@dataclass
+class ReportFiles:
+    """What :func:`write_report` wrote."""
+
+    out: Path
+    markdown: Path
+    figures: list[Path] = field(default_factory=list)
+    tables: list[Path] = field(default_factory=list)
+    summary: pd.DataFrame | None = None
+
+
+def write_report(
+    results: SweepResults | str | Path, out: str | Path, title: str | None = None
+) -> ReportFiles:
+    """Write ``report.md``, its figures and CSVs for a results folder into ``out``."""
+    res = results if isinstance(results, SweepResults) else load_results(results)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    builder = _Builder(res, out)
+    text = builder.build(title)
+    markdown = out / "report.md"
+    markdown.write_text(text, encoding="utf-8")
+    return ReportFiles(out, markdown, builder.figures, builder.tables, builder.summary)
+
+
+class _Builder:
+    """Assembles the report section by section, writing each figure and its CSV."""
+
+    def __init__(self, res: SweepResults, out: Path):
+        self.res = res
+        self.out = out
+        self.labels = [label for label in res.labels if any(res.has_cell(label, lam) for lam in res.lambdas)]
+        self.figures: list[Path] = []
+        self.tables: list[Path] = []
+        self.summary: pd.DataFrame | None = None
+        self.n_archs = int(res.gold["arch"].nunique())
+
+    # ------------------------------------------------------------ plumbing
+    def arch_name(self, arch: int) -> str:
+        names = self.res.gold.drop_duplicates("arch").set_index("arch")["arch_name"]
+        return str(names.get(int(arch), "?"))
+
+    def csv(self, frame: pd.DataFrame, name: str) -> str:
+        path = self.out / f"{name}.csv"
+        frame.to_csv(path, index=False, float_format="%.6g")
+        self.tables.append(path)
+        return path.name
+
+    def figure(self, path: Path, caption: str, csv_name: str) -> str:
+        self.figures.append(path)
+        return f"![{path.stem}]({path.name})\n\n*{caption}* Data: [`{csv_name}`]({csv_name}).\n"
+
+    # ------------------------------------------------------------ document
+    def build(self, title: str | None) -> str:
+        config = self.res.config
+        title = title or config.report.title or f"Sweep report: {config.name}"
+        self.summary = scoring.summary(self.res)
+        parts = [
+            f"# {title}\n",
+            (config.description + "\n") if config.description else "",
+            self.inputs(),
+            self.headline(),
+            self.rank_table(),
+            self.figure2(),
+            self.policies(),
+            self.comparison(),
+            self.pareto(),
+            self.notes(),
+            self.files(),
+        ]
+        return "\n".join(p for p in parts if p).rstrip() + "\n"
+
+    def inputs(self) -> str:
+        res, config = self.res, self.res.config
+        meta = res.meta
+        store = meta.get("store", {})
+        hashes = store.get("hashes", {})
+        prov = hashes.get("provenance", {})
+        budget = config.budget
+        budget_text = f"{budget.episodes} episodes x {budget.archs_per_episode} architectures"
+        budget_text += f" = {budget.samples} samples"
+        if budget.gpu_seconds:
+            budget_text += f", at most {budget.gpu_seconds:g} simulated GPU seconds"
+        controllers = "; ".join(
+            f"`{c.label}` ({c.name}" + (f", {c.hparams}" if c.params else ", default hyper-parameters") + ")"
+            for c in config.controllers
+        )
+        dataset = hashes.get("dataset", {})
+        rows = [
+            ("sweep config", f"`{meta['config'].get('file') or config.name}` sha256 `{config.sha256[:16]}…`"),
+            ("store", f"{store.get('source')}: `{hashes.get('location')}`"),
+            ("store provenance", ", ".join(f"{k} = {v}" for k, v in prov.items()) or "-"),
+            ("dataset", ", ".join(f"{k} `{str(v)[:16]}`" for k, v in dataset.items()) or "-"),
+            (
+                "space",
+                f"{meta['space']['name']} ({self.n_archs} architectures), "
+                f"sha256 `{meta['space']['sha256'][:16]}…`",
+            ),
+            ("lambdas", ", ".join(f"{lam:g}" for lam in config.lambdas)),
+            ("runs per cell", str(config.runs)),
+            ("budget per run", budget_text),
+            ("controllers", controllers),
+            (
+                "oracle",
+                f"loss `{config.oracle.loss}`, knowledge `{config.oracle.knowledge or 'store default'}`, "
+                f"failed replicates {config.oracle.failed}, replicate `{config.oracle.replicate}`",
+            ),
+            ("sweep seed", str(config.seed)),
+            ("package", meta.get("package_version", "?")),
+        ]
+        return "## Inputs\n\n" + table(["", ""], rows, "ll") + "\n"
+
+    def headline(self) -> str:
+        checks = scoring.trend_check(self.summary)
+        lines = ["## The paper's qualitative result\n"]
+        lines.append(
+            "The paper's Figure 2: at a small lambda the converged architecture has a low loss rank and a "
+            "high knowledge rank; at a large lambda the reverse.\n"
+        )
+        for c in checks:
+            verdict = "**reproduced**" if c.reproduced else "**not reproduced**"
+            lines.append(
+                f"- `{c.controller}`: {verdict} (λ = {c.small_lam:g}: loss rank < knowledge rank: "
+                f"{fmt(c.small_ok)}; λ = {c.large_lam:g}: knowledge rank < loss rank: {fmt(c.large_ok)})"
+            )
+        return "\n".join(lines) + "\n"
+
+    def rank_table(self) -> str:
+        s = self.summary
+        name = self.csv(s, "summary_ranks")
+        rows = []
+        for _, r in s.sort_values(["lam", "controller"], key=_order(self.labels)).iterrows():
+            rows.append(
+                [
+                    f"{r['lam']:g}",
+                    r["controller"],
+                    with_ci(r["loss_rank"], r["loss_rank_lo"], r["loss_rank_hi"]),
+                    with_ci(r["knowledge_rank"], r["knowledge_rank_lo"], r["knowledge_rank_hi"]),
+                    with_ci(r["objective_rank"], r["objective_rank_lo"], r["objective_rank_hi"]),
+                    fmt(r["loss"]),
+                    fmt(r["knowledge"]),
+                    f"{r['modal_arch']} `{self.arch_name(r['modal_arch'])}` ({r['modal_share']:.0%})",
+                ]
+            )
+        header = [
+            "λ",
+            "controller",
+            "loss rank",
+            "knowledge rank",
+            "objective rank",
+            "median loss",
+            "median K",
+            "most frequent arch (share of runs)",
+        ]
+        return (
+            "## Ranks of the recommended architectures\n\n"
+            f"Mean over runs [95% t-interval] of the gold-standard ranks (1 = best of {self.n_archs}, ties "
+            "averaged) of each run's recommended architecture, and the mean of its median loss and median "
+            f"knowledge over replicates. Data: [`{name}`]({name}).\n\n" + table(header, rows) + "\n"
+        )
+
+    def figure2(self) -> str:
+        s, labels, out = self.summary, self.labels, self.out
+        text = ["## Figure 2 of the paper\n"]
+        cols_a = [
+            ("loss", "median validation loss (BCE, nats)"),
+            ("knowledge", "median knowledge dissimilarity K"),
+        ]
+        keep = ["controller", "lam", "n"] + [f"{c}{x}" for c, _ in cols_a for x in ("", "_lo", "_hi")]
+        name = self.csv(s[keep], "fig2a_values")
+        path = figures.lambda_panels(
+            s,
+            cols_a,
+            "(a) Gold-standard medians of the converged architectures",
+            out / "fig2a_values.png",
+            labels,
+        )
+        text.append(
+            self.figure(
+                path,
+                "(a) Median loss and median knowledge (over replicates) of the recommended architecture, "
+                "mean over runs with 95% CI, against lambda.",
+                name,
+            )
+        )
+        cols_b = [
+            ("loss_rank", "loss rank (1 = best)"),
+            ("knowledge_rank", "knowledge rank (1 = best)"),
+            ("objective_rank", "objective rank at λ (1 = best)"),
+        ]
+        keep = ["controller", "lam", "n"] + [f"{c}{x}" for c, _ in cols_b for x in ("", "_lo", "_hi")]
+        name = self.csv(s[keep], "fig2b_ranks")
+        path = figures.lambda_panels(
+            s,
+            cols_b,
+            "(b) Gold-standard ranks of the converged architectures",
+            out / "fig2b_ranks.png",
+            labels,
+        )
+        text.append(
+            self.figure(
+                path,
+                "(b) Ranks among all architectures of the recommended architecture, mean over runs with "
+                "95% CI.",
+                name,
+            )
+        )
+        ends = (
+            [self.res.lambdas[0], self.res.lambdas[-1]]
+            if len(self.res.lambdas) > 1
+            else [self.res.lambdas[0]]
+        )
+        frames = []
+        for label in labels:
+            for lam in ends:
+                if not self.res.has_cell(label, lam):
+                    continue
+                for field_name in ("loss", "knowledge"):
+                    f = scoring.per_step(self.res, label, lam, field_name)
+                    f.insert(2, "field", field_name)
+                    frames.append(f)
+        steps = pd.concat(frames, ignore_index=True)
+        name = self.csv(steps, "fig2cd_per_step")
+        path = figures.per_step_grid(
+            steps,
+            "(c, d) Per-step loss and knowledge of the sampled architectures",
+            out / "fig2cd_per_step.png",
+            labels,
+        )
+        text.append(
+            self.figure(
+                path,
+                f"(c, d) Loss and knowledge of the architectures sampled at each controller step, averaged "
+                f"over runs after a trailing moving average of {scoring.SMA_WINDOW} steps; band = mean ± "
+                "1.96 SD/√n (n = runs).",
+                name,
+            )
+        )
+        return "\n".join(text)
+
+    def policies(self) -> str:
+        chosen = list(self.res.config.report.policy_lambdas) or _three(self.res.lambdas)
+        layers = scoring.layer_choices(self.res)
+        text = []
+        for label in self.labels:
+            frames = [
+                scoring.policy_curves(self.res, label, lam) for lam in chosen if self.res.has_cell(label, lam)
+            ]
+            frames = [f for f in frames if not f.empty]
+            if not frames:
+                continue
+            data = pd.concat(frames, ignore_index=True)
+            name = self.csv(data, f"policy_{label}")
+            path = figures.policy_grid(
+                data, f"Choice probabilities of `{label}` per layer", self.out / f"policy_{label}.png", layers
+            )
+            text.append(
+                self.figure(
+                    path,
+                    f"Per-layer choice probabilities of {label} over controller steps at λ = "
+                    f"{', '.join(f'{lam:g}' for lam in chosen)}: mean over runs of the probabilities the "
+                    f"controller sampled from, moving average of {scoring.SMA_WINDOW} steps.",
+                    name,
+                )
+            )
+        if not text:
+            return ""
+        return "## Choice probabilities over training steps\n\n" + "\n".join(text)
+
+    def comparison(self) -> str:
+        rec = scoring.recommended(self.res)
+        text = ["## Controller comparison\n"]
+        name = self.csv(rec, "recommended_per_run")
+        path = figures.rank_boxes(
+            rec,
+            "objective_rank",
+            "Objective rank of the recommended architecture per run",
+            self.out / "compare_rank_distributions.png",
+            self.labels,
+        )
+        text.append(
+            self.figure(
+                path,
+                "Distribution over runs of the objective rank (median loss + λ · median K) of each run's "
+                "recommended architecture (log scale; boxes = quartiles, whiskers = 1.5 IQR).",
+                name,
+            )
+        )
+        cmp = scoring.compare(self.res)
+        if len(cmp):
+            name = self.csv(cmp, "compare_tests")
+            rows = [
+                [
+                    f"{r['lam']:g}",
+                    f"{r['a']} vs {r['b']}",
+                    f"{r['mean_a']:.1f} vs {r['mean_b']:.1f}",
+                    f"{r['p_a_better']:.2f}",
+                    pvalue(r["p"]),
+                    pvalue(r["p_holm"]),
+                    fmt(bool(r["significant"])),
+                ]
+                for _, r in cmp.iterrows()
+            ]
+            text.append(
+                "Pairwise tests on the objective rank of the recommended architecture: two-sided "
+                "Mann-Whitney U per lambda, Holm-corrected over all rows (family-wise α = 0.05). "
+                "P(a better) is the probability that a run of a recommends a better-ranked architecture "
+                f"than a run of b (ties count half). Data: [`{name}`]({name}).\n\n"
+                + table(["λ", "pair", "mean rank", "P(a better)", "p", "p (Holm)", "significant"], rows)
+                + "\n"
+            )
+        text.append(self.anytime())
+        return "\n".join(text)
+
+    def anytime(self) -> str:
+        text = []
+        curves = scoring.anytime(self.res, "samples")
+        name = self.csv(curves, "anytime_samples")
+        path = figures.anytime_grid(
+            curves,
+            "rank",
+            "oracle samples (architectures evaluated)",
+            "best-so-far objective rank",
+            "Anytime: best objective rank among the sampled architectures",
+            self.out / "anytime_samples.png",
+            self.labels,
+        )
+        text.append(
+            self.figure(
+                path,
+                "Best-so-far: gold-standard objective rank of the best architecture sampled so far (by its "
+                "median objective), mean over runs with 95% CI, against samples (log axes). Normalised "
+                "regret (objective gap to the best architecture over the objective's range) is in the CSV.",
+                name,
+            )
+        )
+        gpu = scoring.anytime(self.res, "gpu_seconds")
+        if len(gpu):
+            name = self.csv(gpu, "anytime_gpu_seconds")
+            path = figures.anytime_grid(
+                gpu,
+                "regret_norm",
+                "simulated GPU time (s)",
+                "normalised regret",
+                "Anytime: regret against simulated GPU time",
+                self.out / "anytime_gpu_seconds.png",
+                self.labels,
+                log_x=False,
+            )
+            text.append(
+                self.figure(
+                    path,
+                    "Normalised regret of the best-so-far architecture against the simulated GPU seconds "
+                    "charged by the oracle (each sample costs its replicate's recorded training time).",
+                    name,
+                )
+            )
+        else:
+            text.append(
+                "*No anytime curve against GPU time: the store records no training seconds, so the "
+                "oracle charges no cost.*\n"
+            )
+        return "\n".join(text)
+
+    def pareto(self) -> str:
+        front = scoring.front_table(self.res)
+        rec = scoring.recommended(self.res)
+        picks = (
+            rec.groupby(["controller", "arch"], sort=False)
+            .agg(loss=("loss", "first"), knowledge=("knowledge", "first"), runs=("run", "size"))
+            .reset_index()
+        )
+        picks["share"] = picks["runs"] / picks.groupby("controller")["runs"].transform("sum")
+        hv = scoring.hypervolumes(self.res)
+        name = self.csv(front, "pareto_front")
+        self.csv(picks, "pareto_picks")
+        hv_name = self.csv(hv, "hypervolume")
+        path = figures.pareto(
+            front,
+            picks,
+            hv,
+            "Median loss vs median knowledge: Pareto front",
+            self.out / "pareto_front.png",
+            self.labels,
+        )
+        on = front[front["on_front"]]
+        ref = (hv["ref_loss"].iloc[0], hv["ref_knowledge"].iloc[0]) if len(hv) else (np.nan, np.nan)
+        rows = [
+            [
+                r["controller"],
+                with_ci(r["hv_mean"], r["hv_lo"], r["hv_hi"], 4),
+                f"{r['fraction_mean']:.1%}",
+                fmt(r["hv_union"], 4),
+                f"{r['fraction_union']:.1%}",
+            ]
+            for _, r in hv.iterrows()
+        ]
+        return (
+            "## Pareto front and hypervolume\n\n"
+            + self.figure(
+                path,
+                f"Every architecture's median loss and median knowledge; the {len(on)} non-dominated "
+                "architectures form the Pareto front; markers: architectures the controllers recommended "
+                "(over all lambdas), sized by their share of runs.",
+                name,
+            )
+            + "\nHypervolume (both objectives minimised) of the set of architectures one run recommends "
+            "across the lambda grid, mean over run indices [95% CI], and of the union over all runs; "
+            f"reference point = the nadir of the space (largest median loss {fmt(ref[0], 4)}, largest median "
+            f"knowledge {fmt(ref[1], 4)}), so every architecture counts and the true front reaches "
+            f"{fmt(hv['hv_front'].iloc[0] if len(hv) else np.nan, 4)}. Data: [`{hv_name}`]({hv_name}).\n\n"
+            + table(["controller", "hypervolume per run", "of front", "union of runs", "of front"], rows)
+            + "\n"
+        )
+
+    def notes(self) -> str:
+        parts = []
+        if self.res.config.report.notes:
+            parts.append(self.res.config.report.notes.strip())
+        hand = self.out / NOTES_FILE
+        if hand.is_file():
+            parts.append(hand.read_text(encoding="utf-8").strip())
+        return ("## Notes\n\n" + "\n\n".join(parts) + "\n") if parts else ""
+
+    def files(self) -> str:
+        config = self.res.config
+        name = Path(config.path).stem if config.path else config.name
+        return (
+            "## Regenerate\n\n```bash\n"
+            f"bionas-bench sweep {name} --out RESULTS --report {self.out.as_posix()}\n"
+            "```\n\n"
+            "(or `bionas-bench sweep ... --out RESULTS` then `bionas-bench report RESULTS --out DIR`). "
+            "The sweep is deterministic: the same config and seeds give byte-identical results on any "
+            "scheduler.\n"
+        )
+
+
+def _three(lambdas: tuple[float, ...]) -> list[float]:
+    """The smallest, a middle and the largest lambda (fewer when the grid is shorter)."""
+    picks = [lambdas[0], lambdas[len(lambdas) // 2], lambdas[-1]]
+    return list(dict.fromkeys(picks))
+
+
+def _order(labels: list[str]) -> Any:
+    """A sort key keeping controllers in config order."""
+
+    def key(column: pd.Series) -> pd.Series:
+        if column.name == "controller":
+            return column.map({label: i for i, label in enumerate(labels)})
+        return column
+
+    return key
+
+
+__all__ = ["ReportFiles", "write_report"]

@@ -1,0 +1,452 @@
+"""Scoring a sweep: ranks of what each run converged to, anytime curves, statistics.
+
+Every score is measured against the **gold standard** of the store: per architecture
+the median over its replicates of loss and knowledge, and of the objective
+``median(loss) + lambda * median(knowledge)``, each ranked over all architectures
+(1 = best, ties averaged). The sweep keeps that table per lambda (``gold.csv``), so
+scoring needs nothing but the results folder.
+
+* :func:`recommended` -- per run the recommended (converged) architecture and its ranks.
+* :func:`summary` -- per controller and lambda, means with t-based confidence intervals.
+* :func:`anytime` -- best-so-far objective rank and regret against samples or simulated
+  GPU seconds.
+* :func:`compare` -- pairwise controller comparisons per lambda: two-sided Mann-Whitney U
+  on the runs' objective ranks (runs are independent, samples unpaired), Holm-corrected
+  over every test of the table (``statsmodels.stats.multitest.multipletests``).
+* :func:`pareto_front`, :func:`hypervolume`, :func:`hypervolumes` -- the Pareto front of
+  median loss vs median knowledge over all architectures and the hypervolume that each
+  controller's lambda sweep reaches. The **reference point** is the nadir of the space:
+  the largest median loss and the largest median knowledge over all architectures, so
+  every architecture's point counts (>= 0) and the true front's hypervolume is the most
+  any set can reach; hypervolumes are also given as a fraction of the front's.
+* :func:`per_step`, :func:`policy_curves` -- per-episode means over runs with a 95% band
+  (mean +- 1.96 SD / sqrt(n)) after a trailing simple moving average, as in the paper.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from bionas_bench.sweep import CellData, SweepResults
+
+#: moving-average window of the paper's per-step figures
+SMA_WINDOW = 10
+RANK_COLUMNS = ("loss_rank", "knowledge_rank", "objective_rank")
+VALUE_COLUMNS = ("loss", "knowledge", "objective")
+
+
+# ---------------------------------------------------------------------- helpers
+def gold_at(results: SweepResults, lam: float) -> pd.DataFrame:
+    """The gold standard at ``lam``, indexed by architecture id."""
+    gold = results.gold
+    return gold[gold["lam"] == lam].set_index("arch").sort_index()
+
+
+def mean_ci(values: Any, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and its two-sided t confidence interval (NaNs dropped; NaN when n < 1)."""
+    x = np.asarray(values, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(x.mean())
+    if x.size < 2:
+        return mean, math.nan, math.nan
+    half = float(stats.t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
+    return mean, mean - half, mean + half
+
+
+def sma(values: np.ndarray, window: int = SMA_WINDOW, axis: int = -1) -> np.ndarray:
+    """Trailing simple moving average over ``axis``; the first ``window - 1`` points are NaN."""
+    x = np.moveaxis(np.asarray(values, dtype=np.float64), axis, -1)
+    out = np.full(x.shape, np.nan)
+    if x.shape[-1] >= window:
+        c = np.cumsum(np.concatenate([np.zeros((*x.shape[:-1], 1)), x], axis=-1), axis=-1)
+        out[..., window - 1 :] = (c[..., window:] - c[..., :-window]) / window
+    return np.moveaxis(out, -1, axis)
+
+
+def _cells(results: SweepResults) -> list[tuple[str, float, CellData]]:
+    return [
+        (label, lam, results.cell(label, lam))
+        for label in results.labels
+        for lam in results.lambdas
+        if results.has_cell(label, lam)
+    ]
+
+
+# ---------------------------------------------------------------------- converged ranks
+def recommended(results: SweepResults) -> pd.DataFrame:
+    """One row per run: controller, lambda, run, recommended arch, its medians and ranks."""
+    frames = []
+    for label, lam, cell in _cells(results):
+        runs = cell.runs
+        frame = pd.DataFrame(
+            {
+                "controller": label,
+                "lam": lam,
+                "run": np.arange(len(runs["recommended"])),
+                "arch": runs["recommended"],
+                **{c: runs[c] for c in (*VALUE_COLUMNS, *RANK_COLUMNS)},
+            }
+        )
+        frames.append(frame)
+    out = pd.concat(frames, ignore_index=True)
+    names = results.gold.drop_duplicates("arch").set_index("arch")["arch_name"]
+    out.insert(4, "arch_name", names.reindex(out["arch"]).to_numpy())
+    return out
+
+
+def summary(results: SweepResults, level: float = 0.95) -> pd.DataFrame:
+    """Per controller and lambda: n runs, and mean with CI of every rank and median value."""
+    rec = recommended(results)
+    rows = []
+    for (label, lam), group in rec.groupby(["controller", "lam"], sort=False):
+        row: dict[str, Any] = {"controller": label, "lam": lam, "n": len(group)}
+        for column in (*RANK_COLUMNS, *VALUE_COLUMNS):
+            mean, lo, hi = mean_ci(group[column], level)
+            row[column] = mean
+            row[f"{column}_lo"] = lo
+            row[f"{column}_hi"] = hi
+        mode = group["arch"].mode()
+        row["modal_arch"] = int(mode.iloc[0])
+        row["modal_share"] = float((group["arch"] == row["modal_arch"]).mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class TrendCheck:
+    """The paper's qualitative result, checked on a summary for one controller."""
+
+    controller: str
+    small_lam: float
+    large_lam: float
+    small_ok: bool  # at the smallest lambda: loss rank < knowledge rank
+    large_ok: bool  # at the largest lambda: knowledge rank < loss rank
+
+    @property
+    def reproduced(self) -> bool:
+        return self.small_ok and self.large_ok
+
+
+def trend_check(table: pd.DataFrame) -> list[TrendCheck]:
+    """Per controller: low loss / high knowledge rank at small lambda, the reverse at large."""
+    out = []
+    for label, group in table.groupby("controller", sort=False):
+        group = group.sort_values("lam")
+        small, large = group.iloc[0], group.iloc[-1]
+        out.append(
+            TrendCheck(
+                str(label),
+                float(small["lam"]),
+                float(large["lam"]),
+                bool(small["loss_rank"] < small["knowledge_rank"]),
+                bool(large["knowledge_rank"] < large["loss_rank"]),
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------------- anytime curves
+def _flat(cell: CellData, name: str) -> np.ndarray:
+    """A per-step array ``[run, episode, slot]`` as ``[run, sample]``."""
+    values = cell.steps[name]
+    return values.reshape(values.shape[0], -1)
+
+
+def _inside_samples(cell: CellData) -> np.ndarray:
+    slots = cell.steps["arch"].shape[2]
+    return np.repeat(cell.within_budget, slots, axis=1)
+
+
+def best_so_far(cell: CellData, gold: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per run and sample: the best gold objective seen so far and its rank (NaN outside budget)."""
+    arch = _flat(cell, "arch")
+    objective = gold["objective"].to_numpy()[arch]
+    rank = gold["objective_rank"].to_numpy()[arch]
+    objective = np.where(np.isfinite(objective), objective, np.inf)
+    best_idx = _running_argmin(objective)
+    rows = np.arange(arch.shape[0])[:, None]
+    best_obj = objective[rows, best_idx]
+    best_rank = rank[rows, best_idx]
+    inside = _inside_samples(cell)
+    return np.where(inside, best_obj, np.nan), np.where(inside, best_rank, np.nan)
+
+
+def _running_argmin(values: np.ndarray) -> np.ndarray:
+    """Index of the running minimum along the last axis (first occurrence wins)."""
+    running = np.minimum.accumulate(values, axis=-1)
+    is_new = np.ones(values.shape, dtype=bool)
+    is_new[..., 1:] = values[..., 1:] < running[..., :-1]
+    idx = np.where(is_new, np.arange(values.shape[-1]), 0)
+    return np.maximum.accumulate(idx, axis=-1)
+
+
+def anytime(
+    results: SweepResults, axis: str = "samples", points: int = 60, level: float = 0.95
+) -> pd.DataFrame:
+    """Anytime curves per controller and lambda against ``axis`` (samples or gpu_seconds).
+
+    Columns: controller, lam, x, n (runs with a value at x), rank (mean best-so-far
+    objective rank) with CI, regret (best-so-far objective minus the best objective of
+    the space) with CI, and regret_norm (regret over the objective's range, 0..1).
+    Against GPU seconds the best-so-far value at time t is that of the last sample whose
+    cumulative simulated cost is <= t; cells whose store records no cost are skipped.
+    """
+    if axis not in ("samples", "gpu_seconds"):
+        raise ValueError(f"axis must be 'samples' or 'gpu_seconds', got {axis!r}")
+    rows = []
+    for label, lam, cell in _cells(results):
+        gold = gold_at(results, lam)
+        best_obj, best_rank = best_so_far(cell, gold)
+        finite = gold["objective"][np.isfinite(gold["objective"])]
+        regret = best_obj - finite.min()
+        regret_norm = regret / max(finite.max() - finite.min(), 1e-300)
+        if axis == "samples":
+            grid = _sample_grid(best_obj.shape[1], points)
+            curves = {"rank": best_rank[:, grid - 1], "regret": regret[:, grid - 1]}
+            curves["regret_norm"] = regret_norm[:, grid - 1]
+            x = grid.astype(np.float64)
+        else:
+            cost = np.cumsum(np.nan_to_num(_flat(cell, "cost"), nan=np.nan), axis=1)
+            if not np.isfinite(cost).all() or cost[:, -1].max() <= 0:
+                continue
+            x = np.linspace(0, float(np.median(cost[:, -1])), points + 1)[1:]
+            idx = np.stack([np.searchsorted(c, x, side="right") - 1 for c in cost])
+            take = {"rank": best_rank, "regret": regret, "regret_norm": regret_norm}
+            curves = {k: _take_or_nan(v, idx) for k, v in take.items()}
+        for j, xj in enumerate(x):
+            row: dict[str, Any] = {"controller": label, "lam": lam, "x": xj}
+            row["n"] = int(np.isfinite(curves["rank"][:, j]).sum())
+            for name, values in curves.items():
+                mean, lo, hi = mean_ci(values[:, j], level)
+                row[name], row[f"{name}_lo"], row[f"{name}_hi"] = mean, lo, hi
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _sample_grid(total: int, points: int) -> np.ndarray:
+    """About ``points`` sample counts from 1 to ``total``, log-spaced, always with both ends."""
+    grid = np.unique(np.round(np.geomspace(1, total, num=min(points, total))).astype(np.int64))
+    return np.unique(np.concatenate([grid, [total]]))
+
+
+def _take_or_nan(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    rows = np.arange(values.shape[0])[:, None]
+    out = values[rows, np.clip(idx, 0, None)]
+    return np.where(idx >= 0, out, np.nan)
+
+
+# ---------------------------------------------------------------------- comparisons
+def compare(results: SweepResults, metric: str = "objective_rank", alpha: float = 0.05) -> pd.DataFrame:
+    """Pairwise controller comparisons per lambda on ``metric`` of the recommended archs.
+
+    Two-sided Mann-Whitney U test (the runs of two controllers are independent samples
+    of unknown, often tied and skewed, distributions); p-values Holm-corrected over every
+    row of the table. ``p_a_better`` is the common-language effect size: the probability
+    that a random run of ``a`` has a lower (better) value than one of ``b``, ties half.
+    """
+    from statsmodels.stats.multitest import multipletests
+
+    rec = recommended(results)
+    rows = []
+    for lam in results.lambdas:
+        at = rec[rec["lam"] == lam]
+        labels = [label for label in results.labels if (at["controller"] == label).any()]
+        for a, b in itertools.combinations(labels, 2):
+            xa = at.loc[at["controller"] == a, metric].to_numpy()
+            xb = at.loc[at["controller"] == b, metric].to_numpy()
+            u, p = _mann_whitney(xa, xb)
+            rows.append(
+                {
+                    "lam": lam,
+                    "a": a,
+                    "b": b,
+                    "mean_a": float(np.mean(xa)),
+                    "mean_b": float(np.mean(xb)),
+                    "U": u,
+                    "p": p,
+                    "p_a_better": 1.0 - u / (len(xa) * len(xb)),
+                }
+            )
+    table = pd.DataFrame(rows, columns=["lam", "a", "b", "mean_a", "mean_b", "U", "p", "p_a_better"])
+    if len(table):
+        reject, p_holm, _, _ = multipletests(table["p"].to_numpy(), alpha=alpha, method="holm")
+        table["p_holm"] = p_holm
+        table["significant"] = reject
+    else:
+        table["p_holm"] = []
+        table["significant"] = []
+    return table
+
+
+def _mann_whitney(xa: np.ndarray, xb: np.ndarray) -> tuple[float, float]:
+    """U statistic of ``xa`` and two-sided p; p = 1 when every value is tied."""
+    if np.unique(np.concatenate([xa, xb])).size < 2:
+        return len(xa) * len(xb) / 2.0, 1.0
+    res = stats.mannwhitneyu(xa, xb, alternative="two-sided")
+    return float(res.statistic), float(res.pvalue)
+
+
+# ---------------------------------------------------------------------- Pareto front
+def pareto_front(loss: Any, knowledge: Any) -> np.ndarray:
+    """Mask of the points not dominated in (loss, knowledge), both minimised.
+
+    A point is dominated when another is <= in both and < in one; NaN points never count.
+    """
+    x = np.asarray(loss, dtype=np.float64)
+    y = np.asarray(knowledge, dtype=np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    mask = np.zeros(x.shape, dtype=bool)
+    idx = np.flatnonzero(ok)
+    for i in idx:
+        dominated = (x[idx] <= x[i]) & (y[idx] <= y[i]) & ((x[idx] < x[i]) | (y[idx] < y[i]))
+        mask[i] = not dominated.any()
+    return mask
+
+
+def hypervolume(loss: Any, knowledge: Any, reference: tuple[float, float]) -> float:
+    """Area dominated by the points and bounded by ``reference`` (both objectives minimised)."""
+    x = np.asarray(loss, dtype=np.float64).ravel()
+    y = np.asarray(knowledge, dtype=np.float64).ravel()
+    keep = np.isfinite(x) & np.isfinite(y) & (x < reference[0]) & (y < reference[1])
+    x, y = x[keep], y[keep]
+    if x.size == 0:
+        return 0.0
+    order = np.lexsort((y, x))
+    x, y = x[order], y[order]
+    area, best_y = 0.0, reference[1]
+    xs = np.append(x, reference[0])
+    for i in range(x.size):
+        best_y = min(best_y, y[i])
+        area += (xs[i + 1] - x[i]) * (reference[1] - best_y)
+    return float(area)
+
+
+def reference_point(results: SweepResults) -> tuple[float, float]:
+    """The nadir of the space: the largest median loss and median knowledge of any arch."""
+    gold = results.gold.drop_duplicates("arch")
+    return float(np.nanmax(gold["loss"])), float(np.nanmax(gold["knowledge"]))
+
+
+def front_table(results: SweepResults) -> pd.DataFrame:
+    """Every architecture's median loss and knowledge, and whether it is on the front."""
+    gold = results.gold.drop_duplicates("arch")[["arch", "arch_name", "loss", "knowledge"]].copy()
+    gold["on_front"] = pareto_front(gold["loss"], gold["knowledge"])
+    return gold.reset_index(drop=True)
+
+
+def hypervolumes(results: SweepResults, level: float = 0.95) -> pd.DataFrame:
+    """Per controller: the hypervolume its lambda sweep reaches.
+
+    For run index r the set is {recommended arch of run r at every lambda} (one point
+    per lambda); the table gives the mean over runs with its CI, the hypervolume of the
+    union of every run's recommendations, and both as fractions of the true front's.
+    """
+    ref = reference_point(results)
+    front = front_table(results)
+    on = front[front["on_front"]]
+    front_hv = hypervolume(on["loss"], on["knowledge"], ref)
+    rec = recommended(results)
+    rows = []
+    for label in results.labels:
+        mine = rec[rec["controller"] == label]
+        if mine.empty:
+            continue
+        per_run = [hypervolume(g["loss"], g["knowledge"], ref) for _, g in mine.groupby("run")]
+        mean, lo, hi = mean_ci(per_run, level)
+        union = hypervolume(mine["loss"], mine["knowledge"], ref)
+        rows.append(
+            {
+                "controller": label,
+                "runs": len(per_run),
+                "lambdas": int(mine["lam"].nunique()),
+                "hv_mean": mean,
+                "hv_lo": lo,
+                "hv_hi": hi,
+                "hv_union": union,
+                "hv_front": front_hv,
+                "fraction_mean": mean / front_hv if front_hv > 0 else math.nan,
+                "fraction_union": union / front_hv if front_hv > 0 else math.nan,
+                "ref_loss": ref[0],
+                "ref_knowledge": ref[1],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------- per-step curves
+def band(per_run: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over runs (axis 0) and the band mean +- 1.96 SD / sqrt(n)."""
+    n = np.isfinite(per_run).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(per_run, axis=0) if per_run.size else np.array([])
+        sd = np.nanstd(per_run, axis=0, ddof=1) if per_run.shape[0] > 1 else np.zeros_like(mean)
+        half = 1.96 * sd / np.sqrt(np.maximum(n, 1))
+    return mean, mean - half, mean + half
+
+
+def per_step(
+    results: SweepResults, label: str, lam: float, field: str, window: int = SMA_WINDOW
+) -> pd.DataFrame:
+    """Per-episode ``field`` (e.g. loss) averaged over runs: SMA per run, then mean and band.
+
+    Each run's per-episode value is the mean over the architectures of that episode;
+    steps outside a run's GPU-seconds budget are left out.
+    """
+    cell = results.cell(label, lam)
+    per_run = np.where(cell.within_budget, cell.steps[field].mean(axis=2), np.nan)
+    smooth = sma(per_run, window, axis=1)
+    mean, lo, hi = band(smooth)
+    return pd.DataFrame(
+        {
+            "controller": label,
+            "lam": lam,
+            "episode": np.arange(1, per_run.shape[1] + 1),
+            "mean": mean,
+            "lo": lo,
+            "hi": hi,
+        }
+    )
+
+
+def policy_curves(results: SweepResults, label: str, lam: float, window: int = SMA_WINDOW) -> pd.DataFrame:
+    """Per layer and choice: the choice probability over episodes, averaged over runs, SMA."""
+    cell = results.cell(label, lam)
+    space_layers = layer_choices(results)
+    frames = []
+    for layer, probs in cell.policy.items():
+        smooth = sma(probs, window, axis=1)
+        mean, lo, hi = band(smooth)
+        names = space_layers.get(layer, [str(i) for i in range(probs.shape[2])])
+        for c in range(probs.shape[2]):
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "controller": label,
+                        "lam": lam,
+                        "layer": layer,
+                        "choice": names[c],
+                        "episode": np.arange(1, probs.shape[1] + 1),
+                        "mean": mean[:, c],
+                        "lo": lo[:, c],
+                        "hi": hi[:, c],
+                    }
+                )
+            )
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def layer_choices(results: SweepResults) -> dict[str, list[str]]:
+    """Choice names per layer of the sweep's space (recorded in sweep.json)."""
+    layers = results.meta.get("space", {}).get("layers", [])
+    return {layer["name"]: list(layer["choices"]) for layer in layers}

@@ -1,0 +1,85 @@
+"""Reports: files written, a CSV behind every figure, notes kept, CLI commands."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from test_sweep import TOY_CONFIG, make_store, toy_config  # noqa: F401 - shared stand-ins
+
+from bionas_bench import controllers
+from bionas_bench.cli import main
+from bionas_bench.report import write_report
+from bionas_bench.sweep import run_sweep
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setitem(controllers.BUILTIN, "toy-policy", "test_sweep:ToyPolicy")
+    mp.setitem(controllers.BUILTIN, "toy-random", "test_sweep:ToyRandom")
+    tmp = tmp_path_factory.mktemp("report")
+    store = make_store(tmp / "store.zarr")
+    text = TOY_CONFIG.replace("archs_per_episode = 3", "archs_per_episode = 2")
+    config = toy_config(tmp, store, text.replace("[0.01, 1.0, 100.0]", "[0.01, 100.0]"))
+    run = run_sweep(config, tmp / "out", scheduler="sync")
+    yield tmp, run
+    mp.undo()
+
+
+def test_report_files_and_sections(toy_run):
+    tmp, run = toy_run
+    out = tmp / "rep"
+    out.mkdir(exist_ok=True)
+    (out / "NOTES.md").write_text("Hand-written: differs from the paper because of X.\n")
+    written = write_report(run.out, out)
+    text = written.markdown.read_text()
+    for heading in (
+        "## Inputs",
+        "## The paper's qualitative result",
+        "## Ranks of the recommended architectures",
+        "## Figure 2 of the paper",
+        "## Choice probabilities over training steps",
+        "## Controller comparison",
+        "## Pareto front and hypervolume",
+        "## Notes",
+    ):
+        assert heading in text, heading
+    assert "Hand-written: differs from the paper" in text
+    # every figure is a PNG, linked from the report, with a CSV link right after it
+    for fig in written.figures:
+        assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({fig.name})" in text
+    for csv in re.findall(r"Data: \[`([^`]+)`\]", text):
+        assert (out / csv).is_file(), csv
+    names = {f.name for f in written.figures}
+    assert {"fig2a_values.png", "fig2b_ranks.png", "fig2cd_per_step.png", "pareto_front.png"} <= names
+    assert "policy_toy-policy.png" in names and "policy_toy-random.png" not in names
+
+
+def test_cli_sweep_and_report(toy_run, tmp_path, capsys, monkeypatch):
+    tmp, run = toy_run
+    monkeypatch.setitem(controllers.BUILTIN, "toy-policy", "test_sweep:ToyPolicy")
+    monkeypatch.setitem(controllers.BUILTIN, "toy-random", "test_sweep:ToyRandom")
+    config = tmp / "toy.toml"
+    # resuming the finished results folder reruns nothing and writes the report
+    code = main(["sweep", str(config), "--out", str(run.out), "--scheduler", "sync", "--no-progress",
+                 "--report", str(tmp_path / "r")])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0 and "4 already done" in out and "report:" in out and "toy-policy" in out
+    # the report written by the CLI has the same CSV tables as the library's
+    first = tmp / "rep"
+    if not (first / "report.md").is_file():
+        write_report(run.out, first)
+    csvs = sorted(p.name for p in (tmp_path / "r").glob("*.csv"))
+    assert csvs and csvs == sorted(p.name for p in first.glob("*.csv"))
+    for name in csvs:
+        assert (tmp_path / "r" / name).read_bytes() == (first / name).read_bytes(), name
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no sweep.json" in err
+    assert main(["sweep", "no-such-sweep", "--out", str(tmp_path / "o")]) == 2
+    assert "unknown sweep manifest" in capsys.readouterr().err

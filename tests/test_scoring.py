@@ -1,0 +1,107 @@
+"""Scoring: ranks, anytime curves, statistics, Pareto front and hypervolume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_sweep import TOY_CONFIG, make_store, toy_config  # noqa: F401 - shared stand-ins
+
+from bionas_bench import controllers, scoring
+from bionas_bench.sweep import load_results, run_sweep
+
+
+@pytest.fixture(scope="module")
+def toy_results(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setitem(controllers.BUILTIN, "toy-policy", "test_sweep:ToyPolicy")
+    mp.setitem(controllers.BUILTIN, "toy-random", "test_sweep:ToyRandom")
+    tmp = tmp_path_factory.mktemp("scoring")
+    store = make_store(tmp / "store.zarr")
+    text = TOY_CONFIG.replace("runs = 4", "runs = 6").replace(
+        "archs_per_episode = 3", "archs_per_episode = 2"
+    )
+    config = toy_config(tmp, store, text)
+    res = load_results(run_sweep(config, tmp / "out", scheduler="sync").out)
+    yield res
+    mp.undo()
+
+
+def test_sma_and_mean_ci():
+    x = np.arange(12, dtype=float)
+    out = scoring.sma(x, 10)
+    assert np.isnan(out[:9]).all()
+    np.testing.assert_allclose(out[9:], [4.5, 5.5, 6.5])
+    mean, lo, hi = scoring.mean_ci([1.0, 2.0, 3.0])
+    assert mean == 2.0 and lo < 2.0 < hi
+    np.testing.assert_allclose(hi - mean, 4.302652729911275 * 1.0 / np.sqrt(3))
+
+
+def test_pareto_front_and_hypervolume():
+    loss = np.array([1.0, 2.0, 3.0, 2.5, np.nan])
+    know = np.array([3.0, 2.0, 1.0, 2.5, 0.0])
+    np.testing.assert_array_equal(scoring.pareto_front(loss, know), [True, True, True, False, False])
+    # staircase (1,3), (2,2), (3,1) against reference (4,4): strips 1*(4-3) + 1*(4-2) + 1*(4-1) = 6
+    assert scoring.hypervolume(loss[:3], know[:3], (4.0, 4.0)) == pytest.approx(6.0)
+    assert scoring.hypervolume([5.0], [5.0], (4.0, 4.0)) == 0.0
+    # a dominated point adds nothing
+    assert scoring.hypervolume(loss[:4], know[:4], (4.0, 4.0)) == scoring.hypervolume(
+        loss[:3], know[:3], (4.0, 4.0)
+    )
+
+
+def test_running_argmin():
+    v = np.array([[3.0, 1.0, 2.0, 1.0, 0.5]])
+    np.testing.assert_array_equal(scoring._running_argmin(v), [[0, 1, 1, 1, 4]])
+
+
+def test_recommended_and_summary(toy_results):
+    rec = scoring.recommended(toy_results)
+    assert len(rec) == 2 * 3 * 6
+    gold = scoring.gold_at(toy_results, 1.0)
+    at = rec[rec["lam"] == 1.0]
+    np.testing.assert_allclose(at["objective_rank"], gold.loc[at["arch"], "objective_rank"])
+    s = scoring.summary(toy_results)
+    assert set(s["controller"]) == {"toy-policy", "toy-random"} and (s["n"] == 6).all()
+    assert (s["loss_rank_lo"] <= s["loss_rank"]).all() and (s["loss_rank"] <= s["loss_rank_hi"]).all()
+    checks = scoring.trend_check(s)
+    assert {c.controller for c in checks} == {"toy-policy", "toy-random"}
+
+
+def test_anytime_is_monotone_and_regret_nonnegative(toy_results):
+    curves = scoring.anytime(toy_results, "samples")
+    for _, g in curves.groupby(["controller", "lam"]):
+        assert np.all(np.diff(g["rank"].to_numpy()) <= 1e-12)
+        assert (g["regret"] >= 0).all() and (g["regret_norm"] <= 1).all()
+    assert curves["x"].max() == 24
+    gpu = scoring.anytime(toy_results, "gpu_seconds", points=10)
+    assert len(gpu) == 2 * 3 * 10 and (gpu["x"] > 0).all()
+
+
+def test_compare_uses_holm(toy_results):
+    table = scoring.compare(toy_results)
+    assert len(table) == 3
+    assert (table["p_holm"] >= table["p"] - 1e-15).all()
+    assert table["p_a_better"].between(0, 1).all()
+
+
+def test_compare_all_ties_gives_p_one():
+    u, p = scoring._mann_whitney(np.ones(5), np.ones(4))
+    assert p == 1.0 and u == 10.0
+
+
+def test_hypervolumes_fraction_bounded(toy_results):
+    hv = scoring.hypervolumes(toy_results)
+    assert set(hv["controller"]) == {"toy-policy", "toy-random"}
+    assert ((hv["fraction_union"] > 0) & (hv["fraction_union"] <= 1 + 1e-12)).all()
+    assert (hv["fraction_mean"] <= hv["fraction_union"] + 1e-12).all()
+
+
+def test_per_step_and_policy_curves(toy_results):
+    steps = scoring.per_step(toy_results, "toy-policy", 0.01, "loss")
+    assert len(steps) == 12 and steps["mean"].iloc[:9].isna().all() and steps["mean"].iloc[9:].notna().all()
+    pol = scoring.policy_curves(toy_results, "toy-policy", 1.0)
+    assert set(pol["layer"]) == set(scoring.layer_choices(toy_results))
+    last = pol[pol["episode"] == 12].groupby("layer")["mean"].sum()
+    np.testing.assert_allclose(last.to_numpy(), 1.0)
+    assert isinstance(pol, pd.DataFrame)
