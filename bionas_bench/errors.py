@@ -46,3 +46,7 @@ class OracleError(BionasError):
 
 class SweepError(BionasError):
     """A sweep config, results folder or scheduler that cannot be used as given."""
+
+
+class RegressError(BionasError):
+    """A regression baseline or check that cannot be used as given (missing, bad format, bad alpha)."""

@@ -16,7 +16,7 @@ from bionas_bench import __version__
 from bionas_bench.errors import BionasError
 
 # Command modules, in the order their commands appear in --help.
-COMMAND_MODULES = ("demo", "data", "train", "store", "sweep", "report", "controllers")
+COMMAND_MODULES = ("demo", "data", "train", "store", "sweep", "report", "controllers", "regress")
 
 EXIT_BAD_INPUT = 2
 

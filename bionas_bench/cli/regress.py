@@ -1,0 +1,223 @@
+"""``bionas-bench regress``: record baselines of search behaviour and check against them.
+
+    bionas-bench regress record regress --out reports/baselines/regress.json
+    bionas-bench regress check regress --baseline reports/baselines/regress.json --exact
+    bionas-bench regress false-alarm regress --trials 100
+
+``check`` exits 1 on a significant regression, a changed input (without
+``--allow-input-change``), or, with ``--exact``, results that are not bit-identical;
+2 on bad input (as every command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+EXIT_REGRESSION = 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "regress",
+        help="record a baseline of search behaviour, or check a rerun against it (CI)",
+        description=(
+            "Regression testing of search controllers: 'record' stores per controller x lambda "
+            "the per-run scores of a small sweep; 'check' reruns it and compares every cell with a "
+            "one-sided Mann-Whitney U test, Holm-corrected, and exits 1 on a significant regression; "
+            "'false-alarm' measures how often an unchanged sweep fails the check."
+        ),
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    _record_parser(actions)
+    _check_parser(actions)
+    _false_alarm_parser(actions)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="sweep manifest name (e.g. regress) or path to a .toml file")
+    parser.add_argument("--store", type=Path, default=None, help="use this store instead of the config's")
+    parser.add_argument(
+        "--scheduler",
+        default="sync",
+        help="'sync' (default: in this process, fastest for small sweeps), 'local', 'threads' "
+        "or a Dask scheduler address",
+    )
+
+
+def _record_parser(actions: argparse._SubParsersAction) -> None:
+    parser = actions.add_parser(
+        "record",
+        help="run the sweep and write its baseline JSON",
+        description="Run the sweep and write, per controller x lambda, the per-run scores and their "
+        "distribution summary plus the config and input hashes.",
+    )
+    _common(parser)
+    parser.add_argument("--out", required=True, type=Path, help="baseline JSON to write")
+    parser.set_defaults(func=run_record)
+
+
+def _check_parser(actions: argparse._SubParsersAction) -> None:
+    parser = actions.add_parser(
+        "check",
+        help="rerun the sweep and compare it with a baseline",
+        description="Rerun the sweep and compare each cell with the baseline (one-sided Mann-Whitney U "
+        "on the per-run objective rank and anytime AUC, Holm-corrected over all cells). Exit 1 on a "
+        "significant regression or changed inputs.",
+    )
+    _common(parser)
+    parser.add_argument("--baseline", required=True, type=Path, help="baseline JSON from 'regress record'")
+    parser.add_argument(
+        "--exact",
+        action="store_true",
+        help="also require bit-identical results for the same seeds, and rerun one cell per "
+        "controller to catch nondeterminism",
+    )
+    parser.add_argument(
+        "--allow-input-change",
+        action="store_true",
+        help="compare even when the config, store or gold standard changed since the baseline",
+    )
+    parser.add_argument("--alpha", type=float, default=0.05, help="family-wise error rate (default 0.05)")
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="keep the rerun's sweep results in this folder"
+    )
+    parser.add_argument("--all-metrics", action="store_true", help="also list the informational metrics")
+    parser.set_defaults(func=run_check)
+
+
+def _false_alarm_parser(actions: argparse._SubParsersAction) -> None:
+    parser = actions.add_parser(
+        "false-alarm",
+        help="measure how often an unchanged sweep fails the check (other seeds)",
+        description="Record a baseline at the config's seed, then check TRIALS reruns at seeds "
+        "seed+1..seed+TRIALS and report the fraction that fail. Exit 1 when it exceeds alpha.",
+    )
+    _common(parser)
+    parser.add_argument("--trials", type=int, default=100, help="reruns with other seeds (default 100)")
+    parser.add_argument("--alpha", type=float, default=0.05, help="family-wise error rate (default 0.05)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run_false_alarm)
+
+
+# ---------------------------------------------------------------------- actions
+def run_record(args: argparse.Namespace) -> int:
+    from bionas_bench.regress import record
+
+    document = record(args.config, args.out, store=args.store, scheduler=args.scheduler)
+    runs = {c["runs"] for c in document["cells"]}
+    print(
+        f"regress record {document['config']['name']}: {len(document['cells'])} cells x "
+        f"{'/'.join(map(str, sorted(runs)))} runs -> {args.out}"
+    )
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from bionas_bench.regress import check
+
+    report = check(
+        args.config,
+        args.baseline,
+        exact=args.exact,
+        allow_input_change=args.allow_input_change,
+        alpha=args.alpha,
+        store=args.store,
+        scheduler=args.scheduler,
+        keep=args.keep,
+    )
+    print(render_check(report, all_metrics=args.all_metrics))
+    failures = report.failures()
+    for line in failures:
+        print(f"bionas-bench regress check: FAIL: {line}", file=sys.stderr)
+    if report.input_changes and report.inputs_allowed:
+        print("note: inputs changed (allowed): " + "; ".join(report.input_changes))
+    return EXIT_REGRESSION if failures else 0
+
+
+def run_false_alarm(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from bionas_bench.regress import false_alarm_rate
+
+    bar = tqdm(total=args.trials, unit="trial", desc="false alarms", disable=args.no_progress)
+    alarms = 0
+
+    def progress(done: int, alarm: bool) -> None:
+        nonlocal alarms
+        alarms += alarm
+        bar.set_postfix_str(f"{alarms} alarms", refresh=False)
+        bar.update(1)
+
+    try:
+        report = false_alarm_rate(
+            args.config,
+            trials=args.trials,
+            alpha=args.alpha,
+            store=args.store,
+            scheduler=args.scheduler,
+            progress=progress,
+        )
+    finally:
+        bar.close()
+    print(
+        f"false-alarm rate of unchanged {report.config_name}: {report.alarms}/{report.trials} = "
+        f"{report.rate:.1%} (95% CI {report.ci_low:.1%}-{report.ci_high:.1%}) at alpha={report.alpha:g}; "
+        f"seeds {report.seeds[0]}..{report.seeds[-1]}"
+    )
+    flagged = {k: v for k, v in report.alarm_cells.items() if v}
+    if flagged:
+        print("alarms per cell: " + ", ".join(f"{k}={v}" for k, v in sorted(flagged.items())))
+    return EXIT_REGRESSION if report.rate > report.alpha else 0
+
+
+# ---------------------------------------------------------------------- rendering
+def render_check(report, all_metrics: bool = False) -> str:
+    """The check's table and verdict as plain text."""
+    table = report.table()
+    if not all_metrics:
+        table = table[table["verdict"] != "info"]
+    header = ("cell", "metric", "baseline", "now", "delta", "P(worse)", "mde", "p", "p_adj", "verdict")
+    rows = [header]
+    for r in table.itertuples(index=False):
+        rows.append(
+            (
+                r.cell,
+                r.metric,
+                _num(r.baseline),
+                _num(r.now),
+                _signed(r.delta),
+                f"{r.effect:.2f}",
+                _num(r.mde),
+                _p(r.p),
+                _p(r.p_adj),
+                r.verdict,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    runs = sorted({c.runs_now for c in report.comparisons}) or [0]
+    lines.insert(
+        0,
+        f"regress check {report.config_name}: one-sided Mann-Whitney U per cell (lower is better), "
+        f"Holm over {report.tests} tests at alpha={report.alpha:g}; with {'/'.join(map(str, runs))} runs per "
+        f"cell a shift of {report.detectable_d:.2f} baseline SD (column mde) is detected with power 0.8",
+    )
+    verdict = "PASS" if report.passed else "FAIL"
+    extra = " (exact: bit-identical and deterministic)" if report.exact and report.passed else ""
+    lines.append(f"{verdict}{extra}: {len(report.regressions)} significant regression(s)")
+    return "\n".join(lines)
+
+
+def _num(x: float) -> str:
+    return "nan" if not math.isfinite(x) else f"{x:.4g}"
+
+
+def _signed(x: float) -> str:
+    return "nan" if not math.isfinite(x) else f"{x:+.3g}"
+
+
+def _p(x: float) -> str:
+    return "-" if not math.isfinite(x) else f"{x:.3g}"
