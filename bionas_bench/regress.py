@@ -251,6 +251,41 @@ def run_scores(
             shutil.rmtree(out, ignore_errors=True)
 
 
+def simulate_scores(config: Any, store: str | Path | None = None) -> SweepScores:
+    """Scores of ``config`` computed in memory, cell by cell, without a results folder.
+
+    The same cells and seeds as :func:`run_scores` (it calls the sweep's own
+    ``simulate_cell``), minus the Zarr round trip: used for the many reruns of
+    :func:`false_alarm_rate`. Its ``inputs`` hold only the config hash.
+    """
+    from bionas_bench.sweep import gold_table, make_oracle, open_cached_store, resolve_store, simulate_cell
+
+    config = load_config(config)
+    location = str(store) if store is not None else resolve_store(config.store)
+    opened = open_cached_store(location)
+    golds: dict[float, pd.DataFrame] = {}
+    cells = {}
+    for cell in config.cells():
+        if cell.lam not in golds:
+            golds[cell.lam] = gold_table(make_oracle(opened, cell.lam, 0, config.oracle)).set_index("arch")
+        data = simulate_cell(config, cell, opened)
+        cells[cell.key] = CellScores(
+            key=cell.key,
+            label=cell.controller.label,
+            controller=cell.controller.name,
+            lam=cell.lam,
+            values=run_values(data, golds[cell.lam]),
+            digest=cell_digest(data),
+            first_ask_distinct=first_ask_distinct(data),
+        )
+    return SweepScores(
+        cells=cells,
+        inputs={"config_sha256": config.sha256},
+        config_text=config.text,
+        config_name=config.name,
+    )
+
+
 # ---------------------------------------------------------------------- baselines
 def summarize(values: np.ndarray) -> dict[str, Any]:
     """Distribution summary of one metric's per-run values (NaNs dropped)."""
@@ -726,15 +761,15 @@ def false_alarm_rate(
     trials: int = 100,
     alpha: float = 0.05,
     store: str | Path | None = None,
-    scheduler: str = "sync",
     progress: Callable[[int, bool], None] | None = None,
 ) -> FalseAlarmReport:
     """Record a baseline at the config's seed, then check ``trials`` reruns at other seeds.
 
-    Each trial reruns the unchanged sweep with ``[sweep].seed`` = config seed + trial
-    (all its controller and oracle seeds change) and counts a false alarm when the
-    statistical check flags any cell. Exact and input checks are not part of it (the
-    seeds differ on purpose; the inputs are the same). The 95% interval is
+    Cells are simulated in memory (:func:`simulate_scores`: the sweep's own cells,
+    without the results folder). Each trial reruns the unchanged sweep with
+    ``[sweep].seed`` = config seed + trial (all its controller and oracle seeds change)
+    and counts a false alarm when the statistical check flags any cell. Exact and input
+    checks are not part of it (the seeds differ on purpose; the inputs are the same). The 95% interval is
     Clopper-Pearson (``statsmodels.stats.proportion.proportion_confint``).
     """
     from statsmodels.stats.proportion import proportion_confint
@@ -743,12 +778,12 @@ def false_alarm_rate(
         raise RegressError(f"--trials must be >= 1, got {trials}")
     _check_alpha(alpha)
     config = load_config(config)
-    base_scores, _ = run_scores(config, store=store, scheduler=scheduler)
+    base_scores = simulate_scores(config, store=store)
     baseline = baseline_document(base_scores)
     seeds = [config.seed + t for t in range(1, trials + 1)]
     alarms, cells, min_p = 0, dict.fromkeys(base_scores.cells, 0), []
     for i, seed in enumerate(seeds):
-        scores, _ = run_scores(with_seed(config, seed), store=store, scheduler=scheduler)
+        scores = simulate_scores(with_seed(config, seed), store=store)
         report = compare(baseline, scores, alpha=alpha, allow_input_change=True)
         alarm = bool(report.regressions)
         alarms += alarm

@@ -31,6 +31,7 @@ from bionas_bench.regress import (
     read_baseline,
     record,
     run_scores,
+    simulate_scores,
     with_seed,
 )
 from bionas_bench.regress import check as regress_check
@@ -197,6 +198,15 @@ def test_baseline_holds_per_run_values_summaries_and_hashes(setup, toy, tmp_path
     # deterministic: recording again gives the same bytes
     record(config, tmp_path / "again.json")
     assert (tmp_path / "again.json").read_bytes() == Path(baseline).read_bytes()
+
+
+def test_in_memory_scores_equal_the_sweep_results(setup, rerun, toy):
+    """false-alarm's in-memory cells are bit-identical to the sweep's written and read cells."""
+    fast = simulate_scores(setup[0])
+    for key, cell in rerun[0].cells.items():
+        assert fast.cells[key].digest == cell.digest
+        for metric in METRICS:
+            np.testing.assert_array_equal(fast.cells[key].values[metric], cell.values[metric])
 
 
 def test_anytime_auc_is_mean_best_so_far_rank(rerun):

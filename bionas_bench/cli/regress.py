@@ -36,9 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     _false_alarm_parser(actions)
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _common(parser: argparse.ArgumentParser, scheduler: bool = True) -> None:
     parser.add_argument("config", help="sweep manifest name (e.g. regress) or path to a .toml file")
     parser.add_argument("--store", type=Path, default=None, help="use this store instead of the config's")
+    if not scheduler:
+        return
     parser.add_argument(
         "--scheduler",
         default="sync",
@@ -95,7 +97,7 @@ def _false_alarm_parser(actions: argparse._SubParsersAction) -> None:
         description="Record a baseline at the config's seed, then check TRIALS reruns at seeds "
         "seed+1..seed+TRIALS and report the fraction that fail. Exit 1 when it exceeds alpha.",
     )
-    _common(parser)
+    _common(parser, scheduler=False)
     parser.add_argument("--trials", type=int, default=100, help="reruns with other seeds (default 100)")
     parser.add_argument("--alpha", type=float, default=0.05, help="family-wise error rate (default 0.05)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -157,7 +159,6 @@ def run_false_alarm(args: argparse.Namespace) -> int:
             trials=args.trials,
             alpha=args.alpha,
             store=args.store,
-            scheduler=args.scheduler,
             progress=progress,
         )
     finally:
