@@ -180,3 +180,24 @@ def test_cli_trains_and_reports(tiny_train_dataset: Path, tmp_path: Path, capsys
     assert "trained 1 architecture(s), 0 already done, on cpu" in capsys.readouterr().out
     assert main(argv) == 0
     assert "trained 0 architecture(s), 1 already done" in capsys.readouterr().out
+
+
+def test_complete_store_is_packed_partial_is_not(tiny_train_dataset: Path, tmp_path: Path):
+    """The farm packs the store once its last unit is done (fast opening), not before."""
+    space = tmp_path / "two.toml"
+    space.write_text(
+        '[space]\nname = "two"\n'
+        '[[layers]]\nname = "conv"\n[[layers.choices]]\nname = "conv1d_f3_k8"\nop = "conv1d"\n'
+        'params = { filters = 3, kernel_size = 8, activation = "relu", init = "glorot_uniform", '
+        'padding = "valid" }\n'
+        '[[layers]]\nname = "pool"\n[[layers.choices]]\nname = "identity"\nop = "identity"\n'
+        '[[layers.choices]]\nname = "maxpool"\nop = "maxpool1d"\nparams = { pool_size = 8, stride = 8 }\n'
+        '[[layers]]\nname = "flatten"\n[[layers.choices]]\nname = "flatten"\nop = "flatten"\n'
+    )
+    out = tmp_path / "two.zarr"
+    run_farm(space, tiny_train_dataset, "smoke", out, device="cpu", archs="0", threads=1)
+    assert not Store.open(out).attrs.get("packed")
+    run_farm(space, tiny_train_dataset, "smoke", out, device="cpu", threads=1)
+    packed = Store.open(out)
+    assert packed.attrs.get("packed") is True
+    assert packed.done.all()

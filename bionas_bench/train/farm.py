@@ -407,7 +407,22 @@ def run_farm(
         _run_dask(
             space, dataset, config, str(out_path), todo, device_name, scheduler, workers, threads, progress
         )
+    _pack_when_complete(out_path)
     return FarmReport(str(out_path), tuple(todo), skipped, _device_name(dev))
+
+
+def _pack_when_complete(out_path: Path) -> None:
+    """Once every unit is done, write the packed copies that make opening the store fast.
+
+    Workers write per-architecture chunks (disjoint, safe in parallel); reading a
+    finished store that way is slow, so the last step packs it (see ``Store.pack``).
+    A partial store stays unpacked and is still readable.
+    """
+    from bionas_bench.store import Store
+
+    store = Store.open(out_path, mode="r+")
+    if not store.missing_units().size:
+        store.pack()
 
 
 def _run_dask(
