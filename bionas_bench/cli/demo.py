@@ -1,55 +1,98 @@
-"""``bionas-bench demo``: a first look at the benchmark in a few seconds."""
+"""``bionas-bench demo``: a small lambda sweep and its report, in seconds.
+
+Runs the ``demo`` sweep manifest (PPO vs random search at three knowledge weights)
+against the embedded default store and writes a report with figures. Until a store is
+shipped with the package, the demo falls back to the store imported from the original
+BioNAS table when that table is found ($BIONAS_PUB_DIR or ../shared/bionas_pub), and
+says so; without either it fails with a message naming both fixes.
+"""
 
 from __future__ import annotations
 
 import argparse
+import time
+from pathlib import Path
 
-import numpy as np
-
-from bionas_bench.data.motifs import Motif
-from bionas_bench.knowledge import decode_filters, knowledge_dissimilarity
-from bionas_bench.space import get_space
+from bionas_bench.errors import StoreError, SweepError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "demo",
-        help="show the benchmark's model space and score an example architecture",
+        help="run a small sweep (PPO vs random search over lambda) and write its report",
         description=(
-            "A first look at bionas_bench: prints the bionas-conv1d model space, decodes one "
-            "architecture id, and scores a first layer against a motif with the knowledge "
-            "dissimilarity K of BioNAS (paper Eq. 1-4)."
+            "A first look at bionas_bench: runs the 'demo' sweep (PPO vs random search, 20 runs "
+            "at lambda = 0.001, 1, 1000) against the embedded default store through the "
+            "bootstrap oracle, then writes a report with the paper's Figure 2 and the "
+            "controller comparison, and prints a table of mean ranks."
         ),
     )
-    parser.add_argument("--space", default="bionas-conv1d", help="space name or manifest path")
-    parser.add_argument("--arch", type=int, default=46, help="architecture id to decode (default 46)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the example filters")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("bionas-demo-report"),
+        help="report folder (default ./bionas-demo-report)",
+    )
+    parser.add_argument("--store", type=Path, default=None, help="run on this store instead of the default")
+    parser.add_argument("--config", default="demo", help="sweep manifest to run (default: demo)")
+    parser.add_argument(
+        "--scheduler", default="sync", help="Dask scheduler: sync (default, in-process), local, or an address"
+    )
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    space = get_space(args.space)
-    print(f"space {space.name}: {space.size:,} architectures, {space.num_layers} layers")
-    for layer in space.layers:
-        print(f"  {layer.name:<12} {len(layer.choices)} choices: {', '.join(layer.choice_names)}")
-    print(f"\narchitecture {args.arch}: {space.arch_name(args.arch)}")
-    print(f"  choice indices {space.decode(args.arch)}")
+def demo_store(explicit: Path | None) -> tuple[str | None, str]:
+    """The store location to run on and a sentence saying which it is."""
+    if explicit is not None:
+        if not explicit.exists():
+            raise SweepError(f"--store {explicit} does not exist; pass the path of a bionas_bench store")
+        return str(explicit), f"store {explicit}"
+    from bionas_bench.store import open_store
+    from bionas_bench.sweep import find_bionas_pub, imported_bionas_pub
 
-    # An illustrative motif and two first layers: one that learnt it, one random.
-    rng = np.random.default_rng(args.seed)
-    consensus = "CCACGTGG"
-    pwm = np.full((len(consensus), 4), 0.02)
-    for i, base in enumerate(consensus):
-        pwm[i, "ACGT".index(base)] = 0.94
-    motif = Motif("example_Ebox", pwm, source="demo")
-    random_filters = rng.normal(0.0, 0.5, size=(3, 14, 4))
-    learnt = random_filters.copy()
-    learnt[0, 3:11] = 0.1 * np.log(pwm)  # filter 0 holds the motif (temperature 0.1)
-    k_random = knowledge_dissimilarity(random_filters, [motif])
-    k_learnt = knowledge_dissimilarity(learnt, [motif])
-    decoded = decode_filters(learnt)[0, 3:11]
-    print(f"\nknowledge dissimilarity K against motif {motif.name} ({consensus}):")
-    print(f"  random first layer:           K = {k_random:.3f}")
-    print(f"  first layer holding the motif: K = {k_learnt:.3f}   (lower is closer to knowledge)")
-    print("  decoded consensus of that filter: " + "".join("ACGT"[i] for i in decoded.argmax(axis=1)))
+    try:
+        open_store()
+        return None, "the embedded default store"
+    except StoreError:
+        pass
+    if find_bionas_pub() is None:
+        raise SweepError(
+            "no embedded default store is shipped with this version and the original BioNAS table was not "
+            "found; pass --store PATH (a store from 'bionas-bench train' or 'bionas-bench store "
+            "import-bionas-pub'), or set BIONAS_PUB_DIR to the folder holding mock_black_box/"
+        )
+    location = imported_bionas_pub()
+    return str(location), (
+        "the store imported from the original BioNAS table (no embedded default store is shipped yet); "
+        f"cached at {location}"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from bionas_bench.cli.report import rank_table
+    from bionas_bench.report import write_report
+    from bionas_bench.space import get_space
+    from bionas_bench.sweep import load_sweep_config, run_sweep
+
+    start = time.perf_counter()
+    config = load_sweep_config(args.config)
+    location, which = demo_store(args.store)
+    space = get_space("bionas-conv1d")
+    print(f"bionas-bench demo: space {space.name}, {space.size} architectures, {space.num_layers} layers")
+    for layer in space.layers:
+        print(f"  {layer.name:<10} {', '.join(layer.choice_names)}")
+    print(f"oracle serves {which}")
+    controllers = " vs ".join(c.label for c in config.controllers)
+    lambdas = ", ".join(f"{lam:g}" for lam in config.lambdas)
+    print(
+        f"sweep {config.name}: {controllers}, lambda in {{{lambdas}}}, {config.runs} runs x "
+        f"{config.budget.episodes} episodes x {config.budget.archs_per_episode} architectures"
+    )
+    results = args.out / "results"
+    run_sweep(config, results, scheduler=args.scheduler, store=location)
+    written = write_report(results, args.out)
+    print(f"\nmean gold-standard ranks of the recommended architectures (1 = best of {space.size}):")
+    print(rank_table(written.summary))
+    seconds = time.perf_counter() - start
+    print(f"\nreport: {written.markdown} ({len(written.figures)} figures), done in {seconds:.0f} s")
     return 0

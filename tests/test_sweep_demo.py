@@ -1,0 +1,37 @@
+"""``bionas-bench demo``: which store it runs on, and its clear failure without one."""
+
+from __future__ import annotations
+
+import pytest
+
+from bionas_bench.cli import demo
+from bionas_bench.cli import main as cli_main
+from bionas_bench.errors import StoreError, SweepError
+
+
+def _no_embedded(*args, **kwargs):
+    raise StoreError("no embedded default store")
+
+
+def test_demo_without_any_store_fails_clearly(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr("bionas_bench.store.open_store", _no_embedded)
+    monkeypatch.setattr("bionas_bench.sweep.find_bionas_pub", lambda path=None: None)
+    with pytest.raises(SweepError, match="BIONAS_PUB_DIR"):
+        demo.demo_store(None)
+    assert cli_main(["demo", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "--store PATH" in err and err.count("\n") == 1
+
+
+def test_demo_falls_back_to_the_original_table(monkeypatch, bionas_pub_dir, tmp_path):
+    monkeypatch.setattr("bionas_bench.store.open_store", _no_embedded)
+    monkeypatch.setenv("BIONAS_BENCH_CACHE", str(tmp_path / "cache"))
+    location, which = demo.demo_store(None)
+    assert "original BioNAS table" in which and location.startswith(str(tmp_path / "cache"))
+    again, _ = demo.demo_store(None)  # cached: the same store, not imported twice
+    assert again == location
+
+
+def test_demo_store_explicit_missing_path(tmp_path):
+    with pytest.raises(SweepError, match="does not exist"):
+        demo.demo_store(tmp_path / "nope.zarr")
