@@ -27,14 +27,35 @@ from bionas_bench.controllers.conformance import (
 )
 from bionas_bench.errors import ControllerError
 
-#: settings that keep slow controllers fast here (Optuna's GP fits one model per ask)
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny tensors (LSTM controllers, Optuna's GP): one thread is many times faster than
+    several contending for a busy CPU. Restored after the module."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+#: settings that keep slow controllers fast here: Optuna's GP fits one model per ask, and the
+#: policy-gradient controllers train an LSTM per update (small LSTM, few epochs, short runs)
+_SMALL_LSTM = {"lstm_units": 8, "embedding_dim": 4, "max_epochs": 2}
 FAST: dict[str, dict[str, Any]] = {
     "gp": {"hparams": {"n_startup_trials": 10}, "budget": 12},
+    "ppo": {"hparams": {**_SMALL_LSTM, "warmup_episodes": 2, "buffer_episodes": 3}, "budget": 15},
+    "reinforce": {"hparams": _SMALL_LSTM, "budget": 15},
+    "diverse_pg": {"hparams": _SMALL_LSTM, "budget": 15},
 }
 
 
 def _settings(name: str) -> dict[str, Any]:
-    return FAST.get(name, {})
+    """FAST settings of ``name``, keeping only hyper-parameters its ``Params`` declares."""
+    settings = dict(FAST.get(name, {}))
+    fields = {f.name for f in dataclasses.fields(bb.controllers.get(name).Params)}
+    settings["hparams"] = {k: v for k, v in settings.get("hparams", {}).items() if k in fields}
+    return settings
 
 
 @pytest.mark.parametrize(("controller", "check_name"), conformance_cases(bb.controllers.list()))
@@ -45,7 +66,8 @@ def test_conformance(controller: str, check_name: str) -> None:
 @pytest.mark.parametrize("controller", [c for c in bb.controllers.list() if c != "gp"])
 def test_trajectory_on_the_real_spaces(controller: str) -> None:
     for space in ("bionas-conv1d", "bionas-eclip"):
-        check_controller(controller, bb.get_space(space), checks=["ask", "trajectory"], budget=15)
+        settings = {**_settings(controller), "budget": 15}
+        check_controller(controller, bb.get_space(space), checks=["ask", "trajectory"], **settings)
 
 
 def test_check_controller_rejects_unknown_checks_and_subjects() -> None:

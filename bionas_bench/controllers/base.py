@@ -76,7 +76,14 @@ class Controller(ABC):
         ``epoch`` (the fidelity served).
         """
         ids = np.atleast_1d(np.asarray(ids))
-        rewards = np.atleast_1d(np.asarray(rewards, dtype=np.float64))
+        try:
+            rewards = np.atleast_1d(np.asarray(rewards, dtype=np.float64))
+        except (TypeError, ValueError):
+            raise ControllerError(f"{self.name}.tell: rewards must be numbers, got {rewards!r}") from None
+        if not _integer_valued(ids):
+            raise ControllerError(
+                f"{self.name}.tell: ids must be the integer architecture ids returned by ask(), got {ids!r}"
+            )
         if ids.ndim != 1 or ids.shape != rewards.shape:
             raise ControllerError(
                 f"{self.name}.tell: ids and rewards must be 1-D of equal length, "
@@ -119,6 +126,15 @@ class Controller(ABC):
     def fidelity(self) -> np.ndarray | None:
         """Epochs requested for the ids of the last ask (``uses_fidelity`` controllers)."""
         return self._last_fidelity
+
+
+def _integer_valued(ids: np.ndarray) -> bool:
+    """True for integer arrays and float arrays holding whole numbers (not bools)."""
+    if ids.dtype.kind in "iu":
+        return True
+    if ids.dtype.kind == "f":
+        return bool(np.all(np.isfinite(ids)) and np.all(ids == np.round(ids)))
+    return ids.size == 0
 
 
 def make_params(cls: type[Controller], hparams: Mapping[str, Any]) -> Any:

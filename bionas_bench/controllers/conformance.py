@@ -19,9 +19,9 @@ check                     what it asserts
                           controllers)
 ``recommend``             ``recommend()`` is a valid id after 0 tells, after asks without
                           tells, after 1 tell and after many; calling it changes nothing
-``tell_misuse``           ids never asked, ids told twice, mismatched lengths, 2-D input and
-                          non-finite rewards raise :class:`ControllerError` and leave the
-                          controller unchanged
+``tell_misuse``           ids never asked, ids told twice, mismatched lengths, 2-D input,
+                          fractional ids and non-finite or non-numeric rewards raise
+                          :class:`ControllerError` and leave the controller unchanged
 ``policy``                ``policy()``, when provided, is one probability vector per layer
 ``fidelity``              ``fidelity()`` is one positive integer epoch count per asked id for
                           ``uses_fidelity`` controllers, and None otherwise
@@ -334,6 +334,8 @@ def check_tell_misuse(subject: Subject) -> None:
         ("a NaN reward", ids[:1], [float("nan")]),
         ("an infinite reward", ids[:1], [float("inf")]),
         ("2-D ids", ids[:2].reshape(1, 2), [[0.0, 0.0]]),
+        ("fractional ids", ids[:1] + 0.5, [0.0]),
+        ("non-numeric rewards", ids[:1], ["high"]),
     ]
     if once:
         bad_calls.append(("an id asked once but told twice", [once[0], once[0]], [0.0, 0.0]))
