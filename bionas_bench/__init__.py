@@ -15,11 +15,12 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
-from bionas_bench import controllers, knowledge  # noqa: E402
+from bionas_bench import controllers, knowledge, scoring  # noqa: E402
 from bionas_bench.errors import BionasError  # noqa: E402
 from bionas_bench.oracle import BootstrapOracle  # noqa: E402
 from bionas_bench.space import ModelSpace, get_space, list_spaces  # noqa: E402
 from bionas_bench.store import Store, open_store  # noqa: E402
+from bionas_bench.sweep import load_results, load_sweep_config, run_sweep  # noqa: E402
 
 __all__ = [
     "BionasError",
@@ -31,5 +32,9 @@ __all__ = [
     "get_space",
     "knowledge",
     "list_spaces",
+    "load_results",
+    "load_sweep_config",
     "open_store",
+    "run_sweep",
+    "scoring",
 ]
