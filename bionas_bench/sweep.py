@@ -22,7 +22,9 @@ Results directory (self-contained; the report needs nothing else)::
     <out>/cells/<key>.zarr    one Zarr v3 group per finished cell:
         steps/<field>   [run, episode, slot]  arch, replicate, loss, knowledge, reward,
                                               cost and every other per-id oracle field
-        incumbent       [run, episode]        recommend() after the episode's tell
+        incumbent       [run, episode]        recommend() after the episode's tell (every
+                                              ``incumbent_every`` episodes and the last; -1
+                                              where not recorded)
         within_budget   [run, episode]        False once a run spent its GPU-seconds budget
         policy/<layer>  [run, episode, choice] choice probabilities before the ask
                                               (policy controllers only)
@@ -167,6 +169,7 @@ class SweepConfig:
     store: StoreSpec = field(default_factory=StoreSpec)
     oracle: OracleSpec = field(default_factory=OracleSpec)
     report: ReportSpec = field(default_factory=ReportSpec)
+    incumbent_every: int = 0
     text: str = ""
     path: str = ""
 
@@ -198,7 +201,9 @@ def parse_sweep_config(manifest: Manifest) -> SweepConfig:
     seed = meta.get("seed", int)
     lambdas = _lambdas(meta.get("lambdas", list), where)
     runs = meta.get("runs", int)
+    incumbent_every = meta.get("incumbent_every", int, 0)
     meta.finish()
+    _require(incumbent_every >= 0, f"{where}: [sweep].incumbent_every must be >= 0, got {incumbent_every}")
     _require(runs >= 1, f"{where}: [sweep].runs must be >= 1, got {runs}")
     config = SweepConfig(
         name=name,
@@ -211,6 +216,7 @@ def parse_sweep_config(manifest: Manifest) -> SweepConfig:
         store=_store(root.table("store", {}), where),
         oracle=_oracle(root.table("oracle", {}), where),
         report=_report(root.table("report", {}), where, lambdas),
+        incumbent_every=incumbent_every,
         text=manifest.text,
         path=str(manifest.path),
     )
@@ -519,12 +525,26 @@ def simulate_cell(config: SweepConfig, cell: Cell, store: Any) -> CellData:
         if "epoch" in fields:
             info["epoch"] = fields["epoch"]
         runs.tell(ids, fields["reward"], info)
-        rec.incumbent[:, episode] = np.asarray(runs.recommend(), dtype=np.int64)
+        if _record_incumbent(config, episode):
+            rec.incumbent[:, episode] = np.asarray(runs.recommend(), dtype=np.int64)
         if config.budget.gpu_seconds is not None and not rec.within_budget[:, episode].any():
             rec.truncate(episode + 1)
             break
     gold = gold_table(oracles[0])
     return rec.finish(controller_seeds, oracle_seeds, gold)
+
+
+def _record_incumbent(config: SweepConfig, episode: int) -> bool:
+    """Whether to call recommend() after ``episode`` (it can cost more than a step).
+
+    Always after the last episode, after every episode under a GPU-seconds budget (the
+    run's answer is its incumbent when the budget ran out), else every
+    ``incumbent_every`` episodes (0 = never before the last).
+    """
+    if episode == config.budget.episodes - 1 or config.budget.gpu_seconds is not None:
+        return True
+    every = config.incumbent_every
+    return every > 0 and (episode + 1) % every == 0
 
 
 def _inside(spent: np.ndarray, budget: float | None) -> np.ndarray:
@@ -679,12 +699,17 @@ def run_cell_task(config: SweepConfig, cell: Cell, location: str | None, out: st
     """Dask task: run ``cell`` unless already done, write it; returns timing facts."""
     path = cell_path(Path(out), cell)
     if is_done(path):
-        return {"key": cell.key, "skipped": True, "seconds": 0.0}
-    start = time.perf_counter()
+        return {"key": cell.key, "skipped": True, "seconds": 0.0, "cpu_seconds": 0.0}
+    start, cpu = time.perf_counter(), time.process_time()
     with _single_thread():
         data = simulate_cell(config, cell, open_cached_store(location))
     write_cell(path, cell, data)
-    return {"key": cell.key, "skipped": False, "seconds": time.perf_counter() - start}
+    return {
+        "key": cell.key,
+        "skipped": False,
+        "seconds": time.perf_counter() - start,
+        "cpu_seconds": time.process_time() - cpu,
+    }
 
 
 class _single_thread:
@@ -728,13 +753,20 @@ class CellProgress:
 
 @dataclass
 class SweepRun:
-    """What :func:`run_sweep` returns: the results folder and timing (not stored)."""
+    """What :func:`run_sweep` returns: the results folder and timing (kept out of the results,
+    which must not depend on the machine)."""
 
     out: Path
     config: SweepConfig
     seconds: float
     cell_seconds: dict[str, float]
     skipped: list[str]
+    cell_cpu_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU time the cells took (all processes; excludes cluster start-up)."""
+        return float(sum(self.cell_cpu_seconds.values()))
 
     def load(self) -> SweepResults:
         return load_results(self.out)
@@ -772,6 +804,7 @@ def run_sweep(
         seconds=time.perf_counter() - start,
         cell_seconds={r["key"]: r["seconds"] for r in results},
         skipped=[r["key"] for r in results if r["skipped"]],
+        cell_cpu_seconds={r["key"]: r["cpu_seconds"] for r in results},
     )
 
 
@@ -874,7 +907,7 @@ def _dispatch(
     todo = []
     for cell in cells:
         if is_done(cell_path(out, cell)):
-            report({"key": cell.key, "skipped": True, "seconds": 0.0})
+            report({"key": cell.key, "skipped": True, "seconds": 0.0, "cpu_seconds": 0.0})
         else:
             todo.append(cell)
     if scheduler == "sync" or not todo:

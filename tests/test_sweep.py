@@ -238,6 +238,7 @@ def test_sweep_results_complete_and_consistent(tmp_path, toy_store, toy_controll
     gold = res.gold[res.gold["lam"] == 1.0].set_index("arch")
     runs = cell.runs
     np.testing.assert_array_equal(runs["recommended"], cell.incumbent[:, -1])
+    assert (cell.incumbent[:, :-1] == -1).all()  # recommend() only after the last episode by default
     np.testing.assert_allclose(runs["objective_rank"], gold.loc[runs["recommended"], "objective_rank"])
     assert res.meta["config"]["sha256"] == config.sha256
     assert res.meta["space"]["name"] == "bionas-conv1d"
@@ -271,6 +272,15 @@ def test_unknown_controller_fails_before_work(tmp_path, toy_store, toy_controlle
     bad = toy_config(tmp_path, toy_store, TOY_CONFIG.replace("lr = 0.5", "lr = -1.0"))
     with pytest.raises(SweepError, match="lr"):
         run_sweep(bad, tmp_path / "out2", scheduler="sync")
+
+
+def test_incumbent_every(tmp_path, toy_store, toy_controllers):
+    text = TOY_CONFIG.replace("runs = 4", "runs = 2\nincumbent_every = 4").replace(
+        "[0.01, 1.0, 100.0]", "[1.0]"
+    )
+    res = load_results(run_sweep(toy_config(tmp_path, toy_store, text), tmp_path / "o", scheduler="sync").out)
+    recorded = res.cell("toy-random", 1.0).incumbent >= 0
+    assert recorded.all(axis=0).tolist() == [(e + 1) % 4 == 0 for e in range(12)]
 
 
 def test_gpu_seconds_budget_cuts_runs(tmp_path, toy_store, toy_controllers):

@@ -55,7 +55,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     skipped = f", {len(result.skipped)} already done" if result.skipped else ""
-    print(f"sweep {config.name}: {total} cells in {result.seconds:.1f} s{skipped}; results in {result.out}")
+    print(
+        f"sweep {config.name}: {total} cells in {result.seconds:.1f} s wall "
+        f"({result.cpu_seconds:.1f} CPU-s in cells){skipped}; results in {result.out}"
+    )
     if args.report is not None:
         from bionas_bench.cli.report import render
 
