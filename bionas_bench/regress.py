@@ -680,7 +680,7 @@ def _first_value_difference(base: Mapping[str, Any], now: CellScores) -> str:
         differ = np.flatnonzero(~((b == n) | (np.isnan(b) & np.isnan(n))))
         if differ.size:
             r = int(differ[0])
-            return f"{differ.size} runs differ in {metric}, first run {r}: {b[r]!r} -> {n[r]!r}"
+            return f"{differ.size} runs differ in {metric}, first run {r}: {float(b[r])!r} -> {float(n[r])!r}"
     return "per-run scores equal, but the recorded trajectories differ"
 
 
