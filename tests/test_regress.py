@@ -195,8 +195,8 @@ def test_baseline_holds_per_run_values_summaries_and_hashes(setup, toy, tmp_path
             assert summary["q05"] <= summary["median"] <= summary["q95"]
             assert summary["mean"] == pytest.approx(np.mean(summary["values"]))
     assert {m for m, info in doc["metrics"].items() if info["gated"]} == set(GATED_METRICS)
-    # deterministic: recording again gives the same bytes
-    record(config, tmp_path / "again.json")
+    # deterministic: recording again (through the CLI) gives the same bytes
+    assert main(["regress", "record", str(config), "--out", str(tmp_path / "again.json")]) == 0
     assert (tmp_path / "again.json").read_bytes() == Path(baseline).read_bytes()
 
 
@@ -357,13 +357,17 @@ def test_with_seed_rewrites_only_the_sweep_seed(setup):
     assert "seed = 123" in other.text
 
 
-def test_false_alarm_rate_runs(setup, toy):
+def test_false_alarm_rate_runs(setup, toy, capsys):
     config, _ = setup
     seen = []
     report = false_alarm_rate(config, trials=1, progress=lambda i, alarm: seen.append(i))
     assert seen == [1] and report.trials == 1 and report.seeds == [8]
     assert 0 <= report.alarms <= 1 and 0 <= report.ci_low <= report.ci_high <= 1
     assert set(report.alarm_cells) == {"toy-pg__lam00", "toy-pg__lam01"}
+    code = main(["regress", "false-alarm", str(config), "--trials", "1", "--no-progress"])
+    out = capsys.readouterr().out
+    assert f"{report.alarms}/1" in out and "false-alarm rate of unchanged regress-toy" in out
+    assert code == (1 if report.alarms else 0)
 
 
 def test_shipped_regress_config_is_small():
