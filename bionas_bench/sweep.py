@@ -952,7 +952,8 @@ class _client:
                 n_workers=workers,
                 threads_per_worker=1,
                 processes=self.scheduler == "local",
-                dashboard_address=None,
+                dashboard_address=":0",  # any free port: never clash with another cluster
+                worker_dashboard_address=None,
                 silence_logs=50,
             )
             self.client = Client(self.cluster)
