@@ -176,3 +176,14 @@ def tiny_train_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("train_data") / "tiny-myc.toml"
     path.write_text(TINY_TRAIN_DATASET)
     return path
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Collect the speed benchmarks only when benchmarking is on (``tox -e bench``).
+
+    They time real work (a farm unit, whole sweeps) and are not correctness tests; the
+    plain test run stays fast. ``pytest tests/benchmarks --benchmark-enable`` runs them.
+    """
+    if "benchmarks" in collection_path.parts and not config.getoption("benchmark_enable"):
+        return True
+    return None
