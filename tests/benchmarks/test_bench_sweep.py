@@ -4,8 +4,8 @@ A cell is what a sweep worker runs: every run of one controller at one lambda ag
 its own bootstrap oracle (``bionas_bench.sweep.simulate_cell``), here at the size of the
 CI regression sweep (``data_manifests/sweeps/regress.toml``: 30 runs x 20 episodes x 3
 architectures) on the synthetic 216 x 5 store. ``test_bench_regress_scores`` times the
-scoring a ``regress check`` adds on top of a cell. With benchmarks disabled (the default
-``addopts``) each body runs once, as a smoke test.
+scoring a ``regress check`` adds on top of a cell. Collected only with
+``--benchmark-enable`` (see ``tests/conftest.py``).
 """
 
 from __future__ import annotations
