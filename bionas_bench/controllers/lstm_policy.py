@@ -54,7 +54,7 @@ class NetShape:
 
     def names(self) -> list[str]:
         """Parameter names, in a fixed order (the order of :func:`init_params`)."""
-        names = ["W", "U", "b", "start"]
+        names = ["WU", "b", "start"]
         names += [f"head_W{l}" for l in range(self.num_layers)]
         names += [f"head_b{l}" for l in range(self.num_layers)]
         names += [f"emb_W{l}" for l in range(self.num_layers - 1)]
@@ -80,7 +80,9 @@ def _init_one(shape: NetShape, rng: np.random.Generator) -> dict[str, np.ndarray
     bias = np.zeros((1, 4 * h))
     bias[0, h : 2 * h] = 1.0  # unit forget bias (gate order i, f, g, o)
     start = _glorot(rng, shape.state_dim, e) if shape.feed == "probs" else rng.uniform(-0.05, 0.05, (1, e))
-    p = {"W": _glorot(rng, e, 4 * h), "U": _orthogonal(rng, h, 4 * h), "b": bias, "start": start}
+    # input and recurrent kernels stacked, so one step is one matmul of [x, h]
+    kernel = np.concatenate([_glorot(rng, e, 4 * h), _orthogonal(rng, h, 4 * h)], axis=0)
+    p = {"WU": kernel, "b": bias, "start": start}
     for l, k in enumerate(shape.radices):
         p[f"head_W{l}"] = _glorot(rng, h, k)
         p[f"head_b{l}"] = np.zeros((1, k))
@@ -90,10 +92,29 @@ def _init_one(shape: NetShape, rng: np.random.Generator) -> dict[str, np.ndarray
     return p
 
 
-def init_params(shape: NetShape, rngs: list[np.random.Generator]) -> list[torch.Tensor]:
-    """Stacked parameters ``(R, ...)`` in the order of :meth:`NetShape.names`, one run per rng."""
+def init_params(shape: NetShape, rngs: list[np.random.Generator]) -> torch.Tensor:
+    """Stacked parameters flattened to ``(R, P)`` (order of :meth:`NetShape.names`), one run per rng."""
     per_run = [_init_one(shape, rng) for rng in rngs]
-    return [torch.tensor(np.stack([p[n] for p in per_run]), dtype=DTYPE) for n in shape.names()]
+    flat = [np.concatenate([p[n].ravel() for n in shape.names()]) for p in per_run]
+    return torch.tensor(np.stack(flat), dtype=DTYPE)
+
+
+def param_shapes(shape: NetShape) -> list[tuple[int, ...]]:
+    """Per-run shape of each parameter, in the order of :meth:`NetShape.names`."""
+    h, e = shape.units, shape.embedding_dim
+    shapes = [(e + h, 4 * h), (1, 4 * h), (shape.state_dim, e) if shape.feed == "probs" else (1, e)]
+    shapes += [(h, k) for k in shape.radices] + [(1, k) for k in shape.radices]
+    shapes += [(k, e) for k in shape.radices[:-1]] + [(1, e) for _ in shape.radices[:-1]]
+    return shapes
+
+
+def unflatten(shape: NetShape, flat: torch.Tensor) -> list[torch.Tensor]:
+    """Views ``(R, ...)`` of each parameter of a flat ``(R, P)`` tensor (autograd flows to it)."""
+    shapes = param_shapes(shape)
+    sizes = [int(np.prod(s)) for s in shapes]
+    return [
+        part.view(flat.shape[0], *s) for part, s in zip(torch.split(flat, sizes, dim=1), shapes, strict=True)
+    ]
 
 
 class Net:
@@ -118,7 +139,7 @@ class Net:
         self, params: list[torch.Tensor], x: torch.Tensor, h: torch.Tensor, c: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One LSTM step on ``(R, B, .)`` tensors."""
-        z = torch.baddbmm(self._p(params, "b"), x, self._p(params, "W")) + torch.bmm(h, self._p(params, "U"))
+        z = torch.baddbmm(self._p(params, "b"), torch.cat([x, h], dim=-1), self._p(params, "WU"))
         i, f, g, o = z.chunk(4, dim=-1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         return torch.sigmoid(o) * torch.tanh(c), c

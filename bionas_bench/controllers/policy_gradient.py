@@ -72,8 +72,9 @@ in the same order as when the run is alone, so batched runs equal unbatched ones
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -81,7 +82,7 @@ import numpy as np
 import torch
 
 from bionas_bench.controllers.base import BatchedRuns, Controller, check, make_params
-from bionas_bench.controllers.lstm_policy import DTYPE, FEEDS, Net, NetShape, init_params
+from bionas_bench.controllers.lstm_policy import DTYPE, FEEDS, Net, NetShape, init_params, unflatten
 from bionas_bench.errors import ControllerError
 from bionas_bench.space import ModelSpace
 
@@ -228,9 +229,9 @@ class Engine:
         self.algorithm = algorithm
         self.shape = NetShape(space.radices, params.lstm_units, params.embedding_dim, params.setting("feed"))
         self.net = Net(self.shape)
-        self.weights = init_params(self.shape, rngs)
-        self.adam_m = [torch.zeros_like(w) for w in self.weights]
-        self.adam_v = [torch.zeros_like(w) for w in self.weights]
+        self.flat = init_params(self.shape, rngs)  # (R, P): every parameter of every run
+        self.adam_m = torch.zeros_like(self.flat)
+        self.adam_v = torch.zeros_like(self.flat)
         self.steps = torch.zeros(len(rngs), dtype=DTYPE)  # optimiser steps per run
         self.buffer: deque[Episode] = deque(maxlen=params.buffer_episodes)
         self.baseline: np.ndarray | None = None
@@ -242,6 +243,11 @@ class Engine:
     @property
     def runs(self) -> int:
         return len(self.rngs)
+
+    @property
+    def weights(self) -> list[torch.Tensor]:
+        """Per-parameter views ``(R, ...)`` of the flat parameters."""
+        return unflatten(self.shape, self.flat)
 
     # ------------------------------------------------------------------ sampling
     def sample(self, n: int) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
@@ -257,7 +263,7 @@ class Engine:
             uniforms.append(rng.random((n, num_layers)))
         start = torch.tensor(np.stack(starts), dtype=DTYPE)[:, None, :]
         u = torch.tensor(np.stack(uniforms), dtype=DTYPE)
-        with torch.no_grad():
+        with torch.no_grad(), single_thread():
             if self.shape.feed == "probs":
                 state, actions, probs = self._chained_rollout(start, u)
             else:
@@ -304,7 +310,8 @@ class Engine:
         self.history.append([p.mean(dim=1).numpy() for p in probs])
         self.episodes += 1
         if self.episodes >= self.hp.warmup_episodes:
-            self._train()
+            with single_thread():
+                self._train()
 
     def _batch_orders(self, active: np.ndarray, size: int) -> np.ndarray:
         """Per-run sample order for one epoch; only active runs draw from their rng."""
@@ -330,7 +337,7 @@ class Engine:
                 batch = _take(data, torch.from_numpy(orders[:, lo : lo + bs]))
                 self._step(batch, active)
                 if self.hp.kl_stop is not None:
-                    kl_sum += self._kl(batch)
+                    kl_sum += self._kl(batch, active)
                     active &= ~(kl_sum / t > self.hp.kl_stop)
                 if not active.any():
                     return
@@ -362,40 +369,50 @@ class Engine:
         return loss
 
     def _step(self, batch: Episode, active: np.ndarray) -> None:
-        """One masked Adam step (Keras-style inverse-time decay) for the active runs."""
-        weights = [w.detach().requires_grad_(True) for w in self.weights]
-        mask = torch.from_numpy(active)
-        loss = (self._loss(weights, batch) * mask.to(DTYPE)).sum()
-        grads = torch.autograd.grad(loss, weights)
+        """One masked Adam step (Keras-style inverse-time decay) for the active runs.
+
+        Only the active runs are computed: when some runs have stopped, their rows are
+        gathered out, stepped and scattered back (the others stay untouched, as alone).
+        """
+        rows = None if active.all() else torch.from_numpy(np.flatnonzero(active))
+        pick = (lambda x: x) if rows is None else (lambda x: x[rows])
+        flat = pick(self.flat).detach().requires_grad_(True)
+        loss = self._loss(unflatten(self.shape, flat), _select(batch, rows)).sum()
+        (grad,) = torch.autograd.grad(loss, flat)
         b1, b2 = ADAM_BETAS
-        t = self.steps + 1
-        lr = self.hp.lr / (1 + self.hp.lr_decay * self.steps) * torch.sqrt(1 - b2**t) / (1 - b1**t)
+        steps = pick(self.steps)
+        t = steps + 1
+        lr = (self.hp.lr / (1 + self.hp.lr_decay * steps) * torch.sqrt(1 - b2**t) / (1 - b1**t))[:, None]
         with torch.no_grad():
-            for i, (w, g) in enumerate(zip(self.weights, grads, strict=True)):
-                shape = (-1,) + (1,) * (w.dim() - 1)
-                m_mask = mask.view(shape)
-                m = torch.where(m_mask, b1 * self.adam_m[i] + (1 - b1) * g, self.adam_m[i])
-                v = torch.where(m_mask, b2 * self.adam_v[i] + (1 - b2) * g * g, self.adam_v[i])
-                step = lr.view(shape) * m / (v.sqrt() + ADAM_EPS)
-                self.weights[i] = torch.where(m_mask, w - step, w)
-                self.adam_m[i], self.adam_v[i] = m, v
-        self.steps += mask.to(DTYPE)
+            m = b1 * pick(self.adam_m) + (1 - b1) * grad
+            v = b2 * pick(self.adam_v) + (1 - b2) * grad * grad
+            new = flat.detach() - lr * m / (v.sqrt() + ADAM_EPS)
+            if rows is None:
+                self.flat, self.adam_m, self.adam_v = new, m, v
+            else:
+                self.flat[rows], self.adam_m[rows], self.adam_v[rows] = new, m, v
+        self.steps += torch.from_numpy(active).to(DTYPE)
         self.num_updates += active
 
-    def _kl(self, batch: Episode) -> np.ndarray:
-        """Mean over the minibatch of sum_l KL(p_old || p_new), per run ``(R,)``."""
+    def _kl(self, batch: Episode, active: np.ndarray) -> np.ndarray:
+        """Mean over the minibatch of sum_l KL(p_old || p_new), per run ``(R,)`` (0 if inactive)."""
+        rows = None if active.all() else torch.from_numpy(np.flatnonzero(active))
+        flat = self.flat if rows is None else self.flat[rows]
+        sub = _select(batch, rows)
         with torch.no_grad():
-            logps = self.net.evaluate(self.weights, batch.state, batch.actions)
+            logps = self.net.evaluate(unflatten(self.shape, flat), sub.state, sub.actions)
             kl = sum(
                 (old * (old.clamp_min(1e-300).log() - new)).sum(-1)
-                for old, new in zip(batch.old_probs, logps, strict=True)
+                for old, new in zip(sub.old_probs, logps, strict=True)
             )
-        return kl.mean(-1).numpy()
+        out = np.zeros(self.runs)
+        out[active] = kl.mean(-1).numpy()
+        return out
 
     # ------------------------------------------------------------------ read-outs
     def policy(self) -> list[np.ndarray]:
         """Current per-layer probabilities ``[(R, radix)]``."""
-        with torch.no_grad():
+        with torch.no_grad(), single_thread():
             return [p.numpy().copy() for p in self.net.probe(self.weights)]
 
     def recommend(self) -> np.ndarray:
@@ -417,6 +434,32 @@ def _similarity_hinge(probs: list[torch.Tensor], slack: float) -> torch.Tensor:
     gram = sum(torch.bmm(p, p.transpose(1, 2)) for p in probs) / len(probs)
     i, j = torch.triu_indices(n, n, offset=1)
     return torch.relu(gram[:, i, j] - slack).mean(-1)
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch on one intra-op thread (restored after): the matrices are tiny, and on a
+    shared machine thread hand-offs cost far more than they save."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _select(batch: Episode, rows: torch.Tensor | None) -> Episode:
+    """The runs ``rows`` of a minibatch (all of them when ``rows`` is None)."""
+    if rows is None:
+        return batch
+    return Episode(
+        batch.state[rows],
+        batch.actions[rows],
+        [p[rows] for p in batch.old_probs],
+        batch.old_logp[rows],
+        batch.advantage[rows],
+        batch.scale[rows],
+    )
 
 
 def _concat(episodes: list[Episode]) -> Episode:

@@ -1,0 +1,150 @@
+"""Tests of the policy-gradient controllers (ppo, reinforce, diverse_pg)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import bionas_bench as bb
+from bionas_bench import controllers
+from bionas_bench.controllers.policy_gradient import PolicyGradientController
+from bionas_bench.errors import ControllerError
+
+NAMES = ["ppo", "reinforce", "diverse_pg"]
+
+
+@pytest.fixture(scope="module")
+def space():
+    return bb.get_space("bionas-conv1d")
+
+
+def _table(seed: int = 5) -> np.ndarray:
+    """A synthetic (216, 20) reward table: one good architecture, noisy replicates."""
+    rng = np.random.default_rng(seed)
+    loss = rng.uniform(0.2, 0.7, (216, 1)) + rng.normal(0, 0.02, (216, 20))
+    loss[17] -= 0.3
+    return -loss
+
+
+def _drive(ctrl, episodes: int, table: np.ndarray, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    asked = []
+    for _ in range(episodes):
+        ids = ctrl.ask(3)
+        asked.append(ids)
+        ctrl.tell(ids, table[ids, rng.integers(0, 20, ids.shape)])
+    return asked
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_registered_and_valid(space, name):
+    ctrl = controllers.create(name, space, seed=1, warmup_episodes=2)
+    assert isinstance(ctrl, PolicyGradientController)
+    asked = _drive(ctrl, 6, _table())
+    assert all(a.shape == (3,) and a.min() >= 0 and a.max() < 216 for a in asked)
+    assert 0 <= ctrl.recommend() < 216
+    probs = ctrl.policy()
+    assert [p.shape for p in probs] == [(k,) for k in space.radices]
+    assert all(np.isclose(p.sum(), 1) for p in probs)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_deterministic_under_seed(space, name):
+    a = _drive(controllers.create(name, space, seed=3, warmup_episodes=2), 8, _table())
+    b = _drive(controllers.create(name, space, seed=3, warmup_episodes=2), 8, _table())
+    c = _drive(controllers.create(name, space, seed=4, warmup_episodes=2), 8, _table())
+    assert np.array_equal(np.stack(a), np.stack(b))
+    assert not np.array_equal(np.stack(a), np.stack(c))
+
+
+@pytest.mark.parametrize(
+    ("name", "variant"), [("ppo", "original_code"), ("ppo", "paper"), ("diverse_pg", "paper")]
+)
+def test_batched_equals_unbatched(space, name, variant):
+    """4 runs x 20 episodes: same ids, same recommend(), allclose probabilities."""
+    seeds, episodes, table = [11, 12, 13, 14], 20, _table()
+    hp = {"variant": variant, "warmup_episodes": 3}
+    runs = controllers.create_runs(name, space, seeds, **hp)
+    rng = np.random.default_rng(0)
+    reps = [rng.integers(0, 20, (len(seeds), 3)) for _ in range(episodes)]
+    batched_ids = []
+    for e in range(episodes):
+        ids = runs.ask(3)
+        batched_ids.append(ids)
+        runs.tell(ids, table[ids, reps[e]])
+    for r, seed in enumerate(seeds):
+        alone = controllers.create(name, space, seed=seed, **hp)
+        for e in range(episodes):
+            ids = alone.ask(3)
+            assert np.array_equal(ids, batched_ids[e][r]), (r, e)
+            alone.tell(ids, table[ids, reps[e][r]])
+        assert alone.recommend() == runs.recommend()[r]
+        for layer, p in enumerate(alone.policy()):
+            np.testing.assert_allclose(p, runs.policy()[layer][r], rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize(("variant", "quantile"), [("original_code", 0.85), ("paper", 0.5)])
+def test_ppo_learns_synthetic_optimum(space, variant, quantile):
+    """After 80 episodes the recommendation is well inside the better part of the table."""
+    table = _table().mean(axis=1)
+    ctrl = controllers.create("ppo", space, seed=0, variant=variant)
+    _drive(ctrl, 80, _table())
+    assert table[ctrl.recommend()] >= np.quantile(table, quantile)
+
+
+def test_recommend_is_sma_argmax(space):
+    ctrl = controllers.create("reinforce", space, seed=0, sma_window=3)
+    _drive(ctrl, 5, _table())
+    window = ctrl.engine.history[-3:]
+    expected = [int(np.mean([ep[l][0] for ep in window], axis=0).argmax()) for l in range(4)]
+    assert space.decode(ctrl.recommend()) == tuple(expected)
+
+
+def test_tell_subsets_and_interleaved_asks(space):
+    ctrl = controllers.create("ppo", space, seed=0, warmup_episodes=1)
+    a, b = ctrl.ask(2), ctrl.ask(1)
+    ctrl.tell(b, [-0.5])
+    ctrl.tell(a, [-0.4, -0.6])
+    assert ctrl.engine.episodes == 2
+    with pytest.raises(ControllerError):
+        ctrl.tell(a, [-0.4, -0.6])
+
+
+@pytest.mark.parametrize(
+    ("name", "hparams"),
+    [
+        ("ppo", {"variant": "nope"}),
+        ("ppo", {"lr": 0}),
+        ("ppo", {"lr": float("nan")}),
+        ("ppo", {"clip": -0.1}),
+        ("ppo", {"batch_size": -1}),
+        ("ppo", {"max_epochs": 0}),
+        ("ppo", {"lstm_units": 2.5}),
+        ("ppo", {"kl_stop": 0}),
+        ("ppo", {"feed": "sideways"}),
+        ("ppo", {"entropy": "maximal"}),
+        ("ppo", {"baseline_decay": 1.5}),
+        ("ppo", {"reward_scaling": "yes"}),
+        ("ppo", {"bogus": 1}),
+        ("diverse_pg", {"slack": 2.0}),
+        ("diverse_pg", {"diversity_weight": -1.0}),
+    ],
+)
+def test_bad_hparams(space, name, hparams):
+    with pytest.raises(ControllerError, match="hyper-parameter"):
+        controllers.create(name, space, seed=0, **hparams)
+    with pytest.raises(ControllerError, match="hyper-parameter"):
+        controllers.create_runs(name, space, [0, 1], **hparams)
+
+
+def test_batched_misuse(space):
+    runs = controllers.create_runs("ppo", space, [0, 1])
+    with pytest.raises(ControllerError):
+        runs.tell(np.zeros((2, 3), dtype=np.int64), np.zeros((2, 3)))
+    ids = runs.ask(3)
+    with pytest.raises(ControllerError):
+        runs.ask(3)
+    with pytest.raises(ControllerError):
+        runs.tell(ids[:, :2], np.zeros((2, 2)))
+    runs.tell(ids, -np.ones((2, 3)))
+    assert runs.recommend().shape == (2,)
