@@ -80,4 +80,14 @@ def create_runs(name: str, space: ModelSpace, seeds: builtins.list[int], **hpara
     return LoopedRuns([cls(space, seed=s, **hparams) for s in seeds])
 
 
-__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "BatchedRuns", "Controller", "LoopedRuns", "create", "create_runs", "get", "list"]
+__all__ = [
+    "BUILTIN",
+    "ENTRY_POINT_GROUP",
+    "BatchedRuns",
+    "Controller",
+    "LoopedRuns",
+    "create",
+    "create_runs",
+    "get",
+    "list",
+]
