@@ -127,16 +127,13 @@ class Fields:
         kinds = kind if isinstance(kind, tuple) else (kind,)
         if float in kinds and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        if isinstance(value, bool) and bool not in kinds:
-            ok = False
-        else:
-            ok = isinstance(value, kinds)
+        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
         if not ok:
             names = " or ".join(k.__name__ for k in kinds)
             raise ManifestError(f"{self._where}: {key!r} must be {names}, got {value!r}")
         return value
 
-    def table(self, key: str, default: Any = _MISSING) -> "Fields":
+    def table(self, key: str, default: Any = _MISSING) -> Fields:
         value = self.get(key, dict, default)
         return Fields(value, f"{self._where} [{key}]")
 

@@ -55,8 +55,7 @@ class Layer:
             return self.choice_names.index(choice_name)
         except ValueError:
             raise SpaceError(
-                f"layer {self.name!r} has no choice {choice_name!r}; "
-                f"choices: {', '.join(self.choice_names)}"
+                f"layer {self.name!r} has no choice {choice_name!r}; choices: {', '.join(self.choice_names)}"
             ) from None
 
 
@@ -144,7 +143,7 @@ class ModelSpace:
     def names(self, arch_id: int) -> tuple[str, ...]:
         """Readable choice names of one architecture, one per layer."""
         return tuple(
-            layer.choices[i].name for layer, i in zip(self.layers, self.decode(int(arch_id)))
+            layer.choices[i].name for layer, i in zip(self.layers, self.decode(int(arch_id)), strict=True)
         )
 
     def arch_name(self, arch_id: int) -> str:
@@ -165,7 +164,7 @@ class ModelSpace:
                 f"architecture {names!r} has {len(parts)} layer names but space {self.name!r} "
                 f"has {self.num_layers} layers ({', '.join(l.name for l in self.layers)})"
             )
-        return self.encode([layer.index(p) for layer, p in zip(self.layers, parts)])
+        return self.encode([layer.index(p) for layer, p in zip(self.layers, parts, strict=True)])
 
     def choice(self, arch_id: int, layer: int) -> Choice:
         return self.layers[layer].choices[self.decode(int(arch_id))[layer]]
@@ -232,9 +231,7 @@ def _parse_layer(raw: Any, where: str) -> Layer:
     for j, rc in enumerate(raw_choices):
         cf = Fields(rc, f"{where} ({name!r}) choice {j}")
         params = cf.get("params", dict, {})
-        choices.append(
-            Choice(name=cf.get("name", str), op=cf.get("op", str), params=_freeze(params))
-        )
+        choices.append(Choice(name=cf.get("name", str), op=cf.get("op", str), params=_freeze(params)))
         cf.finish()
     cnames = [c.name for c in choices]
     if len(set(cnames)) != len(cnames):
@@ -243,6 +240,4 @@ def _parse_layer(raw: Any, where: str) -> Layer:
 
 
 def _freeze(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    return tuple(
-        sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items())
-    )
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items()))

@@ -109,7 +109,7 @@ def test_vectorised_decode_matches_scalar(ids):
     arr = np.array(ids)
     digits = space.decode(arr)
     assert digits.shape == (len(ids), 4)
-    for i, d in zip(ids, digits):
+    for i, d in zip(ids, digits, strict=True):
         assert tuple(d) == space.decode(i)
     assert np.array_equal(space.encode(digits), arr)
 
