@@ -11,6 +11,7 @@ Only collected with ``--benchmark-enable`` (see ``tests/conftest.py``).
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -74,18 +75,37 @@ def _protocol(store_path: Path, seeds: list[int], batched: bool, **hp) -> np.nda
     return runs.recommend()
 
 
+def _timed(*args, **kwargs):
+    """``_protocol`` plus its wall and CPU (``time.process_time``) seconds."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = _protocol(*args, **kwargs)
+    return out, time.perf_counter() - wall, time.process_time() - cpu
+
+
 def test_bench_ppo_protocol_batched(benchmark, store_path):
+    """Batched 100 runs, then ``UNBATCHED_SUBSET`` runs one after another (scaled to 100).
+
+    The machine is shared: ``extra_info`` records the 1-minute load average before and
+    after, and CPU seconds beside wall seconds (CPU time is what a loaded machine does
+    not inflate).
+    """
     seeds = list(range(RUNS))
-    rec = benchmark.pedantic(_protocol, args=(store_path, seeds, True), rounds=1, iterations=1)
+    load_before = os.getloadavg()[0]
+    rec, _, batched_cpu = benchmark.pedantic(_timed, args=(store_path, seeds, True), rounds=1, iterations=1)
     assert rec.shape == (RUNS,)
-    start = time.perf_counter()
-    _protocol(store_path, seeds[:UNBATCHED_SUBSET], False)
-    unbatched = (time.perf_counter() - start) * RUNS / UNBATCHED_SUBSET
+    _, wall, cpu = _timed(store_path, seeds[:UNBATCHED_SUBSET], False)
+    unbatched, unbatched_cpu = wall * RUNS / UNBATCHED_SUBSET, cpu * RUNS / UNBATCHED_SUBSET
     batched = benchmark.stats.stats.min if benchmark.stats else float("nan")
     benchmark.extra_info.update(
         {
+            "batched_cpu_seconds": batched_cpu,
             "unbatched_seconds_scaled": unbatched,
+            "unbatched_cpu_seconds_scaled": unbatched_cpu,
             "unbatched_subset": UNBATCHED_SUBSET,
+            "unbatched_scaling": f"seeds 0..{UNBATCHED_SUBSET - 1} alone, x {RUNS / UNBATCHED_SUBSET:g}",
             "speedup": unbatched / batched,
+            "speedup_cpu": unbatched_cpu / batched_cpu,
+            "loadavg_1min_before": load_before,
+            "loadavg_1min_after": os.getloadavg()[0],
         }
     )
