@@ -249,6 +249,9 @@ class NumpyNet:
         sizes = [int(np.prod(s)) for s in shapes]
         offsets = np.concatenate([[0], np.cumsum(sizes)])
         self.size = int(offsets[-1])
+        #: start of each layer's block in the concatenated choice axis (length L + 1)
+        self.offsets = np.concatenate([[0], np.cumsum(shape.radices)]).astype(np.int64)
+        self.choices = int(self.offsets[-1])
         self._slices = {
             n: (int(offsets[i]), int(offsets[i + 1]), s)
             for i, (n, s) in enumerate(zip(shape.names(), shapes, strict=True))
@@ -262,8 +265,12 @@ class NumpyNet:
     # ------------------------------------------------------------------ forward
     def forward(
         self, w: dict[str, np.ndarray], state: np.ndarray, actions: np.ndarray, keep: bool
-    ) -> tuple[list[np.ndarray], dict[str, Any] | None]:
-        """Per-layer log probabilities ``[(A, B, radix)]`` (and the cache for :meth:`backward`)."""
+    ) -> tuple[list[np.ndarray], dict[str, Any]]:
+        """Per-layer log probabilities ``[(A, B, radix)]`` (and the cache for :meth:`backward`).
+
+        The per-layer arrays are views of one ``(A, B, sum radix)`` array (``cache["cat"]``
+        also without ``keep``), so the loss can gather the sampled choices of all layers at once.
+        """
         sh = self.shape
         units, emb, num_layers = sh.units, sh.embedding_dim, sh.num_layers
         runs, batch = state.shape[0], state.shape[1]
@@ -273,6 +280,7 @@ class NumpyNet:
         start = w["start"]
         x = np.matmul(state, start) if probs_feed else np.broadcast_to(start, (runs, batch, emb))
         h = c = None
+        lp_cat = np.empty((runs, batch, self.choices))
         logps, ps, gates, tgs, cs, tcs, hs = [], [], [], [], [], [], []
         for layer in range(num_layers):
             if layer == 0:
@@ -298,7 +306,8 @@ class NumpyNet:
             logits += w[f"head_b{layer}"]
             logits -= logits.max(axis=-1, keepdims=True)
             logits -= np.log(np.exp(logits).sum(axis=-1, keepdims=True))
-            logp = logits
+            logp = lp_cat[..., self.offsets[layer] : self.offsets[layer + 1]]
+            logp[...] = logits
             logps.append(logp)
             need_p = keep or (probs_feed and layer < num_layers - 1)
             p = np.exp(logp) if need_p else None
@@ -316,8 +325,18 @@ class NumpyNet:
                     x = np.take_along_axis(w[f"emb_W{layer}"], actions[..., layer, None], axis=1)
                 x += w[f"emb_b{layer}"]
         if not keep:
-            return logps, None
-        cache = {"xh": xh, "p": ps, "s": gates, "tg": tgs, "c": cs, "tc": tcs, "h": hs, "state": state}
+            return logps, {"cat": lp_cat}
+        cache = {
+            "cat": lp_cat,
+            "xh": xh,
+            "p": ps,
+            "s": gates,
+            "tg": tgs,
+            "c": cs,
+            "tc": tcs,
+            "h": hs,
+            "state": state,
+        }
         return logps, cache
 
     # ------------------------------------------------------------------ backward

@@ -387,24 +387,23 @@ class Engine:
         active = np.ones(self.runs, dtype=bool)
         rows = np.arange(self.runs)  # the active runs, in order
         work = full  # in place while every run is active
+        weights = self.fused_net.views(work["flat"])
         steps = steps_full
         kl_stop = self.hp.kl_stop
+        bounds = [(lo, min(lo + bs, size)) for lo in range(0, size, bs)]
         for _ in range(self.hp.max_epochs):
             orders = self._batch_orders(active, size)[rows]
             take = (rows[:, None], orders)
-            ep_state, ep_actions, ep_old, ep_scal = state[take], actions[take], old[take], scalars[take]
+            epoch = (state[take], actions[take], old[take], scalars[take])
+            batches = self._minibatches(epoch, bounds)
             kl_sum = np.zeros(len(rows))
-            for t, lo in enumerate(range(0, size, bs), start=1):
-                sl = slice(lo, lo + bs)
-                self._fused_step(
-                    work, steps, ep_state[:, sl], ep_actions[:, sl], ep_old[:, sl], ep_scal[:, sl]
-                )
+            for t in range(1, len(bounds) + 1):
+                batch = batches[t - 1]  # (rebuilt below when runs stop)
+                self._fused_step(work, weights, steps, batch)
                 self.num_updates[rows] += 1
                 if kl_stop is None:
                     continue
-                kl_sum += self._fused_kl(
-                    work["flat"], ep_state[:, sl], ep_actions[:, sl], ep_old[:, sl], ep_scal[:, sl]
-                )
+                kl_sum += self._fused_kl(weights, batch)
                 stop = kl_sum / t > kl_stop
                 if not stop.any():
                     continue
@@ -418,34 +417,50 @@ class Engine:
                 if len(rows) == 0:
                     return
                 work = {key: arr[rows] for key, arr in full.items()}
+                weights = self.fused_net.views(work["flat"])
                 steps = steps_full[rows]
-                ep_state, ep_actions, ep_old, ep_scal = (
-                    ep_state[keep],
-                    ep_actions[keep],
-                    ep_old[keep],
-                    ep_scal[keep],
-                )
+                epoch = tuple(x[keep] for x in epoch)
+                batches = self._minibatches(epoch, bounds)
         if work is not full:
             for key, arr in work.items():
                 full[key][rows] = arr
             steps_full[rows] = steps
 
+    def _minibatches(self, epoch: tuple[np.ndarray, ...], bounds: list[tuple[int, int]]) -> list[tuple]:
+        """Views of one epoch's gathered data per minibatch, plus the flat index of each
+        sample's chosen log-probabilities in the ``(A, b, sum radix)`` output of the forward."""
+        state, actions, old, scal = epoch
+        runs, choices = actions.shape[0], self.fused_net.choices
+        chosen_at = actions + self.fused_net.offsets[:-1]  # (A, N, L): position in the choice axis
+        out = []
+        for lo, hi in bounds:
+            b = hi - lo
+            base = (np.arange(runs)[:, None, None] * b + np.arange(b)[None, :, None]) * choices
+            out.append(
+                (
+                    state[:, lo:hi],
+                    actions[:, lo:hi],
+                    old[:, lo:hi],
+                    scal[:, lo:hi],
+                    base + chosen_at[:, lo:hi],
+                )
+            )
+        return out
+
     def _fused_step(
-        self,
-        work: dict[str, np.ndarray],
-        steps: np.ndarray,
-        state: np.ndarray,
-        actions: np.ndarray,
-        old: np.ndarray,
-        scal: np.ndarray,
+        self, work: dict[str, np.ndarray], w: dict[str, np.ndarray], steps: np.ndarray, batch: tuple
     ) -> None:
-        """One Adam step (Keras inverse-time decay) of the working set, in place."""
+        """One Adam step (Keras inverse-time decay) of the working set, in place.
+
+        ``w``: the parameter views of ``work["flat"]``; ``batch``: one entry of
+        :meth:`_minibatches`.
+        """
         net = self.fused_net
         flat, m, v = work["flat"], work["m"], work["v"]
         grad, tmp, den = self._scratch(flat.shape)
-        w = net.views(flat)
+        state, actions, _, scal, chosen_at = batch
         logps, cache = net.forward(w, state, actions, keep=True)
-        dlogp = self._loss_grad(logps, cache["p"], actions, scal)
+        dlogp = self._loss_grad(cache["cat"], cache["p"], chosen_at, scal)
         net.backward(w, cache, actions, dlogp, out=grad)
         b1, b2 = ADAM_BETAS
         t = steps + 1
@@ -475,17 +490,19 @@ class Engine:
         return self._scratch_block[0, :rows], self._scratch_block[1, :rows], self._scratch_block[2, :rows]
 
     def _loss_grad(
-        self, logps: list[np.ndarray], probs: list[np.ndarray], actions: np.ndarray, scal: np.ndarray
+        self, lp_cat: np.ndarray, probs: list[np.ndarray], chosen_at: np.ndarray, scal: np.ndarray
     ) -> list[np.ndarray]:
-        """``dL/dlog p_l`` of the loss of :meth:`_loss` (direct terms), per layer ``(A, B, radix)``."""
-        batch = actions.shape[1]
+        """``dL/dlog p_l`` of the loss of :meth:`_loss` (direct terms), per layer ``(A, B, radix)``.
+
+        ``lp_cat``: the forward's log-probabilities of all layers ``(A, B, sum radix)``;
+        ``chosen_at``: flat indices into it of each sample's choices ``(A, B, L)``.
+        """
+        batch = chosen_at.shape[1]
         old_logp, adv, scale = scal[..., 0], scal[..., 1], scal[..., 2]
-        chosen = [
-            np.take_along_axis(lp, actions[..., l, None], axis=-1)[..., 0] for l, lp in enumerate(logps)
-        ]
-        logp = chosen[0]
-        for c in chosen[1:]:
-            logp = logp + c
+        chosen = lp_cat.reshape(-1)[chosen_at]  # (A, B, L)
+        logp = chosen[..., 0]
+        for layer in range(1, chosen.shape[-1]):
+            logp = logp + chosen[..., layer]
         if self.algorithm == "ppo":
             ratio = np.exp(logp - old_logp)
             lo, hi = 1 - self.hp.clip, 1 + self.hp.clip
@@ -500,23 +517,23 @@ class Engine:
         sampled = self.hp.setting("entropy") == "sampled"
         if sampled:
             coef = coef + self.hp.entropy_weight / batch
-        out = []
-        for l, lp in enumerate(logps):
-            g = np.zeros_like(lp)
-            np.put_along_axis(g, actions[..., l, None], coef[..., None], axis=-1)
-            if not sampled:
+        g_cat = np.zeros_like(lp_cat)
+        g_cat.reshape(-1)[chosen_at] = coef[..., None]  # one choice per layer: no repeats
+        offsets = self.fused_net.offsets
+        out = [g_cat[..., offsets[l] : offsets[l + 1]] for l in range(len(probs))]
+        if not sampled:
+            for l, g in enumerate(out):
+                lp = lp_cat[..., offsets[l] : offsets[l + 1]]
                 g += (self.hp.entropy_weight / batch) * probs[l] * (lp + 1.0)
-            out.append(g)
         if self.algorithm == "diverse":
             _diversity_grad(probs, out, self.hp.diversity_weight, self.hp.slack)
         return out
 
-    def _fused_kl(
-        self, flat: np.ndarray, state: np.ndarray, actions: np.ndarray, old: np.ndarray, scal: np.ndarray
-    ) -> np.ndarray:
+    def _fused_kl(self, w: dict[str, np.ndarray], batch: tuple) -> np.ndarray:
         """Mean over the minibatch of sum_l KL(p_old || p_new) of the working set ``(A,)``."""
-        logps, _ = self.fused_net.forward(self.fused_net.views(flat), state, actions, keep=False)
-        cross = (old * np.concatenate(logps, axis=-1)).sum(-1)
+        state, actions, old, scal, _ = batch
+        _, cache = self.fused_net.forward(w, state, actions, keep=False)
+        cross = (old * cache["cat"]).sum(-1)
         return (scal[..., 3] - cross).mean(-1)
 
     def _loss(self, weights: list[torch.Tensor], batch: Episode) -> torch.Tensor:
