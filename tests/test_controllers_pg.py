@@ -194,7 +194,7 @@ def test_ppo_reproduces_the_lambda_trend_on_the_original_table(space, bionas_pub
     knowledge rank, at lambda = 1000 the reverse. Measured (default ``ppo``; runs
     ``s..s+19``, oracle seed ``s``): s = 0: 24.0 < 26.4 and 42.7 > 21.7; s = 100: 22.3 <
     29.5 and 24.8 > 12.5; s = 200: 26.0 < 36.5 and 33.3 > 11.8. This test uses s = 100.
-    Cost: ~11 s of CPU (37 s wall on the shared 2-core machine at load ~12).
+    Cost: 9 s at load 0.6 (37 s wall on the shared 2-core machine at load ~12).
     """
     from bionas_bench import BootstrapOracle
     from bionas_bench.store import Store
