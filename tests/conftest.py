@@ -187,3 +187,36 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     if "benchmarks" in collection_path.parts and not config.getoption("benchmark_enable"):
         return True
     return None
+
+
+@pytest.fixture(scope="session")
+def bench_store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Speed-benchmark store: the imported original table (216 x 20), or a random 216 x 20."""
+    import numpy as np
+
+    from bionas_bench.store import Store
+
+    out = tmp_path_factory.mktemp("bench") / "bench.zarr"
+    pub = find_bionas_pub()
+    if pub is not None:
+        from bionas_bench.importers import import_bionas_pub
+
+        import_bionas_pub(pub, out)
+        return out
+    rng = np.random.default_rng(0)
+    store = Store.create(
+        out,
+        space="bionas-conv1d",
+        num_replicates=20,
+        metrics=["val_loss", "accuracy"],
+        knowledge_sets=["myc"],
+    )
+    loss = rng.uniform(0.05, 0.7, (216, 20))
+    store.write_block(
+        metrics={"val_loss": loss, "accuracy": 1 - loss},
+        knowledge={"myc": rng.uniform(0.04, 1.0, (216, 20))},
+        failed=loss > 0.69,
+        done=np.ones((216, 20), dtype=bool),
+    )
+    store.pack(refresh=False)
+    return out

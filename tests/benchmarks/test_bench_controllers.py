@@ -16,8 +16,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
-from conftest import find_bionas_pub
 
 import bionas_bench as bb
 from bionas_bench import BootstrapOracle, controllers
@@ -25,34 +23,6 @@ from bionas_bench.store import Store
 
 RUNS, EPISODES, PER_EPISODE = 100, 200, 3
 UNBATCHED_SUBSET = 5
-
-
-@pytest.fixture(scope="module")
-def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("bench_pg") / "pg.zarr"
-    pub = find_bionas_pub()
-    if pub is not None:
-        from bionas_bench.importers import import_bionas_pub
-
-        import_bionas_pub(pub, out)
-        return out
-    rng = np.random.default_rng(0)
-    store = Store.create(
-        out,
-        space="bionas-conv1d",
-        num_replicates=20,
-        metrics=["val_loss", "accuracy"],
-        knowledge_sets=["myc"],
-    )
-    loss = rng.uniform(0.05, 0.7, (216, 20))
-    store.write_block(
-        metrics={"val_loss": loss, "accuracy": 1 - loss},
-        knowledge={"myc": rng.uniform(0.04, 1.0, (216, 20))},
-        failed=loss > 0.69,
-        done=np.ones((216, 20), dtype=bool),
-    )
-    store.pack(refresh=False)
-    return out
 
 
 def _protocol(store_path: Path, seeds: list[int], batched: bool, **hp) -> np.ndarray:
@@ -82,7 +52,7 @@ def _timed(*args, **kwargs):
     return out, time.perf_counter() - wall, time.process_time() - cpu
 
 
-def test_bench_ppo_protocol_batched(benchmark, store_path):
+def test_bench_ppo_protocol_batched(benchmark, bench_store_path):
     """Batched 100 runs, then ``UNBATCHED_SUBSET`` runs one after another (scaled to 100).
 
     The machine is shared: ``extra_info`` records the 1-minute load average before and
@@ -91,9 +61,11 @@ def test_bench_ppo_protocol_batched(benchmark, store_path):
     """
     seeds = list(range(RUNS))
     load_before = os.getloadavg()[0]
-    rec, _, batched_cpu = benchmark.pedantic(_timed, args=(store_path, seeds, True), rounds=1, iterations=1)
+    rec, _, batched_cpu = benchmark.pedantic(
+        _timed, args=(bench_store_path, seeds, True), rounds=1, iterations=1
+    )
     assert rec.shape == (RUNS,)
-    _, wall, cpu = _timed(store_path, seeds[:UNBATCHED_SUBSET], False)
+    _, wall, cpu = _timed(bench_store_path, seeds[:UNBATCHED_SUBSET], False)
     unbatched, unbatched_cpu = wall * RUNS / UNBATCHED_SUBSET, cpu * RUNS / UNBATCHED_SUBSET
     batched = benchmark.stats.stats.min if benchmark.stats else float("nan")
     benchmark.extra_info.update(

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import find_bionas_pub
 
 from bionas_bench import BootstrapOracle
 from bionas_bench.store import Store
@@ -22,35 +21,6 @@ from bionas_bench.store import Store
 N_BATCH = 1_000_000
 N_NAIVE = 200
 _TIMES: dict[str, float] = {}  # seconds per id, filled by the benchmarks that ran
-
-
-@pytest.fixture(scope="module")
-def bench_store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The imported original table (216 x 20), or a random 216 x 20 store when it is absent."""
-    out = tmp_path_factory.mktemp("bench") / "bench.zarr"
-    pub = find_bionas_pub()
-    if pub is not None:
-        from bionas_bench.importers import import_bionas_pub
-
-        import_bionas_pub(pub, out)
-        return out
-    rng = np.random.default_rng(0)
-    store = Store.create(
-        out,
-        space="bionas-conv1d",
-        num_replicates=20,
-        metrics=["val_loss", "accuracy"],
-        knowledge_sets=["myc"],
-    )
-    loss = rng.uniform(0.05, 0.7, (216, 20))
-    store.write_block(
-        metrics={"val_loss": loss, "accuracy": 1 - loss},
-        knowledge={"myc": rng.uniform(0.04, 1.0, (216, 20))},
-        failed=loss > 0.69,
-        done=np.ones((216, 20), dtype=bool),
-    )
-    store.pack(refresh=False)
-    return out
 
 
 @pytest.fixture(scope="module")
