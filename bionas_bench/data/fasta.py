@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bionas_bench.data.files import read_bytes
 from bionas_bench.errors import DataError
 
 ALPHABET = "ACGTN"
@@ -87,7 +88,7 @@ def onehot(codes: np.ndarray, value: float = 1.0, dtype: np.dtype | type = np.fl
 def read_fasta(path: str | Path, *, allow_mixed_lengths: bool = False) -> FastaRecords:
     """Read and validate a FASTA or gzip-compressed FASTA file."""
     path = Path(path)
-    text = _read_bytes(path)
+    text = read_bytes(path, "FASTA file")
     names, sequences = _split_records(text, path)
     lengths = np.array([len(s) for s in sequences], dtype=np.int64)
     if not allow_mixed_lengths:
@@ -114,21 +115,6 @@ def write_fasta(path: str | Path, codes: np.ndarray, names: list[str] | None = N
     body = "".join(f">{n}\n{s}\n" for n, s in zip(names, decode(np.atleast_2d(codes)), strict=True))
     data = body.encode()
     path.write_bytes(gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"FASTA file {path} does not exist; check the path in the dataset manifest") from None
-    except OSError as exc:
-        raise DataError(f"cannot read FASTA file {path}: {exc.strerror}") from exc
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise DataError(f"FASTA file {path} looks gzip-compressed but is corrupt: {exc}") from exc
-    return raw
 
 
 def _split_records(raw: bytes, path: Path) -> tuple[list[str], list[bytes]]:

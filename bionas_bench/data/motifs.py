@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import gzip
 import io
 import re
 import warnings
@@ -22,6 +21,7 @@ from typing import Any
 import Bio.motifs
 import numpy as np
 
+from bionas_bench.data.files import read_bytes
 from bionas_bench.errors import DataError, ManifestError
 from bionas_bench.manifests import Fields
 
@@ -338,18 +338,8 @@ def _pick(table: dict[str, Motif], key: str, where: str) -> Motif:
 
 
 def _read_text(path: Path) -> str:
-    """Read a plain or gzip-compressed text file, telling the two apart by content."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"file {path} does not exist; check the path") from None
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror}") from exc
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise DataError(f"{path} looks gzip-compressed but is corrupt: {exc}") from exc
+    """Read a plain or gzip-compressed motif text file."""
+    raw = read_bytes(path, "motif file")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
