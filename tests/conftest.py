@@ -220,3 +220,18 @@ def bench_store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     store.pack(refresh=False)
     return out
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module's tests with one torch thread, restored afterwards.
+
+    Tiny tensors (child networks in tests, LSTM controllers, Optuna's GP) run many times
+    faster on one thread than on several contending for a busy 2-core machine.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -15,16 +15,7 @@ from bionas_bench.controllers.multifidelity import rung_budgets
 from bionas_bench.controllers.random_search import Observations, distinct_random_ids, mutate, neighbours
 from bionas_bench.errors import ControllerError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors (LSTM controllers, Optuna's GP): one thread is many times faster than
-    several contending for a busy CPU. Restored after the module."""
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 SPACE = bb.get_space("bionas-conv1d")

@@ -27,16 +27,7 @@ from bionas_bench.controllers.conformance import (
 )
 from bionas_bench.errors import ControllerError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors (LSTM controllers, Optuna's GP): one thread is many times faster than
-    several contending for a busy CPU. Restored after the module."""
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 #: settings that keep slow controllers fast here: Optuna's GP fits one model per ask, and the

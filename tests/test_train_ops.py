@@ -16,13 +16,7 @@ from bionas_bench.train.ops import OPS, Conv1d, FlatShape, RegConv2d, SeparableF
 SPACE = get_space("bionas-conv1d")
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny networks run fastest on one thread (and do not fight other processes for cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 REGCONV = dict(SPACE.layers[0].choices[3].kwargs)  # regconv2d_f3_k8
