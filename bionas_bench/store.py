@@ -158,6 +158,12 @@ def _masked_median(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return np.nanmedian(data, axis=1) if data.shape[1] else np.full(data.shape[0], np.nan)
 
 
+def _replicate_counts(done: np.ndarray) -> dict[int, int]:
+    """``{replicates done: architectures with that many}``, most replicates first."""
+    counts = np.bincount(done.sum(axis=1), minlength=done.shape[1] + 1)
+    return {int(k): int(counts[k]) for k in np.flatnonzero(counts)[::-1]}
+
+
 # ---------------------------------------------------------------------- summary
 @dataclass(frozen=True)
 class BestArch:
@@ -172,6 +178,10 @@ class BestArch:
 class StoreSummary:
     """What ``bionas-bench store info`` shows: completion, failures, medians, best archs.
 
+    A *unit* here is one architecture x replicate cell. ``replicate_counts`` maps a
+    number of done replicates to how many architectures have exactly that many (so a
+    store trained with a replicate subset reads "216 archs x 2 of 20"), and
+    ``replicates_complete`` lists the replicate indices done for every architecture.
     Medians of each metric are over all done units (failed ones included, as recorded);
     best architectures rank per-architecture medians over done replicates.
     """
@@ -184,6 +194,8 @@ class StoreSummary:
     archs_complete: int
     archs_empty: int
     units_failed: int
+    replicate_counts: dict[int, int]
+    replicates_complete: tuple[int, ...]
     source: str
     metric_medians: dict[str, float]
     knowledge_medians: dict[str, float]
@@ -758,6 +770,8 @@ class Store:
             archs_complete=int(done.all(axis=1).sum()),
             archs_empty=int((~done.any(axis=1)).sum()),
             units_failed=int((done & self.failed).sum()),
+            replicate_counts=_replicate_counts(done),
+            replicates_complete=tuple(int(r) for r in np.flatnonzero(done.all(axis=0))),
             source=str((self._attrs.get("provenance") or {}).get("source", "unknown")),
             metric_medians=metric_medians,
             knowledge_medians=knowledge_medians,

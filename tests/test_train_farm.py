@@ -99,6 +99,8 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(
         "cpu",
         "--threads",
         "1",
+        "--scheduler",
+        "none",
         "--quiet",
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -160,26 +162,24 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(tiny_train_dataset: Path, 
 
 
 def test_cli_trains_and_reports(tiny_train_dataset: Path, tmp_path: Path, capsys):
+    """The default local Dask cluster trains one replicate; in-process training adds the other."""
     out = tmp_path / "cli.zarr"
-    argv = [
-        "train",
-        "--dataset",
-        str(tiny_train_dataset),
-        "--training",
-        "smoke",
-        "--out",
-        str(out),
-        "--archs",
-        "46",
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-    ]
-    assert main(argv) == 0
-    assert "trained 1 architecture(s), 0 already done, on cpu" in capsys.readouterr().out
-    assert main(argv) == 0
+    argv = ["train", "--dataset", str(tiny_train_dataset), "--training", "smoke", "--out", str(out)]
+    argv += ["--archs", "46", "--device", "cpu", "--threads", "1"]
+    assert main([*argv, "--replicates", "1", "--workers", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "trained 1 architecture(s), 0 already done, on cpu (1 replicate(s) trained" in captured.out
+    assert "1/1" in captured.err  # the progress bar
+    assert Store.open(out).done[46].tolist() == [False, True]
+    assert main(["store", "info", str(out)]) == 0
+    assert "1 archs x 1 of 2, 215 archs x 0 of 2 done" in capsys.readouterr().out
+    assert main([*argv, "--scheduler", "none"]) == 0
+    assert (
+        "trained 1 architecture(s), 0 already done, on cpu (1 replicate(s) trained" in capsys.readouterr().out
+    )
+    assert main([*argv, "--scheduler", "none"]) == 0
     assert "trained 0 architecture(s), 1 already done" in capsys.readouterr().out
+    assert Store.open(out).done[46].all()
 
 
 def test_complete_store_is_packed_partial_is_not(tiny_train_dataset: Path, tmp_path: Path):

@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 
+from bionas_bench.ids import format_ids
 from bionas_bench.store import StoreSummary, open_store
 
 EXAMPLES = """\
@@ -115,6 +116,7 @@ def render_summary(s: StoreSummary) -> str:
         f"source     {s.source}",
         f"completion {s.units_done}/{s.units_total} units ({100 * s.completion:.1f}%), "
         f"{s.archs_complete} architectures complete, {s.archs_empty} empty",
+        f"replicates {_replicate_line(s)}",
         f"failures   {s.units_failed} done units failed"
         + (f" ({100 * s.units_failed / s.units_done:.1f}%)" if s.units_done else ""),
         "medians over done units:",
@@ -128,3 +130,10 @@ def render_summary(s: StoreSummary) -> str:
         lines.append(f"best by median {label}:")
         lines.extend(f"  {e.arch:>6}  {e.value:10.4f}  {e.name}" for e in entries)
     return "\n".join(lines)
+
+
+def _replicate_line(s: StoreSummary) -> str:
+    """How many replicates each architecture has done, e.g. ``216 archs x 2 of 20 done``."""
+    groups = ", ".join(f"{n} archs x {k} of {s.num_replicates}" for k, n in s.replicate_counts.items())
+    everywhere = format_ids(s.replicates_complete)
+    return f"{groups} done" + (f"; replicates {everywhere} done for every architecture" if everywhere else "")

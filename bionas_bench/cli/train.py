@@ -13,15 +13,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train every architecture of a space many times into a Zarr store (resumable)",
         description=(
-            "Train every architecture of a model space (or the --archs subset) with the replicates "
-            "of a training manifest, each architecture's replicates as one batched computation, and "
-            "write the results into a Zarr store. Restarting the same command trains only what is "
-            "missing; a store made from other manifests is refused."
+            "Train every architecture of a model space (or the --archs subset) with the replicates\n"
+            "of a training manifest (or the --replicates subset), each architecture's replicates as\n"
+            "one batched computation, on a Dask cluster (a local one by default), and write the\n"
+            "results into a Zarr store. Restarting the same command, or one asking for more\n"
+            "replicates, trains only what is missing; a store made from other manifests is refused."
         ),
         epilog=(
-            "example: bionas-bench train --space bionas-conv1d --dataset myc-single "
-            "--training smoke --out runs/smoke.zarr --archs 0-5"
+            "examples:\n"
+            "  bionas-bench train --space bionas-conv1d --dataset myc-single --training smoke "
+            "--out runs/smoke.zarr --archs 0-5\n"
+            "  # 5 of the manifest's replicates now, the rest later (only the missing ones train)\n"
+            "  bionas-bench train --dataset myc-single --out runs/s.zarr --replicates 0-4\n"
+            "  bionas-bench train --dataset myc-single --out runs/s.zarr\n"
+            "  # debugging: in this process, no Dask\n"
+            "  bionas-bench train --dataset myc-single --out runs/s.zarr --archs 46 --scheduler none"
         ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--space", default="bionas-conv1d", help="space name or manifest path")
     parser.add_argument("--dataset", required=True, help="dataset name or manifest path (e.g. myc-single)")
@@ -35,19 +43,29 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="where to train (default: the training manifest's; auto = cuda when available)",
     )
-    parser.add_argument("--archs", default=None, help="architecture ids and ranges, e.g. 0-9,46")
+    parser.add_argument(
+        "--archs", default=None, help="architecture ids and ranges, e.g. 0-9,46 (default: all)"
+    )
+    parser.add_argument(
+        "--replicates",
+        default=None,
+        help="replicate indices into the training manifest's seeds, same syntax, e.g. 0-4 "
+        "(default: all); a later run with more trains only the missing ones",
+    )
     parser.add_argument(
         "--scheduler",
-        default=None,
-        help="Dask scheduler address (tcp://host:port), or 'local' for a local cluster; "
-        "default: train in this process",
+        default="local",
+        help="'local' (default: a local Dask cluster of --workers processes), a Dask scheduler "
+        "address (tcp://host:port), or 'none' to train in this process without Dask (for "
+        "debugging: plain tracebacks, pdb, no worker processes)",
     )
-    parser.add_argument("--workers", type=int, default=2, help="workers of --scheduler local (default 2)")
+    parser.add_argument("--workers", type=int, default=2, help="processes of --scheduler local (default 2)")
     parser.add_argument(
         "--threads",
         type=int,
         default=None,
-        help="torch CPU threads per process (default: torch's; cpu_count/workers for --scheduler local)",
+        help="torch CPU threads per process (default: cpu_count/workers for --scheduler local, "
+        "torch's otherwise)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -56,6 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from bionas_bench.ids import format_ids
     from bionas_bench.train.farm import FarmProgress, parse_archs, run_farm
 
     space = get_space(args.space)
@@ -79,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
             args.out,
             device=args.device,
             archs=archs,
+            replicates=args.replicates,
             scheduler=args.scheduler,
             workers=args.workers,
             threads=args.threads,
@@ -89,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
             b.close()
     print(
         f"store {report.store}: trained {len(report.trained)} architecture(s), "
-        f"{report.skipped} already done, on {report.device}"
+        f"{report.skipped} already done, on {report.device} "
+        f"({report.runs} replicate(s) trained; replicates {format_ids(report.replicates)} asked for)"
     )
     return 0

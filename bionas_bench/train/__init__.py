@@ -5,6 +5,7 @@
 * :mod:`~bionas_bench.train.batched` - batched training of one architecture's replicates
 * :mod:`~bionas_bench.train.config` - :class:`TrainingConfig` from training manifests
 * :mod:`~bionas_bench.train.farm` - :func:`run_farm`: every unit into a Zarr store
+* :mod:`~bionas_bench.train.cluster` - the farm's Dask clients (local cluster or an address)
 """
 
 from bionas_bench.train.config import TrainingConfig, load_training_config

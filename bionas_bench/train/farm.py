@@ -2,20 +2,26 @@
 
 :func:`run_farm` resolves the space, dataset and training manifests, creates the
 store (or checks that an existing one was made from the very same manifests), and
-trains each *unit* (one architecture, all its replicates as one batched computation,
-see :mod:`bionas_bench.train.batched`) that is not yet done. Each unit writes its own
-chunks of the store (the store is chunked by architecture) and its ``done`` cells
-last, so:
+trains each *unit* that is not yet done: one architecture and those of the selected
+replicates (all by default) that the store's ``done`` mask lacks, trained together as
+one batched computation (see :mod:`bionas_bench.train.batched`). ``done`` is kept per
+architecture x replicate; a unit writes its replicates' cells of its architecture's
+chunks and their ``done`` cells last, so:
 
-* **resumable**: running the same command again trains only units not done; a unit
-  interrupted half-way (killed worker, power cut) is simply not done and is trained
-  again from scratch, with the same seeds, giving the same numbers;
+* **resumable**: running the same command again trains only what is not done; a unit
+  interrupted half-way (killed worker, power cut, Ctrl-C) is simply not done and is
+  trained again from scratch, with the same seeds, giving the same numbers;
+* **incremental**: ``replicates="0-4"`` trains only those replicates; a later run
+  with more replicates (or all) trains only the missing ones and leaves the written
+  ones as they are;
 * **scalable**: with a Dask scheduler (``scheduler="local"`` for a LocalCluster of
   ``workers`` processes, or an address such as ``tcp://host:8786``) each unit is one
-  task; workers write disjoint chunks and need no lock. The dataset is sent to each
-  worker once. For several GPUs, start one worker per GPU (e.g. with ``dask-cuda``,
-  which gives each worker its own ``CUDA_VISIBLE_DEVICES``); ``device="auto"`` then
-  uses the worker's GPU.
+  task, and an architecture is never in two tasks, so workers write disjoint chunks
+  (the store is chunked by architecture) and need no lock. The dataset is sent to
+  each worker once. For several GPUs, start one worker per GPU (e.g. with
+  ``dask-cuda``, which gives each worker its own ``CUDA_VISIBLE_DEVICES``);
+  ``device="auto"`` then uses the worker's GPU. Two farm runs at once on one store
+  must use disjoint ``archs``.
 
 Peak memory is one unit of work (plus the dataset): units are independent and
 nothing accumulates across them.
@@ -35,6 +41,7 @@ import numpy as np
 import torch
 
 from bionas_bench.errors import BionasError, TrainingError
+from bionas_bench.ids import parse_ids
 from bionas_bench.knowledge import knowledge_dissimilarity
 from bionas_bench.space import ModelSpace, get_space
 from bionas_bench.train.batched import (
@@ -50,7 +57,17 @@ from bionas_bench.train.batched import (
 from bionas_bench.train.config import TrainingConfig, load_training_config
 from bionas_bench.train.network import first_layer_geometry
 
-__all__ = ["FarmProgress", "FarmReport", "parse_archs", "run_farm", "score_knowledge", "train_and_write"]
+__all__ = [
+    "FarmProgress",
+    "FarmReport",
+    "Unit",
+    "parse_archs",
+    "parse_replicates",
+    "plan_units",
+    "run_farm",
+    "score_knowledge",
+    "train_and_write",
+]
 
 
 @dataclass(frozen=True)
@@ -70,15 +87,21 @@ class FarmProgress:
 
 @dataclass(frozen=True)
 class FarmReport:
-    """What a farm run did: the store, units trained and skipped, device."""
+    """What a farm run did: the store, units trained and skipped, replicates, device."""
 
     store: str
-    trained: tuple[int, ...]
-    skipped: int
+    trained: tuple[int, ...]  # architectures trained in this run (all or some of their replicates)
+    skipped: int  # architectures whose selected replicates were all done already
     device: str
+    replicates: tuple[int, ...]  # the replicate indices this run was asked for
+    runs: int  # replicates trained in this run, summed over architectures
 
 
 ProgressFn = Callable[[FarmProgress], None]
+#: What every task of one run shares: space, dataset, training config, store path.
+Job = tuple[ModelSpace, Any, TrainingConfig, str]
+#: Scheduler names that mean "train in this process, without Dask".
+IN_PROCESS = ("none", "sync")
 
 
 # ------------------------------------------------------------------------- inputs
@@ -86,28 +109,27 @@ ProgressFn = Callable[[FarmProgress], None]
 
 def parse_archs(text: str, size: int) -> np.ndarray:
     """Parse ``"0-9,46"`` into sorted unique ids, each checked against ``0..size-1``."""
-    ids: set[int] = set()
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        try:
-            if "-" in part:
-                lo, hi = (int(x) for x in part.split("-", 1))
-                if hi < lo:
-                    raise ValueError
-                ids.update(range(lo, hi + 1))
-            else:
-                ids.add(int(part))
-        except ValueError:
-            raise TrainingError(
-                f"--archs {text!r}: cannot read {part!r}; use ids and ranges like 0-9,46"
-            ) from None
-    if not ids:
-        raise TrainingError(f"--archs {text!r} names no architecture; use ids and ranges like 0-9,46")
-    bad = [i for i in sorted(ids) if i < 0 or i >= size]
-    if bad:
-        raise TrainingError(f"--archs: architecture id {bad[0]} is out of range; valid ids are 0..{size - 1}")
-    return np.array(sorted(ids), dtype=np.int64)
+    return parse_ids(
+        text,
+        size,
+        option="--archs",
+        what="architecture id",
+        hint="use ids and ranges like 0-9,46",
+        error=TrainingError,
+    )
+
+
+def parse_replicates(text: str, config: TrainingConfig) -> np.ndarray:
+    """Parse ``"0-4"`` into sorted unique indices into ``config``'s replicate seeds."""
+    return parse_ids(
+        text,
+        config.replicates,
+        option="--replicates",
+        what="replicate index",
+        hint="use replicate indices and ranges like 0-4,7",
+        error=TrainingError,
+        context=f" (training manifest {config.name!r} has {config.replicates} replicates)",
+    )
 
 
 def _as_space(space: ModelSpace | str | Path) -> ModelSpace:
@@ -138,6 +160,27 @@ def _check_archs(space: ModelSpace, archs: Any) -> np.ndarray:
         return space.check_ids(arr)
     except BionasError as exc:
         raise TrainingError(str(exc)) from None
+
+
+def _check_replicates(config: TrainingConfig, replicates: Any) -> np.ndarray:
+    """Sorted unique replicate indices (all of the manifest's by default), checked."""
+    if replicates is None:
+        return np.arange(config.replicates, dtype=np.int64)
+    if isinstance(replicates, str):
+        return parse_replicates(replicates, config)
+    arr = np.unique(np.asarray(replicates).reshape(-1))
+    if arr.size == 0 or arr.dtype.kind not in "iu":
+        raise TrainingError(
+            f"replicates {np.asarray(replicates).tolist()} must be a non-empty list of integer indices "
+            f"into training manifest {config.name!r}'s replicates, or a string like 0-4"
+        )
+    if arr[0] < 0 or arr[-1] >= config.replicates:
+        bad = int(arr[0] if arr[0] < 0 else arr[-1])
+        raise TrainingError(
+            f"replicate index {bad} is out of range; training manifest {config.name!r} has "
+            f"{config.replicates} replicates, valid indices are 0..{config.replicates - 1}"
+        )
+    return arr.astype(np.int64)
 
 
 # -------------------------------------------------------------------------- store
@@ -310,25 +353,32 @@ def train_and_write(
     arch_id: int,
     device: str,
     threads: int | None = None,
+    replicates: Sequence[int] | None = None,
 ) -> tuple[int, float, int]:
     """Train one unit and write it to the store at ``out`` (a Dask task, or called in-process).
 
-    ``threads`` sets torch's CPU threads for this process (None leaves it). Returns
-    ``(arch_id, unit seconds, failed replicates)``.
+    ``replicates`` are indices into ``config.replicate_seeds`` (None: all of them);
+    only those replicates are trained and written, with their own seeds and splits,
+    so the others of the architecture keep what the store holds. ``threads`` sets
+    torch's CPU threads for this process (None leaves it). Returns ``(arch_id, unit
+    seconds, failed replicates)``.
     """
     if threads:
         torch.set_num_threads(int(threads))
     dev = resolve_device(device)
     data = _device_data(dataset, config, dev)
-    seeds = list(config.replicate_seeds)
+    reps = list(range(config.replicates)) if replicates is None else [int(r) for r in replicates]
+    seeds = [config.replicate_seeds[r] for r in reps]
     plan = make_splits(dataset.splits, dataset.n_sequences, config, seeds)
     with _determinism(config.deterministic, dev):
         result = train_unit(space, int(arch_id), data, plan, config, seeds)
-    _write(_writable_store(out), result, dataset, config)
+    _write(_writable_store(out), result, dataset, config, reps)
     return int(arch_id), float(result.metrics["train_seconds"][0] * len(seeds)), int(result.failed.sum())
 
 
-def _write(store: Any, result: UnitResult, dataset: Any, config: TrainingConfig) -> None:
+def _write(
+    store: Any, result: UnitResult, dataset: Any, config: TrainingConfig, replicates: list[int]
+) -> None:
     knowledge = score_knowledge(result.filters, dataset.motif_sets, config, len(result.failed))
     store.write_unit(
         result.arch_id,
@@ -337,7 +387,32 @@ def _write(store: Any, result: UnitResult, dataset: Any, config: TrainingConfig)
         curves=result.curves,
         filters=result.filters,
         failed=result.failed,
+        replicates=replicates,
     )
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One task of the farm: an architecture and the replicate indices it still lacks."""
+
+    arch_id: int
+    replicates: tuple[int, ...]
+
+
+def plan_units(done: np.ndarray, archs: np.ndarray, replicates: np.ndarray) -> list[Unit]:
+    """The units left to train: per architecture in ``archs``, its ``replicates`` not yet done.
+
+    ``done`` is the store's ``[arch, replicate]`` mask. An architecture whose selected
+    replicates are all done is skipped; otherwise it is *one* unit holding all its
+    missing selected replicates: an architecture's replicates share a store chunk, so
+    one task writing them keeps every chunk written by a single worker.
+    """
+    units = []
+    for arch in archs:
+        missing = replicates[~done[int(arch), replicates]]
+        if missing.size:
+            units.append(Unit(int(arch), tuple(int(r) for r in missing)))
+    return units
 
 
 # -------------------------------------------------------------------------- farm
@@ -351,12 +426,13 @@ def run_farm(
     *,
     device: str | None = None,
     archs: Any = None,
+    replicates: Any = None,
     scheduler: str | None = None,
     workers: int = 2,
     threads: int | None = None,
     progress: ProgressFn | None = None,
 ) -> FarmReport:
-    """Train every not-yet-done unit of ``archs`` (all by default) into the store ``out``.
+    """Train every not-yet-done replicate of ``archs`` x ``replicates`` into the store ``out``.
 
     Args:
         space: a :class:`ModelSpace` or a space name / manifest path.
@@ -366,49 +442,73 @@ def run_farm(
             from the same manifests (anything else is refused, untouched).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``; None takes the manifest's.
         archs: ids, or a string like ``"0-9,46"``; None = the whole space.
-        scheduler: None = train in this process; ``"local"`` = a Dask LocalCluster of
-            ``workers`` processes; otherwise the address of a Dask scheduler.
+        replicates: indices into the training manifest's replicates (its seeds), or a
+            string like ``"0-4"``; None = all. A later call with more (or None) trains
+            only the replicates still missing; the store records each replicate's
+            completion separately.
+        scheduler: where units run. The library default None (also ``"none"`` or
+            ``"sync"``) trains in this process, one unit after the other: no Dask, no
+            extra processes, exceptions with plain tracebacks, which is what a library
+            call should do unless asked. ``"local"`` starts a Dask LocalCluster of
+            ``workers`` processes (the ``bionas-bench train`` default); anything else
+            is the address of a running Dask scheduler (``tcp://host:8786``).
+        workers: processes of the ``"local"`` cluster.
         threads: torch CPU threads per process (None: torch's default in-process, and
             ``cpu_count // workers`` per local-cluster worker so workers do not
             oversubscribe the cores; small networks often run fastest on 1).
-        progress: called once per finished unit with a :class:`FarmProgress`.
+        progress: called once before the first unit and once per finished unit with
+            a :class:`FarmProgress`.
 
     Everything is validated before the store is touched: bad input raises a
-    :class:`~bionas_bench.errors.BionasError` and writes nothing.
+    :class:`~bionas_bench.errors.BionasError` and writes nothing. Replicates trained
+    in separate calls equal those of one call up to floating-point rounding (batched
+    kernels round differently for different replicate counts); the same calls give
+    the same bytes. ``train_seconds`` is a unit's wall time shared among the
+    replicates it trained, so replicates trained a few at a time record more each.
     """
     space = _as_space(space)
     config = _as_config(training)
     ids = _check_archs(space, archs)
+    reps = _check_replicates(config, replicates)
+    scheduler = _check_scheduler(scheduler, workers)
     dataset = _as_dataset(dataset)
     device_name = device or config.device
     dev = resolve_device(device_name)
-    if scheduler is not None and workers < 1:
-        raise TrainingError(f"--workers must be >= 1, got {workers}")
     out_path = Path(out)
     store = _open_or_create(out_path, space, dataset, config, dev)
-    todo = [int(a) for a in ids if not store.done[a].all()]
-    skipped = len(ids) - len(todo)
+    units = plan_units(store.done, ids, reps)
     if progress is not None:
-        progress(FarmProgress(-1, 0, len(todo), 0.0, 0))
+        progress(FarmProgress(-1, 0, len(units), 0.0, 0))
+    job = (space, dataset, config, str(out_path))
     if scheduler is None:
-        _STORE_CACHE[str(out_path)] = store
-        try:
-            for n, arch in enumerate(todo, start=1):
-                _, seconds, failed = train_and_write(
-                    space, dataset, config, str(out_path), arch, device_name, threads
-                )
-                if progress is not None:
-                    progress(FarmProgress(arch, n, len(todo), seconds, failed))
-        finally:
-            _STORE_CACHE.pop(str(out_path), None)
-    else:
+        _run_in_process(store, job, units, device_name, threads, progress)
+    elif units:
         if threads is None and scheduler == "local":
             threads = max(1, (os.cpu_count() or 1) // workers)
-        _run_dask(
-            space, dataset, config, str(out_path), todo, device_name, scheduler, workers, threads, progress
-        )
+        _run_dask(job, units, device_name, threads, scheduler, workers, progress)
     _pack_when_complete(out_path)
-    return FarmReport(str(out_path), tuple(todo), skipped, _device_name(dev))
+    return FarmReport(
+        store=str(out_path),
+        trained=tuple(u.arch_id for u in units),
+        skipped=len(ids) - len(units),
+        device=_device_name(dev),
+        replicates=tuple(int(r) for r in reps),
+        runs=sum(len(u.replicates) for u in units),
+    )
+
+
+def _check_scheduler(scheduler: str | None, workers: int) -> str | None:
+    """None for in-process training, else ``"local"`` or a scheduler address."""
+    name = None if scheduler is None else scheduler.strip()
+    if name is None or name.lower() in IN_PROCESS:
+        return None
+    if not name:
+        raise TrainingError("--scheduler is empty; give 'local', 'none' or an address like tcp://host:8786")
+    if name.lower() == "local":
+        if workers < 1:
+            raise TrainingError(f"--workers must be >= 1, got {workers}")
+        return "local"
+    return name
 
 
 def _pack_when_complete(out_path: Path) -> None:
@@ -425,40 +525,67 @@ def _pack_when_complete(out_path: Path) -> None:
         store.pack()
 
 
-def _run_dask(
-    space: ModelSpace,
-    dataset: Any,
-    config: TrainingConfig,
-    out: str,
-    todo: list[int],
+def _run_in_process(
+    store: Any,
+    job: Job,
+    units: list[Unit],
     device: str,
-    scheduler: str,
-    workers: int,
     threads: int | None,
     progress: ProgressFn | None,
 ) -> None:
-    """One Dask task per unit; results are written by the workers themselves."""
-    from dask.distributed import Client, LocalCluster, as_completed
+    """Train the units one after the other in this process, writing through ``store``."""
+    out = job[3]
+    _STORE_CACHE[out] = store
+    try:
+        for n, unit in enumerate(units, start=1):
+            arch, seconds, failed = train_and_write(*job, unit.arch_id, device, threads, unit.replicates)
+            if progress is not None:
+                progress(FarmProgress(arch, n, len(units), seconds, failed))
+    finally:
+        _STORE_CACHE.pop(out, None)
 
-    if not todo:
-        return
-    with contextlib.ExitStack() as stack:
-        if scheduler == "local":
-            cluster = stack.enter_context(
-                LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
-            )
-            client = stack.enter_context(Client(cluster))
-        else:
-            try:
-                client = stack.enter_context(Client(scheduler, timeout="20s"))
-            except OSError as exc:
-                raise TrainingError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc}") from None
+
+def _run_dask(
+    job: Job,
+    units: list[Unit],
+    device: str,
+    threads: int | None,
+    scheduler: str,
+    workers: int,
+    progress: ProgressFn | None,
+) -> None:
+    """One Dask task per unit; results are written by the workers themselves.
+
+    On any exit before the end (an error, Ctrl-C) the pending tasks are cancelled
+    before the client (and the local cluster, whose worker processes are then
+    stopped) closes; a unit cut short is simply not done and is retrained on resume.
+    """
+    from dask.distributed import as_completed
+
+    from bionas_bench.train.cluster import dask_client
+
+    space, dataset, config, out = job
+    with dask_client(scheduler, workers) as client:
         data_future = client.scatter(dataset, broadcast=True)
         futures = [
-            client.submit(train_and_write, space, data_future, config, out, arch, device, threads, pure=False)
-            for arch in todo
+            client.submit(
+                train_and_write,
+                space,
+                data_future,
+                config,
+                out,
+                u.arch_id,
+                device,
+                threads,
+                u.replicates,
+                pure=False,
+            )
+            for u in units
         ]
-        for n, future in enumerate(as_completed(futures), start=1):
-            arch, seconds, failed = future.result()
-            if progress is not None:
-                progress(FarmProgress(arch, n, len(todo), seconds, failed))
+        try:
+            for n, future in enumerate(as_completed(futures), start=1):
+                arch, seconds, failed = future.result()
+                if progress is not None:
+                    progress(FarmProgress(arch, n, len(units), seconds, failed))
+        finally:
+            client.cancel(futures)
