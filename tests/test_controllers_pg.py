@@ -93,16 +93,15 @@ def test_batched_equals_unbatched(space, name, variant):
         ("diverse_pg", "paper", {}),
     ],
 )
-def test_fused_update_equals_autograd_reference(space, name, variant, extra):
-    """The numpy forward/backward update (default) matches the torch-autograd reference.
+def test_compiled_update_equals_autograd_reference(space, name, variant, extra):
+    """The compiled update (default) matches the torch-autograd reference.
 
     4 runs x 25 episodes with a short warm-up; with a loose KL stop the runs take many
-    steps and stop at different times (compaction of the working set). Same ids, same
-    step counts, parameters within 1e-10.
+    steps and stop at different times. Same ids, same step counts, parameters within 1e-10.
     """
     seeds, episodes, table = [21, 22, 23, 24], 25, _table()
     out = {}
-    for impl in ("autograd", "fused"):
+    for impl in ("autograd", "compiled"):
         runs = controllers.create_runs(name, space, seeds, variant=variant, warmup_episodes=3, **extra)
         runs.engine.impl = impl
         rng = np.random.default_rng(1)
@@ -112,21 +111,24 @@ def test_fused_update_equals_autograd_reference(space, name, variant, extra):
             asked.append(ids)
             runs.tell(ids, table[ids, rng.integers(0, 20, ids.shape)])
         out[impl] = (np.stack(asked), runs.engine.num_updates.copy(), runs.engine.flat.numpy().copy())
-    ref, fused = out["autograd"], out["fused"]
-    assert np.array_equal(ref[0], fused[0])
-    assert np.array_equal(ref[1], fused[1])
+    ref, compiled = out["autograd"], out["compiled"]
+    assert np.array_equal(ref[0], compiled[0])
+    assert np.array_equal(ref[1], compiled[1])
     if extra:  # long updates that end at different steps per run
         assert ref[1].min() > 2 * episodes and len(set(ref[1].tolist())) > 1
-    np.testing.assert_allclose(fused[2], ref[2], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(compiled[2], ref[2], rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize(("variant", "quantile"), [("original_code", 0.85), ("paper", 0.5)])
+@pytest.mark.parametrize(("variant", "quantile"), [("original_code", 0.7), ("paper", 0.6)])
 def test_ppo_learns_synthetic_optimum(space, variant, quantile):
-    """After 80 episodes the recommendation is well inside the better part of the table."""
+    """After 80 episodes the recommendations of 8 runs sit, in the median, well inside the
+    better part of the table (a uniform guess sits at quantile 0.5; measured medians:
+    0.80 original_code, 0.70 paper)."""
     table = _table().mean(axis=1)
-    ctrl = controllers.create("ppo", space, seed=0, variant=variant)
-    _drive(ctrl, 80, _table())
-    assert table[ctrl.recommend()] >= np.quantile(table, quantile)
+    runs = controllers.create_runs("ppo", space, list(range(8)), variant=variant)
+    _drive(runs, 80, _table())
+    position = [(table < table[r]).mean() for r in runs.recommend()]
+    assert np.median(position) >= quantile, position
 
 
 def test_recommend_is_sma_argmax(space):
@@ -192,9 +194,9 @@ def test_ppo_reproduces_the_lambda_trend_on_the_original_table(space, bionas_pub
 
     At lambda = 0.001 the recommended architectures have a lower mean loss rank than
     knowledge rank, at lambda = 1000 the reverse. Measured (default ``ppo``; runs
-    ``s..s+19``, oracle seed ``s``): s = 0: 24.0 < 26.4 and 42.7 > 21.7; s = 100: 22.3 <
-    29.5 and 24.8 > 12.5; s = 200: 26.0 < 36.5 and 33.3 > 11.8. This test uses s = 100.
-    Cost: 9 s at load 0.6 (37 s wall on the shared 2-core machine at load ~12).
+    ``s..s+19``, oracle seed ``s``): s = 0: 22.4 < 30.4 and 30.8 > 10.0; s = 100: 26.0 <
+    29.4 and 32.5 > 13.7; s = 200: 28.8 < 36.4 and 31.4 > 14.4. This test uses s = 100.
+    Cost: the three settings together took 12 s on the shared 2-core machine.
     """
     from bionas_bench import BootstrapOracle
     from bionas_bench.store import Store
@@ -212,3 +214,20 @@ def test_ppo_reproduces_the_lambda_trend_on_the_original_table(space, bionas_pub
         means[lam] = (gold["loss_rank"].to_numpy()[rec].mean(), gold["knowledge_rank"].to_numpy()[rec].mean())
     assert means[0.001][0] < means[0.001][1], means
     assert means[1000.0][0] > means[1000.0][1], means
+
+
+def test_threads_do_not_change_results(space):
+    """Runs spread over two threads give bit-identical parameters to one thread."""
+    import torch
+
+    before = torch.get_num_threads()
+    flats = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            runs = controllers.create_runs("ppo", space, [5, 6, 7], warmup_episodes=2, max_epochs=3)
+            _drive(runs, 6, _table())
+            flats.append(runs.engine.flat.numpy().copy())
+    finally:
+        torch.set_num_threads(before)
+    assert np.array_equal(flats[0], flats[1])

@@ -69,12 +69,12 @@ parameters stacked over runs (batched matmuls, per-run Adam state, per-run early
 stopping via masks); every random draw of a run comes from its own numpy ``Generator``
 in the same order as when the run is alone, so batched runs equal unbatched ones.
 
-Training speed: the update runs on :class:`~bionas_bench.controllers.lstm_policy.NumpyNet`
-(a hand-written numpy forward and backward, no autograd graph) with the minibatch data of
-a whole epoch gathered at once, Adam in place, and only the runs that have not stopped
-(the working set is compacted when a run stops, not gathered at every step).
-``Engine.impl = "autograd"`` selects the torch-autograd reference of the same update;
-the two agree to rounding (tested to 1e-10).
+Training speed: one update of one run (all its epochs, steps and KL checks) is a single
+compiled call (:mod:`~bionas_bench.controllers.pg_kernel`, numba); the runs of a batch
+are spread over the caller's torch thread count (1 inside sweeps, whose cells run in
+parallel processes). ``Engine.impl = "autograd"`` selects the torch-autograd reference
+of the same update; the two agree to rounding (tested to 1e-10). The sample order of
+every epoch an update might run is drawn from the run's rng before the update.
 """
 
 from __future__ import annotations
@@ -88,8 +88,17 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from bionas_bench.controllers import pg_kernel
 from bionas_bench.controllers.base import BatchedRuns, Controller, check, make_params
-from bionas_bench.controllers.lstm_policy import DTYPE, FEEDS, Net, NetShape, NumpyNet, init_params, unflatten
+from bionas_bench.controllers.lstm_policy import (
+    DTYPE,
+    FEEDS,
+    Net,
+    NetShape,
+    init_params,
+    param_shapes,
+    unflatten,
+)
 from bionas_bench.errors import ControllerError
 from bionas_bench.space import ModelSpace
 
@@ -247,10 +256,12 @@ class Engine:
         self.history: list[list[np.ndarray]] = []  # per episode: per layer (R, radix)
         self.episodes = 0
         self.num_updates = np.zeros(len(rngs), dtype=np.int64)  # optimiser steps taken, for diagnostics
-        #: "fused" (numpy forward/backward, the default) or "autograd" (the torch reference)
-        self.impl = "fused"
-        self.fused_net = NumpyNet(self.shape)
-        self._scratch_block: np.ndarray | None = None
+        #: "compiled" (:mod:`pg_kernel`, the default) or "autograd" (the torch reference)
+        self.impl = "compiled"
+        self._radices = np.asarray(space.radices, dtype=np.int64)
+        self._choice_offsets = np.concatenate([[0], np.cumsum(self._radices)]).astype(np.int64)
+        sizes = [int(np.prod(s)) for s in param_shapes(self.shape)]
+        self._param_offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
 
     @property
     def runs(self) -> int:
@@ -322,35 +333,38 @@ class Engine:
         self.history.append([p.mean(dim=1).numpy() for p in probs])
         self.episodes += 1
         if self.episodes >= self.hp.warmup_episodes:
-            if self.impl == "fused":
-                with single_thread():
-                    self._train_fused()
-            else:
-                with single_thread():
+            threads = torch.get_num_threads()  # the caller's thread budget (1 inside sweeps)
+            with single_thread():
+                if self.impl == "compiled":
+                    self._train_compiled(threads)
+                else:
                     self._train()
 
-    def _batch_orders(self, active: np.ndarray, size: int) -> np.ndarray:
-        """Per-run sample order for one epoch; only active runs draw from their rng."""
-        kind = self.hp.setting("minibatch")
-        orders = np.tile(np.arange(size), (self.runs, 1))
+    def _epoch_orders(self, size: int) -> np.ndarray:
+        """Per run, the sample order of every possible epoch of one update ``(R, E, N)``.
+
+        Drawn up front from each run's rng (whether or not the run stops early), so a run
+        consumes the same draws alone and in a batch.
+        """
+        kind, epochs = self.hp.setting("minibatch"), self.hp.max_epochs
         if kind == "none":
-            return orders
-        for r in np.flatnonzero(active):
-            rng = self.rngs[r]
-            orders[r] = rng.integers(0, size, size) if kind == "bootstrap" else rng.permutation(size)
-        return orders
+            return np.tile(np.arange(size), (self.runs, epochs, 1))
+        if kind == "bootstrap":
+            return np.stack([rng.integers(0, size, (epochs, size)) for rng in self.rngs])
+        base = np.tile(np.arange(size), (epochs, 1))
+        return np.stack([rng.permuted(base, axis=1) for rng in self.rngs])
 
     def _train(self) -> None:
         """Up to ``max_epochs`` passes over the buffer; per-run early stop on the KL."""
         data = _concat(list(self.buffer))
         size = data.actions.shape[1]
         bs = self.hp.batch_size or size
+        orders = self._epoch_orders(size)
         active = np.ones(self.runs, dtype=bool)
-        for _ in range(self.hp.max_epochs):
-            orders = self._batch_orders(active, size)
+        for epoch in range(self.hp.max_epochs):
             kl_sum = np.zeros(self.runs)
             for t, lo in enumerate(range(0, size, bs), start=1):
-                batch = _take(data, torch.from_numpy(orders[:, lo : lo + bs]))
+                batch = _take(data, torch.from_numpy(orders[:, epoch, lo : lo + bs]))
                 self._step(batch, active)
                 if self.hp.kl_stop is not None:
                     kl_sum += self._kl(batch, active)
@@ -358,183 +372,50 @@ class Engine:
                 if not active.any():
                     return
 
-    # ------------------------------------------------------------------ fused training
-    def _train_fused(self) -> None:
-        """:meth:`_train` on :class:`NumpyNet`: same draws, same steps, same early stops.
-
-        The parameters, Adam moments and step counts are numpy views of the engine's
-        tensors. While every run is active the step works on them in place; once a run
-        stops, the remaining runs are copied into a compact working set (written back
-        when the set shrinks again and at the end), so a few long-running runs do not pay
-        for the stopped ones.
-        """
+    def _train_compiled(self, threads: int) -> None:
+        """:meth:`_train` as one compiled call (:mod:`~bionas_bench.controllers.pg_kernel`):
+        same draws, same steps, same early stops; runs spread over ``threads`` threads.
+        The parameters, Adam moments and step counts are updated in place."""
         data = _concat(list(self.buffer))
         size = data.actions.shape[1]
-        bs = self.hp.batch_size or size
-        state = data.state.numpy()
-        actions = data.actions.numpy()
         old = np.concatenate([p.numpy() for p in data.old_probs], axis=-1)  # (R, N, sum radix)
-        ones = np.ones_like(data.old_logp.numpy())
-        # per sample: old_logp, advantage, scale, sum_l sum_k old log old (for the KL)
+        # per sample: old log pi, advantage, scale, sum_l sum_k old log old (for the KL)
         neg_old = sum(
             (p * np.log(np.maximum(p, 1e-300))).sum(-1) for p in (q.numpy() for q in data.old_probs)
         )
-        scalars = np.stack(
-            [data.old_logp.numpy(), data.advantage.numpy(), data.scale.numpy(), neg_old * ones], -1
+        scal = np.stack([data.old_logp.numpy(), data.advantage.numpy(), data.scale.numpy(), neg_old], -1)
+        hp = self.hp
+        taken = np.zeros(self.runs, dtype=np.int64)
+        pg_kernel.update_runs(
+            threads,
+            self.flat.numpy(),
+            self.adam_m.numpy(),
+            self.adam_v.numpy(),
+            self.steps.numpy(),
+            np.ascontiguousarray(data.state.numpy()),
+            np.ascontiguousarray(data.actions.numpy()),
+            old,
+            scal,
+            self._epoch_orders(size),
+            self._radices,
+            self._choice_offsets,
+            self._param_offsets,
+            hp.lstm_units,
+            hp.embedding_dim,
+            self.shape.feed == "probs",
+            pg_kernel.ALGORITHMS[self.algorithm],
+            hp.setting("entropy") == "sampled",
+            float(hp.entropy_weight),
+            float(hp.clip),
+            float(hp.lr),
+            float(hp.lr_decay),
+            -1.0 if hp.kl_stop is None else float(hp.kl_stop),
+            hp.batch_size,
+            float(getattr(hp, "diversity_weight", 0.0)),
+            float(getattr(hp, "slack", 0.0)),
+            taken,
         )
-        full = {"flat": self.flat.numpy(), "m": self.adam_m.numpy(), "v": self.adam_v.numpy()}
-        steps_full = self.steps.numpy()
-        active = np.ones(self.runs, dtype=bool)
-        rows = np.arange(self.runs)  # the active runs, in order
-        work = full  # in place while every run is active
-        weights = self.fused_net.views(work["flat"])
-        steps = steps_full
-        kl_stop = self.hp.kl_stop
-        bounds = [(lo, min(lo + bs, size)) for lo in range(0, size, bs)]
-        for _ in range(self.hp.max_epochs):
-            orders = self._batch_orders(active, size)[rows]
-            take = (rows[:, None], orders)
-            epoch = (state[take], actions[take], old[take], scalars[take])
-            batches = self._minibatches(epoch, bounds)
-            kl_sum = np.zeros(len(rows))
-            for t in range(1, len(bounds) + 1):
-                batch = batches[t - 1]  # (rebuilt below when runs stop)
-                self._fused_step(work, weights, steps, batch)
-                self.num_updates[rows] += 1
-                if kl_stop is None:
-                    continue
-                kl_sum += self._fused_kl(weights, batch)
-                stop = kl_sum / t > kl_stop
-                if not stop.any():
-                    continue
-                active[rows[stop]] = False
-                if work is not full:  # write the compact set back before shrinking it
-                    for key, arr in work.items():
-                        full[key][rows] = arr
-                    steps_full[rows] = steps
-                keep = ~stop
-                rows, kl_sum = rows[keep], kl_sum[keep]
-                if len(rows) == 0:
-                    return
-                work = {key: arr[rows] for key, arr in full.items()}
-                weights = self.fused_net.views(work["flat"])
-                steps = steps_full[rows]
-                epoch = tuple(x[keep] for x in epoch)
-                batches = self._minibatches(epoch, bounds)
-        if work is not full:
-            for key, arr in work.items():
-                full[key][rows] = arr
-            steps_full[rows] = steps
-
-    def _minibatches(self, epoch: tuple[np.ndarray, ...], bounds: list[tuple[int, int]]) -> list[tuple]:
-        """Views of one epoch's gathered data per minibatch, plus the flat index of each
-        sample's chosen log-probabilities in the ``(A, b, sum radix)`` output of the forward."""
-        state, actions, old, scal = epoch
-        runs, choices = actions.shape[0], self.fused_net.choices
-        chosen_at = actions + self.fused_net.offsets[:-1]  # (A, N, L): position in the choice axis
-        out = []
-        for lo, hi in bounds:
-            b = hi - lo
-            base = (np.arange(runs)[:, None, None] * b + np.arange(b)[None, :, None]) * choices
-            out.append(
-                (
-                    state[:, lo:hi],
-                    actions[:, lo:hi],
-                    old[:, lo:hi],
-                    scal[:, lo:hi],
-                    base + chosen_at[:, lo:hi],
-                )
-            )
-        return out
-
-    def _fused_step(
-        self, work: dict[str, np.ndarray], w: dict[str, np.ndarray], steps: np.ndarray, batch: tuple
-    ) -> None:
-        """One Adam step (Keras inverse-time decay) of the working set, in place.
-
-        ``w``: the parameter views of ``work["flat"]``; ``batch``: one entry of
-        :meth:`_minibatches`.
-        """
-        net = self.fused_net
-        flat, m, v = work["flat"], work["m"], work["v"]
-        grad, tmp, den = self._scratch(flat.shape)
-        state, actions, _, scal, chosen_at = batch
-        logps, cache = net.forward(w, state, actions, keep=True)
-        dlogp = self._loss_grad(cache["cat"], cache["p"], chosen_at, scal)
-        net.backward(w, cache, actions, dlogp, out=grad)
-        b1, b2 = ADAM_BETAS
-        t = steps + 1
-        lr = (self.hp.lr / (1 + self.hp.lr_decay * steps) * np.sqrt(1 - b2**t) / (1 - b1**t))[:, None]
-        # the reference's expressions, operation by operation (same rounding), in place
-        m *= b1
-        np.multiply(grad, 1 - b1, out=tmp)
-        m += tmp
-        np.multiply(grad, 1 - b2, out=tmp)
-        tmp *= grad
-        v *= b2
-        v += tmp
-        np.sqrt(v, out=den)
-        den += ADAM_EPS
-        np.multiply(lr, m, out=tmp)
-        tmp /= den
-        flat -= tmp
-        steps += 1.0
-
-    def _scratch(self, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Three reusable ``(A, P)`` work arrays: fresh 10 MB arrays at every step cost
-        page faults that took longer than the arithmetic (the first ``A`` rows of a
-        ``(3, R, P)`` block, so they stay contiguous as the working set shrinks)."""
-        if self._scratch_block is None:
-            self._scratch_block = np.empty((3, self.runs, self.fused_net.size))
-        rows = shape[0]
-        return self._scratch_block[0, :rows], self._scratch_block[1, :rows], self._scratch_block[2, :rows]
-
-    def _loss_grad(
-        self, lp_cat: np.ndarray, probs: list[np.ndarray], chosen_at: np.ndarray, scal: np.ndarray
-    ) -> list[np.ndarray]:
-        """``dL/dlog p_l`` of the loss of :meth:`_loss` (direct terms), per layer ``(A, B, radix)``.
-
-        ``lp_cat``: the forward's log-probabilities of all layers ``(A, B, sum radix)``;
-        ``chosen_at``: flat indices into it of each sample's choices ``(A, B, L)``.
-        """
-        batch = chosen_at.shape[1]
-        old_logp, adv, scale = scal[..., 0], scal[..., 1], scal[..., 2]
-        chosen = lp_cat.reshape(-1)[chosen_at]  # (A, B, L)
-        logp = chosen[..., 0]
-        for layer in range(1, chosen.shape[-1]):
-            logp = logp + chosen[..., layer]
-        if self.algorithm == "ppo":
-            ratio = np.exp(logp - old_logp)
-            lo, hi = 1 - self.hp.clip, 1 + self.hp.clip
-            clipped = np.clip(ratio, lo, hi)
-            inside = ((ratio >= lo) & (ratio <= hi)).astype(np.float64)
-            r1, r2 = ratio * adv, clipped * adv
-            # torch.minimum splits the gradient on ties; clamp passes it inside the range
-            mask = np.where(r1 < r2, 1.0, np.where(r1 > r2, inside, 0.5 + 0.5 * inside))
-            coef = -(scale / batch) * adv * mask * ratio
-        else:
-            coef = -(scale / batch) * adv
-        sampled = self.hp.setting("entropy") == "sampled"
-        if sampled:
-            coef = coef + self.hp.entropy_weight / batch
-        g_cat = np.zeros_like(lp_cat)
-        g_cat.reshape(-1)[chosen_at] = coef[..., None]  # one choice per layer: no repeats
-        offsets = self.fused_net.offsets
-        out = [g_cat[..., offsets[l] : offsets[l + 1]] for l in range(len(probs))]
-        if not sampled:
-            for l, g in enumerate(out):
-                lp = lp_cat[..., offsets[l] : offsets[l + 1]]
-                g += (self.hp.entropy_weight / batch) * probs[l] * (lp + 1.0)
-        if self.algorithm == "diverse":
-            _diversity_grad(probs, out, self.hp.diversity_weight, self.hp.slack)
-        return out
-
-    def _fused_kl(self, w: dict[str, np.ndarray], batch: tuple) -> np.ndarray:
-        """Mean over the minibatch of sum_l KL(p_old || p_new) of the working set ``(A,)``."""
-        state, actions, old, scal, _ = batch
-        _, cache = self.fused_net.forward(w, state, actions, keep=False)
-        cross = (old * cache["cat"]).sum(-1)
-        return (scal[..., 3] - cross).mean(-1)
+        self.num_updates += taken
 
     def _loss(self, weights: list[torch.Tensor], batch: Episode) -> torch.Tensor:
         """Per-run loss ``(R,)`` of one minibatch (Eq. 7 or Eq. 9, entropy, diversity)."""
@@ -628,20 +509,6 @@ def _similarity_hinge(probs: list[torch.Tensor], slack: float) -> torch.Tensor:
     gram = sum(torch.bmm(p, p.transpose(1, 2)) for p in probs) / len(probs)
     i, j = torch.triu_indices(n, n, offset=1)
     return torch.relu(gram[:, i, j] - slack).mean(-1)
-
-
-def _diversity_grad(probs: list[np.ndarray], out: list[np.ndarray], weight: float, slack: float) -> None:
-    """Add ``dL/dlog p_l`` of ``weight * mean_{i<j} max(0, sim(i, j) - slack)`` to ``out``."""
-    n = probs[0].shape[1]
-    if n < 2:
-        return
-    gram = sum(np.matmul(p, p.transpose(0, 2, 1)) for p in probs) / len(probs)
-    i, j = np.triu_indices(n, k=1)
-    coef = np.zeros_like(gram)
-    coef[:, i, j] = (gram[:, i, j] - slack > 0) * (weight / len(i) / len(probs))
-    coef = coef + coef.transpose(0, 2, 1)
-    for p, g in zip(probs, out, strict=True):
-        g += np.matmul(coef, p) * p
 
 
 _BLAS_CONTROLLER: list[Any] = []  # one threadpoolctl controller, made on first use

@@ -1,0 +1,575 @@
+"""Compiled training update of the BioNAS LSTM controller (numba), one run per thread.
+
+Why compiled: with the original hyper-parameters a PPO update takes up to 100 epochs x
+9 minibatches = 900 optimiser steps on minibatches of 5 architectures, and a converged
+run (whose KL never reaches the 0.01 stop) takes all 900 at every episode. One step is
+~0.7 M multiply-adds (forward, backward, the KL forward), so an interpreter loop -- even
+batched over runs, where the slowest run sets the number of sequential steps -- spends
+most of its time on per-operation overhead. Here a whole update of one run (every epoch,
+minibatch, Adam step and KL check) is one compiled call, and the runs of a batch are
+distributed over threads (``prange``). Every run is computed by the same code on its own
+data, so a run gives bit-identical results alone or inside any batch.
+
+The mathematics is that of :class:`~bionas_bench.controllers.lstm_policy.Net` plus the
+losses of :mod:`~bionas_bench.controllers.policy_gradient` (whose torch-autograd
+reference this module is tested against): an LSTM cell with gate order (i, f, g, o), a
+softmax head per layer, the next input a dense map of the previous layer's probabilities
+(``"probs"`` feed) or a row of the embedding of the sampled choice (``"action"`` feed);
+Adam with Keras-style inverse-time decay. All arrays are float64.
+
+Parameter layout: a run's parameters are one flat row in the order of
+:meth:`~bionas_bench.controllers.lstm_policy.NetShape.names`; ``po`` holds each
+parameter's offset (``WU, b, start, head_W[l], head_b[l], emb_W[l], emb_b[l]``).
+Choices of all layers are concatenated along one axis of length ``C = sum radices``;
+``coff[l]`` is where layer ``l`` starts.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+PPO, REINFORCE, DIVERSE = 0, 1, 2
+ALGORITHMS = {"ppo": PPO, "reinforce": REINFORCE, "diverse": DIVERSE}
+BETA1, BETA2, EPS = 0.9, 0.999, 1e-7
+
+
+# ---------------------------------------------------------------- vectorisable primitives
+# ``contract`` lets LLVM fuse a * b + c into FMA instructions; no other fast-math flag
+# (but ``reassoc`` for the dot product), so every sum is in the order written here.
+# ``error_model="numpy"``: no ZeroDivisionError branch, which would stop vectorisation.
+FLAGS = {"contract"}
+REDUCE_FLAGS = {"contract", "reassoc"}
+_LN2_HI = 6.93147180369123816490e-01  # ln 2 split in two for an exact range reduction
+_LN2_LO = 1.90821492927058770002e-10
+_INV_LN2 = 1.44269504088896338700e00
+_SHIFT = 6755399441055744.0  # 1.5 * 2**52: adding it rounds to an integer in the low bits
+_SHIFT_BITS = int(np.float64(_SHIFT).view(np.int64))
+
+
+@njit(cache=True, fastmath=FLAGS, error_model="numpy")
+def _vexp(src, dst, n, scale, fbuf):
+    """``dst[:n] = exp(scale * src[:n])`` to ~1 ulp, in loops LLVM vectorises.
+
+    libm's scalar exp/tanh took ~60 % of a training step. Range reduction
+    ``x = k ln2 + r`` (``|r| <= ln2 / 2``), degree-13 Taylor polynomial of ``exp(r)``
+    (truncation < 3e-16 relative), times ``2**k`` built in the exponent bits (``fbuf``:
+    scratch of length >= n). Inputs are clamped to [-708, 708] (no overflow; the
+    sigmoid and tanh built on it are saturated there to double precision anyway).
+    """
+    ibuf = fbuf.view(np.int64)
+    for i in range(n):
+        v = scale * src[i]
+        v = v if v > -708.0 else -708.0
+        v = v if v < 708.0 else 708.0
+        t = v * _INV_LN2 + _SHIFT
+        fbuf[i] = t
+        k = t - _SHIFT
+        r = (v - k * _LN2_HI) - k * _LN2_LO
+        q = 1.0 / 6227020800.0
+        q = q * r + 1.0 / 479001600.0
+        q = q * r + 1.0 / 39916800.0
+        q = q * r + 1.0 / 3628800.0
+        q = q * r + 1.0 / 362880.0
+        q = q * r + 1.0 / 40320.0
+        q = q * r + 1.0 / 5040.0
+        q = q * r + 1.0 / 720.0
+        q = q * r + 1.0 / 120.0
+        q = q * r + 1.0 / 24.0
+        q = q * r + 1.0 / 6.0
+        q = q * r + 0.5
+        q = q * r + 1.0
+        dst[i] = q * r + 1.0
+    for i in range(n):
+        ibuf[i] = (ibuf[i] - _SHIFT_BITS + 1023) << 52
+    for i in range(n):
+        dst[i] *= fbuf[i]
+
+
+@njit(cache=True, fastmath=FLAGS, error_model="numpy")
+def _sigmoid(src, dst, n, ebuf, fbuf):
+    """``dst[:n] = 1 / (1 + exp(-src[:n]))``."""
+    _vexp(src, ebuf, n, -1.0, fbuf)
+    for i in range(n):
+        dst[i] = 1.0 / (1.0 + ebuf[i])
+
+
+@njit(cache=True, fastmath=FLAGS, error_model="numpy")
+def _tanh(src, dst, n, ebuf, fbuf):
+    """``dst[:n] = tanh(src[:n]) = 1 - 2 / (1 + exp(2 src))`` (absolute error ~1e-16)."""
+    _vexp(src, ebuf, n, 2.0, fbuf)
+    for i in range(n):
+        dst[i] = 1.0 - 2.0 / (1.0 + ebuf[i])
+
+
+@njit(cache=True, fastmath=FLAGS, error_model="numpy")
+def _axpy_rows(out, a, rows, k_lo, k_hi):
+    """``out += sum_{k_lo <= k < k_hi} a[k] * rows[k]`` (rows of a 2-D array), four rows a
+    pass so that ``out`` is loaded and stored a quarter as often."""
+    n = out.shape[0]
+    k = k_lo
+    while k + 4 <= k_hi:
+        a0, a1, a2, a3 = a[k], a[k + 1], a[k + 2], a[k + 3]
+        r0, r1, r2, r3 = rows[k], rows[k + 1], rows[k + 2], rows[k + 3]
+        for j in range(n):
+            out[j] += a0 * r0[j] + a1 * r1[j] + a2 * r2[j] + a3 * r3[j]
+        k += 4
+    while k < k_hi:
+        a0, r0 = a[k], rows[k]
+        for j in range(n):
+            out[j] += a0 * r0[j]
+        k += 1
+
+
+@njit(cache=True, fastmath=FLAGS, error_model="numpy")
+def _matmul_rows(out, x, w, nb, inputs):
+    """``out[i] += x[i, :inputs] @ w[:inputs]`` for ``i < nb``. Four rows of ``w`` a pass
+    (loaded once, from L1, for all ``nb`` samples; ``w`` is larger than L1)."""
+    n = out.shape[1]
+    k = 0
+    while k + 4 <= inputs:
+        r0, r1, r2, r3 = w[k], w[k + 1], w[k + 2], w[k + 3]
+        for i in range(nb):
+            a0, a1, a2, a3 = x[i, k], x[i, k + 1], x[i, k + 2], x[i, k + 3]
+            o = out[i]
+            for j in range(n):
+                o[j] += a0 * r0[j] + a1 * r1[j] + a2 * r2[j] + a3 * r3[j]
+        k += 4
+    while k < inputs:
+        r0 = w[k]
+        for i in range(nb):
+            a0, o = x[i, k], out[i]
+            for j in range(n):
+                o[j] += a0 * r0[j]
+        k += 1
+
+
+@njit(cache=True, fastmath=REDUCE_FLAGS, error_model="numpy")
+def _dot(a, b):
+    """``sum_j a[j] * b[j]``, vectorised (``reassoc``: LLVM picks the partial sums; the
+    order is fixed by the compiled code, so a run stays deterministic on a machine)."""
+    total = 0.0
+    for j in range(a.shape[0]):
+        total += a[j] * b[j]
+    return total
+
+
+@njit(cache=True, inline="always", fastmath=FLAGS, error_model="numpy")
+def _param(wrow, po, index, rows, cols):
+    """View ``(rows, cols)`` of parameter ``index`` inside the flat row ``wrow``."""
+    lo = po[index]
+    return wrow[lo : lo + rows * cols].reshape((rows, cols))
+
+
+@njit(cache=True, fastmath=FLAGS, error_model="numpy")
+def _forward(
+    wrow,
+    po,
+    radices,
+    coff,
+    units,
+    emb,
+    feed_probs,
+    st,
+    act,
+    nb,
+    xh,
+    s,
+    tg,
+    c,
+    tc,
+    hs,
+    lp,
+    p,
+    z,
+    logit,
+    ebuf,
+    fbuf,
+):
+    """Forward pass of ``nb`` samples; fills the caches and ``lp`` / ``p`` ``(nb, C)``."""
+    num_layers = radices.shape[0]
+    gates = 4 * units
+    width = emb + units
+    wu = _param(wrow, po, 0, width, gates)
+    bias = wrow[po[1] : po[1] + gates]
+    state_dim = st.shape[1]
+    for i in range(nb):
+        for k in range(width):
+            xh[0, i, k] = 0.0
+        if feed_probs:
+            start = _param(wrow, po, 2, state_dim, emb)
+            for k in range(state_dim):
+                a = st[i, k]
+                for e in range(emb):
+                    xh[0, i, e] += a * start[k, e]
+        else:
+            start = _param(wrow, po, 2, 1, emb)
+            for e in range(emb):
+                xh[0, i, e] = start[0, e]
+    for layer in range(num_layers):
+        k_l = radices[layer]
+        o = coff[layer]
+        head_w = _param(wrow, po, 3 + layer, units, k_l)
+        head_b = wrow[po[3 + num_layers + layer] : po[3 + num_layers + layer] + k_l]
+        inputs = emb if layer == 0 else width  # layer 0 starts from h = c = 0
+        for i in range(nb):
+            for j in range(gates):
+                z[i, j] = bias[j]
+        _matmul_rows(z, xh[layer], wu, nb, inputs)
+        for i in range(nb):
+            zi = z[i]
+            si_row, tg_row, c_row, tc_row = s[layer, i], tg[layer, i], c[layer, i], tc[layer, i]
+            _sigmoid(zi, si_row, gates, ebuf, fbuf)
+            _tanh(zi[2 * units : 3 * units], tg_row, units, ebuf, fbuf)
+            for u in range(units):
+                cu = si_row[u] * tg_row[u]
+                if layer > 0:
+                    cu += si_row[units + u] * c[layer - 1, i, u]
+                c_row[u] = cu
+            _tanh(c_row, tc_row, units, ebuf, fbuf)
+            for u in range(units):
+                hs[layer, i, u] = si_row[3 * units + u] * tc_row[u]
+            for kk in range(k_l):
+                logit[kk] = 0.0
+            for u in range(units):
+                hu = hs[layer, i, u]
+                for kk in range(k_l):
+                    logit[kk] += hu * head_w[u, kk]
+            top = -np.inf
+            for kk in range(k_l):
+                logit[kk] += head_b[kk]
+                top = max(top, logit[kk])
+            total = 0.0
+            for kk in range(k_l):
+                logit[kk] -= top
+                total += math.exp(logit[kk])
+            lse = math.log(total)
+            for kk in range(k_l):
+                lp[i, o + kk] = logit[kk] - lse
+                p[i, o + kk] = math.exp(lp[i, o + kk])
+            if layer + 1 < num_layers:
+                emb_w = _param(wrow, po, 3 + 2 * num_layers + layer, k_l, emb)
+                eb = po[3 + 3 * num_layers - 1 + layer]
+                for e in range(emb):
+                    xh[layer + 1, i, e] = 0.0
+                if feed_probs:
+                    for kk in range(k_l):
+                        a = p[i, o + kk]
+                        for e in range(emb):
+                            xh[layer + 1, i, e] += a * emb_w[kk, e]
+                else:
+                    row = act[i, layer]
+                    for e in range(emb):
+                        xh[layer + 1, i, e] = emb_w[row, e]
+                for e in range(emb):
+                    xh[layer + 1, i, e] += wrow[eb + e]
+                for u in range(units):
+                    xh[layer + 1, i, emb + u] = hs[layer, i, u]
+
+
+@njit(cache=True, fastmath=FLAGS, error_model="numpy")
+def _loss_grad(algo, sampled, ew, clip, div_w, slack, radices, coff, act, sc, nb, lp, p, g, pair):
+    """``dL/dlog p`` ``(nb, C)`` of the minibatch loss (Eq. 7 or 9, entropy, diversity)."""
+    num_layers = radices.shape[0]
+    choices = lp.shape[1]
+    lo, hi = 1.0 - clip, 1.0 + clip
+    for i in range(nb):
+        logp = 0.0
+        for layer in range(num_layers):
+            logp += lp[i, coff[layer] + act[i, layer]]
+        adv = sc[i, 1]
+        if algo == PPO:
+            ratio = math.exp(logp - sc[i, 0])
+            clipped = min(max(ratio, lo), hi)
+            inside = 1.0 if lo <= ratio <= hi else 0.0
+            r1, r2 = ratio * adv, clipped * adv
+            # the min of the clipped surrogate: its gradient splits on ties (as torch.minimum)
+            if r1 < r2:
+                mask = 1.0
+            elif r1 > r2:
+                mask = inside
+            else:
+                mask = 0.5 + 0.5 * inside
+            coef = -(sc[i, 2] / nb) * adv * mask * ratio
+        else:
+            coef = -(sc[i, 2] / nb) * adv
+        if sampled:
+            coef += ew / nb
+        for k in range(choices):
+            g[i, k] = 0.0
+        for layer in range(num_layers):
+            g[i, coff[layer] + act[i, layer]] = coef
+        if not sampled:
+            for k in range(choices):
+                g[i, k] += (ew / nb) * p[i, k] * (lp[i, k] + 1.0)
+    if algo == DIVERSE and nb >= 2:
+        weight = div_w / (nb * (nb - 1) // 2) / num_layers
+        for i in range(nb):
+            for j in range(nb):
+                pair[i, j] = 0.0
+        for i in range(nb):
+            for j in range(i + 1, nb):
+                sim = 0.0
+                for k in range(choices):
+                    sim += p[i, k] * p[j, k]
+                if sim / num_layers - slack > 0:
+                    pair[i, j] = weight
+                    pair[j, i] = weight
+        for i in range(nb):
+            for k in range(choices):
+                acc = 0.0
+                for j in range(nb):
+                    acc += pair[i, j] * p[j, k]
+                g[i, k] += acc * p[i, k]
+
+
+@njit(cache=True, fastmath=FLAGS, error_model="numpy")
+def _backward(
+    wrow, grad, po, radices, coff, units, emb, feed_probs, st, act, nb, xh, s, tg, c, tc, hs, p, g, w, ones
+):
+    """Flat gradient (into ``grad``) given ``g = dL/dlog p``; ``w``: scratch arrays."""
+    dz, dxh, dh, dcn, gl, dlog = w
+    num_layers = radices.shape[0]
+    gates = 4 * units
+    width = emb + units
+    wu = _param(wrow, po, 0, width, gates)
+    for q in range(grad.shape[0]):
+        grad[q] = 0.0
+    for layer in range(num_layers - 1, -1, -1):
+        k_l = radices[layer]
+        o = coff[layer]
+        for i in range(nb):
+            for kk in range(k_l):
+                gl[i, kk] = g[i, o + kk]
+        if layer + 1 < num_layers:  # paths through the next layer's input (dx_next = dxh[:, :emb])
+            ew_i = 3 + 2 * num_layers + layer
+            emb_w = _param(wrow, po, ew_i, k_l, emb)
+            g_emb_w = _param(grad, po, ew_i, k_l, emb)
+            g_emb_b = po[3 + 3 * num_layers - 1 + layer]
+            for i in range(nb):
+                if feed_probs:
+                    for kk in range(k_l):
+                        acc = 0.0
+                        for e in range(emb):
+                            acc += dxh[i, e] * emb_w[kk, e]
+                        pk = p[i, o + kk]
+                        gl[i, kk] += acc * pk
+                        for e in range(emb):
+                            g_emb_w[kk, e] += pk * dxh[i, e]
+                else:
+                    row = act[i, layer]
+                    for e in range(emb):
+                        g_emb_w[row, e] += dxh[i, e]
+                for e in range(emb):
+                    grad[g_emb_b + e] += dxh[i, e]
+        head_w = _param(wrow, po, 3 + layer, units, k_l)
+        g_head_w = _param(grad, po, 3 + layer, units, k_l)
+        g_head_b = po[3 + num_layers + layer]
+        for i in range(nb):
+            total = 0.0
+            for kk in range(k_l):
+                total += gl[i, kk]
+            for kk in range(k_l):
+                dlog[i, kk] = gl[i, kk] - p[i, o + kk] * total
+                grad[g_head_b + kk] += dlog[i, kk]
+            for u in range(units):
+                hu = hs[layer, i, u]
+                acc = 0.0
+                for kk in range(k_l):
+                    g_head_w[u, kk] += hu * dlog[i, kk]
+                    acc += dlog[i, kk] * head_w[u, kk]
+                if layer + 1 < num_layers:
+                    acc += dxh[i, emb + u]  # dh from the next step
+                dh[i, u] = acc
+            for u in range(units):
+                si = s[layer, i, u]
+                sf = s[layer, i, units + u]
+                so = s[layer, i, 3 * units + u]
+                tcu, tgu = tc[layer, i, u], tg[layer, i, u]
+                dcu = dh[i, u] * so * (1.0 - tcu * tcu)
+                if layer + 1 < num_layers:
+                    dcu += dcn[i, u]
+                dz[layer, i, 3 * units + u] = dh[i, u] * tcu * so * (1.0 - so)
+                dz[layer, i, u] = dcu * tgu * si * (1.0 - si)
+                dz[layer, i, 2 * units + u] = dcu * si * (1.0 - tgu * tgu)
+                if layer > 0:
+                    dz[layer, i, units + u] = dcu * c[layer - 1, i, u] * sf * (1.0 - sf)
+                else:
+                    dz[layer, i, units + u] = 0.0
+                dcn[i, u] = dcu * sf  # dc of the previous step
+        # dxh = dz @ WU^T (only the input part at layer 0, which starts from h = 0)
+        inputs = emb if layer == 0 else width
+        for k in range(inputs):
+            wk = wu[k]
+            for i in range(nb):
+                dxh[i, k] = _dot(dz[layer, i], wk)
+    g_wu = _param(grad, po, 0, width, gates)
+    g_b = grad[po[1] : po[1] + gates]
+    for layer in range(num_layers):
+        inputs = emb if layer == 0 else width
+        rows = dz[layer]
+        for k in range(inputs):
+            _axpy_rows(g_wu[k], xh[layer, :, k], rows, 0, nb)
+        _axpy_rows(g_b, ones, rows, 0, nb)
+    if feed_probs:
+        state_dim = st.shape[1]
+        g_start = _param(grad, po, 2, state_dim, emb)
+        for i in range(nb):
+            for k in range(state_dim):
+                a = st[i, k]
+                for e in range(emb):
+                    g_start[k, e] += a * dxh[i, e]
+    else:
+        g_start = _param(grad, po, 2, 1, emb)
+        for i in range(nb):
+            for e in range(emb):
+                g_start[0, e] += dxh[i, e]
+
+
+@njit(cache=True, fastmath=FLAGS, error_model="numpy")
+def _adam(wrow, m, v, grad, step, lr0, decay):
+    """One Adam step (Keras: lr / (1 + decay * step), bias-corrected), in place."""
+    t = step + 1.0
+    lr = lr0 / (1.0 + decay * step) * math.sqrt(1.0 - BETA2**t) / (1.0 - BETA1**t)
+    for q in range(wrow.shape[0]):
+        gq = grad[q]
+        m[q] = m[q] * BETA1 + gq * (1.0 - BETA1)
+        v[q] = v[q] * BETA2 + gq * (1.0 - BETA2) * gq
+        wrow[q] -= lr * m[q] / (math.sqrt(v[q]) + EPS)
+
+
+@njit(cache=True, fastmath=FLAGS, error_model="numpy")
+def update_run(wrow, m, v, step0, state, actions, old, scal, orders, radices, coff, po, units, emb,
+               feed_probs, algo, sampled, ew, clip, lr0, decay, kl_stop, batch, div_w, slack):  # fmt: skip
+    """One update of one run: up to ``orders.shape[0]`` epochs over the buffer.
+
+    ``state (N, S)``, ``actions (N, L)``, ``old (N, C)`` (the sampling probabilities),
+    ``scal (N, 4)`` = (old log pi, advantage, scale, sum old log old) of the ``N`` buffered
+    samples; ``orders (E, N)``: the sample order of each epoch. After each step the mean
+    KL(old || new) of the epoch's minibatches so far is checked; the update stops once it
+    exceeds ``kl_stop`` (``kl_stop < 0``: never). Returns the number of steps taken.
+    """
+    size = state.shape[0]
+    num_layers = radices.shape[0]
+    choices = old.shape[1]
+    bs = batch if batch > 0 else size
+    gates, width, widest = 4 * units, emb + units, radices.max()
+    # forward caches
+    xh = np.zeros((num_layers, bs, width))
+    s = np.empty((num_layers, bs, gates))
+    tg = np.empty((num_layers, bs, units))
+    c = np.empty((num_layers, bs, units))
+    tc = np.empty((num_layers, bs, units))
+    hs = np.empty((num_layers, bs, units))
+    lp = np.empty((bs, choices))
+    p = np.empty((bs, choices))
+    z = np.empty((bs, gates))
+    logit = np.empty(widest)
+    ebuf = np.empty(gates)
+    fbuf = np.empty(gates)
+    # loss and backward scratch
+    g = np.empty((bs, choices))
+    pair = np.empty((bs, bs))
+    grad = np.empty(wrow.shape[0])
+    ones = np.ones(bs)
+    work = (
+        np.empty((num_layers, bs, gates)),
+        np.empty((bs, width)),
+        np.empty((bs, units)),
+        np.zeros((bs, units)),
+        np.empty((bs, widest)),
+        np.empty((bs, widest)),
+    )
+    # the minibatch
+    st = np.empty((bs, state.shape[1]))
+    act = np.empty((bs, num_layers), dtype=np.int64)
+    ol = np.empty((bs, choices))
+    sc = np.empty((bs, 4))
+    steps = 0
+    for epoch in range(orders.shape[0]):
+        kl_sum = 0.0
+        t = 0
+        for lo in range(0, size, bs):
+            nb = min(bs, size - lo)
+            for i in range(nb):
+                row = orders[epoch, lo + i]
+                st[i] = state[row]
+                act[i] = actions[row]
+                ol[i] = old[row]
+                sc[i] = scal[row]
+            # fmt: off
+            _forward(wrow, po, radices, coff, units, emb, feed_probs, st, act, nb,
+                     xh, s, tg, c, tc, hs, lp, p, z, logit, ebuf, fbuf)
+            _loss_grad(algo, sampled, ew, clip, div_w, slack, radices, coff, act, sc, nb, lp, p, g, pair)
+            _backward(wrow, grad, po, radices, coff, units, emb, feed_probs, st, act, nb,
+                      xh, s, tg, c, tc, hs, p, g, work, ones)
+            # fmt: on
+            _adam(wrow, m, v, grad, step0 + steps, lr0, decay)
+            steps += 1
+            t += 1
+            if kl_stop < 0:
+                continue
+            # fmt: off
+            _forward(wrow, po, radices, coff, units, emb, feed_probs, st, act, nb,
+                     xh, s, tg, c, tc, hs, lp, p, z, logit, ebuf, fbuf)
+            # fmt: on
+            kl = 0.0
+            for i in range(nb):
+                kl += sc[i, 3] - _dot(ol[i], lp[i])
+            kl_sum += kl / nb
+            if kl_sum / t > kl_stop:
+                return steps
+    return steps
+
+
+@njit(cache=True, fastmath=FLAGS, error_model="numpy")
+def _serial(flat, m, v, steps, state, actions, old, scal, orders, radices, coff, po, units, emb, feed_probs,
+            algo, sampled, ew, clip, lr0, decay, kl_stop, batch, div_w, slack, taken):  # fmt: skip
+    for r in range(flat.shape[0]):
+        taken[r] = update_run(
+            flat[r], m[r], v[r], steps[r], state[r], actions[r], old[r], scal[r], orders[r], radices, coff,
+            po, units, emb, feed_probs, algo, sampled, ew, clip, lr0, decay, kl_stop, batch, div_w, slack,
+        )  # fmt: skip
+        steps[r] += taken[r]
+
+
+@njit(cache=True, parallel=True, fastmath=FLAGS, error_model="numpy")
+def _parallel(flat, m, v, steps, state, actions, old, scal, orders, radices, coff, po, units, emb, feed_probs,
+              algo, sampled, ew, clip, lr0, decay, kl_stop, batch, div_w, slack, taken):  # fmt: skip
+    for r in prange(flat.shape[0]):  # the same loop as _serial, runs spread over threads
+        taken[r] = update_run(
+            flat[r], m[r], v[r], steps[r], state[r], actions[r], old[r], scal[r], orders[r], radices, coff,
+            po, units, emb, feed_probs, algo, sampled, ew, clip, lr0, decay, kl_stop, batch, div_w, slack,
+        )  # fmt: skip
+        steps[r] += taken[r]
+
+
+_PARALLEL_LOCK = threading.Lock()
+
+
+def update_runs(threads: int, *args: Any) -> None:
+    """:func:`update_run` for every run ``r`` of the leading axis of ``flat, m, v, steps,
+    state, actions, old, scal, orders`` (updated in place; ``taken (R,)`` receives each
+    run's step count), on up to ``threads`` threads.
+
+    numba's default thread pool may not be entered from two Python threads at once (as
+    Dask's threaded scheduler would), so a second concurrent caller runs serially.
+    """
+    runs = args[0].shape[0]
+    if threads <= 1 or runs == 1 or not _PARALLEL_LOCK.acquire(blocking=False):
+        _serial(*args)
+        return
+    try:
+        before = numba.get_num_threads()
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+        try:
+            _parallel(*args)
+        finally:
+            numba.set_num_threads(before)
+    finally:
+        _PARALLEL_LOCK.release()
