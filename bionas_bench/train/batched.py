@@ -203,9 +203,14 @@ class TrainData:
         return int(self.labels.shape[1])
 
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inputs ``(R, B, 4, L)`` and labels ``(R, B, T)`` for indices ``(R, B)``."""
-        x = F.embedding(self.codes[idx].long(), self._table)  # (R, B, L, 4)
-        return x.transpose(2, 3), self.labels[idx]
+        """Inputs ``(R, B, 4, L)`` and labels ``(R, B, T)`` for indices ``(R, B)``.
+
+        The inputs are stored position-major, ``(B, L, R, 4)`` in memory, the layout the
+        ops' grouped channels-last convolutions read without a copy.
+        """
+        codes = self.codes[idx.t()].transpose(1, 2).contiguous()  # (B, L, R)
+        x = F.embedding(codes.int(), self._table)  # (B, L, R, 4)
+        return x.permute(2, 0, 3, 1), self.labels[idx]
 
 
 # ------------------------------------------------------------------------- optimizer
