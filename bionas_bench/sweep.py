@@ -31,8 +31,9 @@ Results directory (self-contained; the report needs nothing else)::
         runs/<field>    [run]                 seeds, recommended arch, its medians and ranks
 
 A cell is written to ``<key>.zarr.partial`` and renamed when complete, with the group
-attribute ``done`` written last, so an interrupted sweep resumes by skipping finished
-cells. The same config and seeds give byte-identical files whatever the scheduler.
+attribute ``done`` written last, so an interrupted sweep (Ctrl-C, a killed worker)
+resumes by skipping finished cells and rerunning the rest. The same config and seeds
+give byte-identical files whatever the scheduler.
 """
 
 from __future__ import annotations
@@ -787,6 +788,11 @@ def run_sweep(
     Finished cells in ``out`` are kept (resume); ``out`` made by another config is an
     error. ``progress`` is called once per finished cell. Without ``out`` the results
     go to a new temporary folder.
+
+    An exception (KeyboardInterrupt included) leaves ``out`` resumable: the local
+    cluster's worker processes are killed at once (see :mod:`bionas_bench.cluster`),
+    and a cell cut short is never marked done, so the next call reruns it. With
+    ``"threads"`` the cells running at that moment cannot be killed and are waited for.
     """
     if not isinstance(config, SweepConfig):
         config = load_sweep_config(config)
@@ -895,6 +901,11 @@ def _dispatch(
     scheduler: str | None,
     progress: Callable[[CellProgress], None] | None,
 ) -> list[dict[str, Any]]:
+    """Run the cells not yet done in ``out`` on ``scheduler``; one timing dict per cell.
+
+    On any exit before the end (a cell's error, Ctrl-C) :func:`~bionas_bench.cluster.dask_client`
+    releases the cells not yet started and kills the local cluster's workers.
+    """
     results: list[dict[str, Any]] = []
 
     def report(result: dict[str, Any]) -> None:
@@ -914,9 +925,20 @@ def _dispatch(
         for cell in todo:
             report(run_cell_task(config, cell, location, str(out)))
         return results
-    with _client(scheduler, len(todo)) as client:
-        from distributed import as_completed
+    from distributed import as_completed
 
+    from bionas_bench.cluster import dask_client
+
+    name = scheduler or "local"
+    local = name in ("local", "threads")
+    workers = max(1, min(len(todo), os.cpu_count() or 1))  # one per core, no idle ones
+    with dask_client(
+        "local" if local else name,
+        workers,
+        error=SweepError,
+        hint="use --scheduler local or sync",
+        processes=name != "threads",
+    ) as client:
         futures = [
             client.submit(
                 run_cell_task,
@@ -932,46 +954,6 @@ def _dispatch(
         for future in as_completed(futures):
             report(future.result())
     return results
-
-
-class _client:
-    """Context manager: a Dask client for ``scheduler`` (and its local cluster, if any)."""
-
-    def __init__(self, scheduler: str | None, cells: int):
-        self.scheduler = scheduler or "local"
-        self.cells = cells
-        self.cluster: Any = None
-        self.client: Any = None
-
-    def __enter__(self) -> Any:
-        from distributed import Client, LocalCluster
-
-        if self.scheduler in ("local", "threads"):
-            workers = max(1, min(self.cells, os.cpu_count() or 1))
-            self.cluster = LocalCluster(
-                n_workers=workers,
-                threads_per_worker=1,
-                processes=self.scheduler == "local",
-                dashboard_address=":0",  # any free port: never clash with another cluster
-                worker_dashboard_address=None,
-                silence_logs=50,
-            )
-            self.client = Client(self.cluster)
-        else:
-            try:
-                self.client = Client(self.scheduler, timeout="10s")
-            except (OSError, TimeoutError) as exc:
-                raise SweepError(
-                    f"cannot reach the Dask scheduler at {self.scheduler!r} ({exc}); "
-                    "start one or use --scheduler local|sync"
-                ) from None
-        return self.client
-
-    def __exit__(self, *exc: object) -> None:
-        if self.client is not None:
-            self.client.close()
-        if self.cluster is not None:
-            self.cluster.close()
 
 
 # ---------------------------------------------------------------------- loading results

@@ -8,6 +8,11 @@ the repository).
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -235,3 +240,51 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------------- Ctrl-C
+@dataclass(frozen=True)
+class Interrupted:
+    """How a command ended after :func:`ctrl_c`: exit status, stderr, seconds to stop."""
+
+    returncode: int
+    stderr: str
+    seconds: float
+    pgid: int
+
+
+def ctrl_c(cmd: list[str], ready: Callable[[], bool], wait: float = 180) -> Interrupted:
+    """Run ``cmd`` in a new process group and, once ``ready()``, send SIGINT to the group.
+
+    That is what a terminal's Ctrl-C does (the command's worker processes get it too).
+    Fails when the command fails, or is not ready within ``wait`` seconds; skips when it
+    succeeds before it could be interrupted (a machine too fast for the test's sizes).
+    """
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + wait
+    while proc.poll() is None and not ready():
+        if time.time() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            pytest.fail(f"{cmd} was not ready to be interrupted within {wait} s")
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        _, err = proc.communicate()
+        assert proc.returncode == 0, err.decode()
+        pytest.skip("the command ended before it could be interrupted")
+    sent = time.time()
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    return Interrupted(proc.returncode, err.decode(), time.time() - sent, proc.pid)
+
+
+def group_gone(pgid: int, wait: float) -> bool:
+    """Whether every process of the group has exited within ``wait`` seconds."""
+    deadline = time.time() + wait
+    while time.time() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False

@@ -5,16 +5,20 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ctrl_c, group_gone
 
 from bionas_bench import controllers
+from bionas_bench.cli import main
 from bionas_bench.controllers.base import Controller, check
 from bionas_bench.errors import ManifestError, SweepError
 from bionas_bench.manifests import parse_manifest
 from bionas_bench.sweep import (
+    is_done,
     load_results,
     load_sweep_config,
     parse_sweep_config,
@@ -293,3 +297,74 @@ def test_gpu_seconds_budget_cuts_runs(tmp_path, toy_store, toy_controllers):
     np.testing.assert_array_equal(cell.within_budget, before < 600.0)
     last = cell.within_budget.sum(axis=1) - 1
     np.testing.assert_array_equal(cell.runs["recommended"], cell.incumbent[np.arange(4), last])
+
+
+def test_unreachable_scheduler_is_a_sweep_error(tmp_path, toy_store, toy_controllers, monkeypatch):
+    def refuse(address, timeout):
+        raise OSError(f"connection to {address} refused")
+
+    monkeypatch.setattr("bionas_bench.cluster.Client", refuse)
+    config = toy_config(tmp_path, toy_store)
+    with pytest.raises(
+        SweepError, match=r"cannot reach the Dask scheduler at 'tcp://nowhere:1'.*--scheduler local"
+    ):
+        run_sweep(config, tmp_path / "out", scheduler="tcp://nowhere:1")
+
+
+# ---------------------------------------------------------------------- command line
+@pytest.mark.parametrize("flag", [None, "--quiet", "--no-progress"])
+def test_quiet_hides_the_progress_bar(tmp_path, toy_store, toy_controllers, capsys, flag):
+    """``--quiet`` as in ``train``; ``--no-progress`` (its older name) still works."""
+    text = TOY_CONFIG.replace("runs = 4", "runs = 1").replace("[0.01, 1.0, 100.0]", "[1.0]")
+    config = toy_config(tmp_path, toy_store, text)
+    argv = ["sweep", config.path, "--out", str(tmp_path / "out"), "--scheduler", "sync"]
+    assert main(argv + ([flag] if flag else [])) == 0
+    captured = capsys.readouterr()
+    assert "sweep toy: 2 cells" in captured.out
+    assert (captured.err == "") == (flag is not None), captured.err
+
+
+CTRL_C_CONFIG = """
+[sweep]
+name = "ctrl-c"
+seed = 3
+lambdas = [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0]
+runs = 60
+[budget]
+episodes = 200
+archs_per_episode = 3
+[store]
+source = "path"
+path = "{store}"
+[[controllers]]
+name = "random"
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_the_local_cluster_stops_promptly_and_resumes(tmp_path, toy_store):
+    """SIGINT to the whole process group mid-sweep, as a terminal's Ctrl-C sends it.
+
+    Cells of a few seconds each (a built-in controller: the worker processes cannot see
+    this module's toy controllers), on the default local cluster.
+    """
+    config = toy_config(tmp_path, toy_store, CTRL_C_CONFIG)
+    out = tmp_path / "interrupted"
+    cmd = [sys.executable, "-m", "bionas_bench", "sweep", config.path, "--out", str(out), "--quiet"]
+    stop = ctrl_c(cmd, ready=lambda: bool(_done_cells(out)))
+    assert stop.returncode == 130, stop.stderr
+    assert stop.stderr.strip() == "bionas-bench sweep: interrupted"  # no worker tracebacks
+    assert stop.seconds < 15, f"took {stop.seconds:.1f} s to stop"
+    assert group_gone(stop.pgid, wait=10), "worker processes outlived the interrupted sweep"
+    finished = _done_cells(out)
+    assert 1 <= len(finished) < len(config.cells())
+    assert {p.stem for p in (out / "cells").glob("*.zarr")} == finished  # no cell half written
+    resumed = run_sweep(config, out, scheduler="sync")
+    assert set(resumed.skipped) == finished
+    whole = run_sweep(config, tmp_path / "whole", scheduler="sync")
+    assert tree_digest(out) == tree_digest(whole.out)
+
+
+def _done_cells(out: Path) -> set[str]:
+    """Keys of the cells of ``out`` marked done."""
+    return {p.stem for p in (out / "cells").glob("*.zarr") if is_done(p)}

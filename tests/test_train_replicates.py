@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import synthetic_values
+from conftest import ctrl_c, group_gone, synthetic_values
 
 from bionas_bench.cli import main
 from bionas_bench.errors import StoreError, TrainingError
@@ -207,20 +203,11 @@ def test_ctrl_c_on_the_local_cluster_stops_promptly_and_resumes(tiny_train_datas
     cmd = [sys.executable, "-m", "bionas_bench", "train", "--dataset", str(tiny_train_dataset)]
     cmd += ["--training", "smoke", "--out", str(out), "--archs", "0-99", "--device", "cpu"]
     cmd += ["--workers", "2", "--threads", "1", "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None and not _some_done(out):
-        time.sleep(0.05)
-    if proc.poll() is not None:
-        pytest.skip(f"the farm ended (rc {proc.returncode}) before it could be interrupted")
-    sent = time.time()
-    os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    stopped = time.time() - sent
-    assert proc.returncode == 130, err
-    assert err.decode().strip() == "bionas-bench train: interrupted"  # no worker tracebacks
-    assert stopped < 15, f"took {stopped:.1f} s to stop"
-    assert _group_gone(proc.pid, wait=10), "worker processes outlived the interrupted farm"
+    stop = ctrl_c(cmd, ready=lambda: _some_done(out))
+    assert stop.returncode == 130, stop.stderr
+    assert stop.stderr.strip() == "bionas-bench train: interrupted"  # no worker tracebacks
+    assert stop.seconds < 15, f"took {stop.seconds:.1f} s to stop"
+    assert group_gone(stop.pgid, wait=10), "worker processes outlived the interrupted farm"
     partial = Store.open(out).done
     assert (partial.all(axis=1) == partial.any(axis=1)).all()  # no arch half done
     assert 1 <= partial.all(axis=1).sum() < 100
@@ -234,15 +221,3 @@ def _some_done(out: Path) -> bool:
         return bool(Store.open(out).done.any())
     except StoreError:
         return False
-
-
-def _group_gone(pgid: int, wait: float) -> bool:
-    """Whether every process of the group has exited within ``wait`` seconds."""
-    deadline = time.time() + wait
-    while time.time() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.1)
-    return False

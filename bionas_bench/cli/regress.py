@@ -100,7 +100,13 @@ def _false_alarm_parser(actions: argparse._SubParsersAction) -> None:
     _common(parser, scheduler=False)
     parser.add_argument("--trials", type=int, default=100, help="reruns with other seeds (default 100)")
     parser.add_argument("--alpha", type=float, default=0.05, help="family-wise error rate (default 0.05)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--quiet",
+        "--no-progress",
+        dest="quiet",
+        action="store_true",
+        help="no progress bar (as in 'bionas-bench train'; --no-progress is the older name)",
+    )
     parser.set_defaults(func=run_false_alarm)
 
 
@@ -144,7 +150,7 @@ def run_false_alarm(args: argparse.Namespace) -> int:
 
     from bionas_bench.regress import false_alarm_rate
 
-    bar = tqdm(total=args.trials, unit="trial", desc="false alarms", disable=args.no_progress)
+    bar = tqdm(total=args.trials, unit="trial", desc="false alarms", disable=args.quiet)
     alarms = 0
 
     def progress(done: int, alarm: bool) -> None:

@@ -13,11 +13,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         "sweep",
         help="run every controller x lambda x run of a sweep config against the oracle",
         description=(
-            "Run a sweep manifest (a name in data_manifests/sweeps, e.g. paper-fig2, or a path to a "
-            ".toml file): every controller at every lambda for the configured number of runs, "
-            "cells in parallel on Dask. Results go to a folder; rerunning with the same --out "
-            "resumes (finished cells are kept)."
+            "Run a sweep manifest (a name in data_manifests/sweeps, e.g. paper-fig2, or a path to a\n"
+            ".toml file): every controller at every lambda for the configured number of runs, cells\n"
+            "(one controller at one lambda) in parallel on Dask. Results go to a folder; rerunning\n"
+            "with the same --out resumes (finished cells are kept)."
         ),
+        epilog=(
+            "Ctrl-C stops the sweep at once (exit status 130): the local cluster's worker processes\n"
+            "are killed, finished cells are kept, and a cell cut short is rerun when the same\n"
+            "command is run again. With --scheduler threads the cells running at that moment cannot\n"
+            "be killed: Ctrl-C waits for them to finish. A remote scheduler's workers finish the\n"
+            "cells they are running (kept); the others are cancelled.\n\n"
+            "examples:\n"
+            "  bionas-bench sweep demo --out results/demo --report reports/demo\n"
+            "  bionas-bench sweep paper-fig2 --out results/fig2 --quiet   # no progress bar\n"
+            "  bionas-bench sweep my-sweep.toml --out results/mine --scheduler tcp://host:8786"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("config", help="sweep manifest name (paper-fig2, paper-fig2-pub, demo) or .toml path")
     parser.add_argument(
@@ -26,27 +38,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--scheduler",
         default="local",
-        help="'local' (default: a local Dask cluster, one process per core), 'threads', 'sync' "
-        "(in this process, in order), or a Dask scheduler address such as tcp://host:8786",
+        help="'local' (default: a local Dask cluster, one process per core, at most one per "
+        "cell), 'threads' (a local cluster of threads of this process), 'sync' (in this "
+        "process, in order), or a Dask scheduler address such as tcp://host:8786",
     )
     parser.add_argument("--store", type=Path, default=None, help="use this store instead of the config's")
     parser.add_argument("--report", type=Path, default=None, help="also write the report into this folder")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--quiet",
+        "--no-progress",
+        dest="quiet",
+        action="store_true",
+        help="no progress bar (as in 'bionas-bench train'; --no-progress is the older name)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from bionas_bench.sweep import load_sweep_config, run_sweep
+    from bionas_bench.sweep import CellProgress, load_sweep_config, run_sweep
 
     config = load_sweep_config(args.config)
     if args.store is not None and not args.store.exists():
         raise SweepError(f"--store {args.store} does not exist; pass the path of a bionas_bench store")
     total = len(config.cells())
-    bar = tqdm(total=total, unit="cell", desc=config.name, disable=args.no_progress)
+    bar = tqdm(total=total, unit="cell", desc=config.name, disable=args.quiet)
 
-    def progress(event) -> None:
+    def progress(event: CellProgress) -> None:
         bar.set_postfix_str(event.key + (" (done before)" if event.skipped else ""), refresh=False)
         bar.update(1)
 

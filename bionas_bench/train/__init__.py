@@ -4,8 +4,8 @@
 * :mod:`~bionas_bench.train.network` - a network from a space's choices
 * :mod:`~bionas_bench.train.batched` - batched training of one architecture's replicates
 * :mod:`~bionas_bench.train.config` - :class:`TrainingConfig` from training manifests
-* :mod:`~bionas_bench.train.farm` - :func:`run_farm`: every unit into a Zarr store
-* :mod:`~bionas_bench.train.cluster` - the farm's Dask clients (local cluster or an address)
+* :mod:`~bionas_bench.train.farm` - :func:`run_farm`: every unit into a Zarr store (on the
+  Dask clients of :mod:`bionas_bench.cluster`)
 """
 
 from bionas_bench.train.config import TrainingConfig, load_training_config

@@ -556,16 +556,18 @@ def _run_dask(
 ) -> None:
     """One Dask task per unit; results are written by the workers themselves.
 
-    On any exit before the end (an error, Ctrl-C) the pending tasks are cancelled
-    before the client (and the local cluster, whose worker processes are then
-    stopped) closes; a unit cut short is simply not done and is retrained on resume.
+    On any exit before the end (an error, Ctrl-C) :func:`~bionas_bench.cluster.dask_client`
+    closes the client first, releasing the units not yet started, then kills the local
+    cluster's worker processes; a unit cut short is simply not done and is retrained
+    on resume.
     """
     from dask.distributed import as_completed
 
-    from bionas_bench.train.cluster import dask_client
+    from bionas_bench.cluster import dask_client
 
     space, dataset, config, out = job
-    with dask_client(scheduler, workers) as client:
+    hint = "use --scheduler local (a local cluster) or none (in this process)"
+    with dask_client(scheduler, workers, error=TrainingError, hint=hint) as client:
         data_future = client.scatter(dataset, broadcast=True)
         futures = [
             client.submit(
@@ -582,10 +584,7 @@ def _run_dask(
             )
             for u in units
         ]
-        try:
-            for n, future in enumerate(as_completed(futures), start=1):
-                arch, seconds, failed = future.result()
-                if progress is not None:
-                    progress(FarmProgress(arch, n, len(units), seconds, failed))
-        finally:
-            client.cancel(futures)
+        for n, future in enumerate(as_completed(futures), start=1):
+            arch, seconds, failed = future.result()
+            if progress is not None:
+                progress(FarmProgress(arch, n, len(units), seconds, failed))

@@ -1,0 +1,138 @@
+"""Dask clients that stop promptly: a new local cluster, or a running scheduler.
+
+The training farm (:mod:`bionas_bench.train.farm`) and sweeps (:mod:`bionas_bench.sweep`)
+both hand independent, resumable units of work to Dask from a command line. The unit
+writes its own results and marks them done last, so a unit cut short is simply redone
+on resume; what the command line needs from Dask is that Ctrl-C stops everything at
+once, quietly. :func:`dask_client` yields a client either of a new ``LocalCluster``
+(workers owned by this process) or of a running scheduler at an address. For a local
+cluster of worker *processes* it arranges what a command-line user expects of Ctrl-C:
+
+* the worker processes ignore SIGINT (a terminal sends it to the whole foreground
+  process group): only this process reacts, so the workers print no tracebacks;
+* when the body of the ``with`` block raises (KeyboardInterrupt included), the client
+  is closed first, which releases its futures (tasks not yet started never start),
+  then the worker processes are killed at once instead of being asked to finish their
+  task first;
+* Dask's own log messages below ERROR are not shown (they are about the
+  cluster's plumbing, e.g. a worker slower to exit than Dask's grace period, and
+  would break a progress bar); errors still are, except while the cluster is torn
+  down after such an exception (a result being fetched as its task is released is
+  an "error" of the teardown itself, not news).
+
+A local cluster of worker *threads* (``processes=False``, cheaper to start, no data
+copied between processes) runs in this process: its threads cannot be killed, so when
+the body raises, closing the cluster waits for the tasks running at that moment to
+finish (queued ones never start). A remote scheduler's workers belong to someone else
+and are left alone: closing the client on an exception releases its tasks, so only
+those already running there finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+from distributed import Client, LocalCluster, WorkerPlugin
+from distributed.utils import silence_logging_cmgr
+
+from bionas_bench.errors import BionasError
+
+__all__ = ["dask_client"]
+
+#: Seconds a killed local worker gets before SIGKILL (it is not asked to finish its task).
+KILL_GRACE_SECONDS = 0.5
+
+
+class IgnoreInterrupt(WorkerPlugin):
+    """Make a local worker process ignore SIGINT (its client decides when it stops)."""
+
+    name = "bionas-bench-ignore-sigint"
+
+    def setup(self, worker: Any) -> None:
+        """Runs in the worker's event loop, the main thread of its process."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def dask_client(
+    scheduler: str,
+    workers: int,
+    *,
+    error: type[BionasError],
+    hint: str,
+    processes: bool = True,
+) -> Iterator[Client]:
+    """A client of a new LocalCluster (``scheduler="local"``), or of the scheduler at that address.
+
+    Args:
+        scheduler: ``"local"``, or the address of a running Dask scheduler
+            (``tcp://host:8786``).
+        workers: workers of the local cluster, one thread each (the caller's rule:
+            the farm's ``--workers``, one per core for a sweep).
+        error: raised when the address cannot be reached, so that each caller's users
+            get its own error type (:class:`~bionas_bench.errors.TrainingError`,
+            :class:`~bionas_bench.errors.SweepError`).
+        hint: the caller's alternatives, ending that error's message (e.g. "use
+            --scheduler local or sync").
+        processes: local workers are processes (killed at once when the body raises)
+            or, when False, threads of this process (the body's exception waits for the
+            tasks they are running).
+    """
+    if scheduler == "local":
+        with _local_client(workers, processes) as client:
+            yield client
+        return
+    try:
+        client = Client(scheduler, timeout="20s")
+    except OSError as exc:  # TimeoutError included
+        message = f"cannot reach the Dask scheduler at {scheduler!r}: {exc}; start one, or {hint}"
+        raise error(message) from None
+    with client:
+        yield client
+
+
+@contextlib.contextmanager
+def _local_client(workers: int, processes: bool) -> Iterator[Client]:
+    """A client of a new LocalCluster; on an exception, worker processes are killed, not awaited.
+
+    The scheduler runs in this process, so its teardown logs are silenced here.
+    """
+    with LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=processes,
+        # The scheduler always serves HTTP (health checks, metrics); None would mean port
+        # 8787 and a warning when another cluster has it: any free port, this host only,
+        # and no dashboard on it.
+        dashboard_address="127.0.0.1:0",
+        scheduler_kwargs={"dashboard": False},
+        silence_logs=logging.ERROR,
+    ) as cluster:
+        client = Client(cluster)
+        try:
+            if processes:  # a worker thread may not set signal handlers (nor need to)
+                client.register_plugin(IgnoreInterrupt())
+            yield client
+        except BaseException:
+            with silence_logging_cmgr(logging.CRITICAL):
+                client.close()  # first: the scheduler releases the tasks and scattered data
+                if processes:
+                    cluster.sync(_kill_workers, cluster)
+                cluster.close()  # threads: waits for their running tasks
+            raise
+        finally:
+            client.close()
+
+
+async def _kill_workers(cluster: LocalCluster) -> None:
+    """Close every nanny of ``cluster`` now, killing its worker process after a short grace.
+
+    Closing (not just killing) keeps a nanny from restarting its worker.
+    """
+    nannies = list(cluster.workers.values())
+    await asyncio.gather(*(n.close(timeout=KILL_GRACE_SECONDS, reason="interrupted") for n in nannies))
