@@ -21,6 +21,14 @@ COMMAND_MODULES = ("demo", "data", "train", "store", "sweep", "report", "control
 EXIT_BAD_INPUT = 2
 
 
+def add_quiet_option(parser: argparse.ArgumentParser) -> None:
+    """``--quiet`` (no progress bar) as every long-running command spells it.
+
+    ``--no-progress`` is kept as the older name that ``sweep`` and ``regress`` had.
+    """
+    parser.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bionas-bench",

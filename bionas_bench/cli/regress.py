@@ -16,6 +16,8 @@ import math
 import sys
 from pathlib import Path
 
+from bionas_bench.cli import add_quiet_option
+
 EXIT_REGRESSION = 1
 
 
@@ -100,13 +102,7 @@ def _false_alarm_parser(actions: argparse._SubParsersAction) -> None:
     _common(parser, scheduler=False)
     parser.add_argument("--trials", type=int, default=100, help="reruns with other seeds (default 100)")
     parser.add_argument("--alpha", type=float, default=0.05, help="family-wise error rate (default 0.05)")
-    parser.add_argument(
-        "--quiet",
-        "--no-progress",
-        dest="quiet",
-        action="store_true",
-        help="no progress bar (as in 'bionas-bench train'; --no-progress is the older name)",
-    )
+    add_quiet_option(parser)
     parser.set_defaults(func=run_false_alarm)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bionas_bench.cli import add_quiet_option
 from bionas_bench.errors import SweepError
 
 
@@ -44,13 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--store", type=Path, default=None, help="use this store instead of the config's")
     parser.add_argument("--report", type=Path, default=None, help="also write the report into this folder")
-    parser.add_argument(
-        "--quiet",
-        "--no-progress",
-        dest="quiet",
-        action="store_true",
-        help="no progress bar (as in 'bionas-bench train'; --no-progress is the older name)",
-    )
+    add_quiet_option(parser)
     parser.set_defaults(func=run)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from bionas_bench.cli import add_quiet_option
 from bionas_bench.space import get_space
 
 
@@ -67,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="torch CPU threads per process (default: cpu_count/workers for --scheduler local, "
         "torch's otherwise)",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet_option(parser)
     parser.set_defaults(func=run)
 
 
