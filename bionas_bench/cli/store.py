@@ -15,6 +15,7 @@ examples:
   bionas-bench store info stores/bionas-pub.zarr --lam 0.1
   bionas-bench store info stores/bionas-pub.zarr --json
   bionas-bench store validate stores/bionas-pub.zarr
+  bionas-bench store compare runs/pub-myc.zarr stores/bionas-pub.zarr
 """
 
 
@@ -25,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Results stores hold every replicate of every architecture (Zarr v3). 'info' shows "
             "completion, failures, medians and the best architectures; 'validate' checks shapes "
-            "and attributes; 'import-bionas-pub' converts the original BioNAS table into a store."
+            "and attributes; 'import-bionas-pub' converts the original BioNAS table into a store; "
+            "'compare' measures how two stores of one space agree (Spearman of per-architecture medians)."
         ),
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -73,6 +75,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     val.add_argument("store", metavar="STORE", help="store path or fsspec URL")
     val.set_defaults(func=run_validate)
 
+    cmp = cmds.add_parser(
+        "compare",
+        help="how two stores of one space agree: Spearman of per-architecture median loss and knowledge",
+        description=(
+            "Rank correlation (Spearman) of the per-architecture medians of STORE_A and STORE_B, "
+            "for the loss and, when both stores have one, the knowledge; and where each store's "
+            "best architecture ranks in the other. Only architectures with a median in both "
+            "stores count, so a partly trained store can be compared."
+        ),
+        epilog=(
+            "examples:\n"
+            "  # our rebuild of the original table against the authors' own\n"
+            "  bionas-bench store import-bionas-pub ../shared/bionas_pub --out bionas-pub.zarr\n"
+            "  bionas-bench train --dataset bionas-pub-myc --training bionas-pub-myc --out pub-myc.zarr\n"
+            "  bionas-bench store compare pub-myc.zarr bionas-pub.zarr"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cmp.add_argument("store_a", metavar="STORE_A", help="store path or fsspec URL")
+    cmp.add_argument("store_b", metavar="STORE_B", help="store path or fsspec URL")
+    cmp.add_argument("--loss", default="val_loss", help="loss metric of STORE_A (default val_loss)")
+    cmp.add_argument("--loss-b", default=None, help="loss metric of STORE_B (default: as --loss)")
+    cmp.add_argument("--knowledge", default=None, help="knowledge set of STORE_A (default: the store's)")
+    cmp.add_argument("--knowledge-b", default=None, help="knowledge set of STORE_B (default: the store's)")
+    cmp.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    cmp.set_defaults(func=run_compare)
+
 
 def run_import(args: argparse.Namespace) -> int:
     from bionas_bench.importers import import_bionas_pub
@@ -104,6 +133,20 @@ def run_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_compare(args: argparse.Namespace) -> int:
+    from bionas_bench.agreement import compare_stores
+
+    a, b = open_store(args.store_a), open_store(args.store_b)
+    rows = compare_stores(
+        a, b, loss=args.loss, loss_b=args.loss_b, knowledge=args.knowledge, knowledge_b=args.knowledge_b
+    )
+    if args.json:
+        print(json.dumps([r.to_dict() for r in rows], indent=2, default=_json_default))
+        return 0
+    print(render_agreement(a.location, b.location, rows))
+    return 0
+
+
 def _json_default(value: object) -> object:
     return None if isinstance(value, float) and math.isnan(value) else str(value)
 
@@ -129,6 +172,24 @@ def render_summary(s: StoreSummary) -> str:
     for label, entries in s.best.items():
         lines.append(f"best by median {label}:")
         lines.extend(f"  {e.arch:>6}  {e.value:10.4f}  {e.name}" for e in entries)
+    return "\n".join(lines)
+
+
+def render_agreement(location_a: str, location_b: str, rows: list) -> str:
+    """A plain-text table of :func:`~bionas_bench.agreement.compare_stores`' rows."""
+    lines = [
+        f"A  {location_a}",
+        f"B  {location_b}",
+        f"{'':10} {'measure (A vs B)':<22} {'archs':>5} {'Spearman':>9} {'p':>9}  "
+        "best in A (rank in B)  best in B (rank in A)",
+    ]
+    for r in rows:
+        names = r.name_a if r.name_a == r.name_b else f"{r.name_a} vs {r.name_b}"
+        best_a = f"{r.best_a} ({r.best_a_rank_in_b:g} of {r.n})"
+        best_b = f"{r.best_b} ({r.best_b_rank_in_a:g} of {r.n})"
+        lines.append(
+            f"{r.quantity:10} {names:<22} {r.n:>5} {r.rho:>9.3f} {r.p_value:>9.2g}  {best_a:<22} {best_b}"
+        )
     return "\n".join(lines)
 
 

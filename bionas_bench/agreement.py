@@ -1,0 +1,112 @@
+"""How well two results stores of one space agree on their architectures.
+
+A store trained by this farm from the ``bionas-pub-myc`` manifests should rank the
+architectures as the authors' own table does; a store rebuilt on another machine or
+with more replicates should rank them as the one it replaces. :func:`compare_stores`
+answers with, per quantity (loss and knowledge), the Spearman rank correlation of the
+per-architecture medians of the two stores (over their done replicates, failed ones
+included as recorded, as the oracle's gold standard takes them), and where each
+store's best architecture ranks in the other.
+
+Only architectures with a finite median in both stores count, so a store with some
+architectures or replicates still missing can be compared (``n`` says how many).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.stats import rankdata, spearmanr
+
+from bionas_bench.errors import StoreError
+from bionas_bench.store import Store
+
+__all__ = ["Agreement", "compare_stores"]
+
+#: Fewest architectures with a median in both stores for a correlation to mean anything.
+MIN_ARCHS = 3
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Agreement of two stores on one quantity (``"loss"`` or ``"knowledge"``).
+
+    ``rho``/``p_value``: Spearman correlation of the per-architecture medians and its
+    two-sided p-value; ``best_a``/``best_b``: each store's best (lowest median)
+    architecture; ``best_a_rank_in_b``: where ``best_a`` ranks in ``b`` (1 = best of
+    ``n``, ties averaged), and the reverse.
+    """
+
+    quantity: str
+    name_a: str
+    name_b: str
+    n: int
+    rho: float
+    p_value: float
+    best_a: int
+    best_b: int
+    best_a_rank_in_b: float
+    best_b_rank_in_a: float
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def compare_stores(
+    a: Store,
+    b: Store,
+    *,
+    loss: str = "val_loss",
+    loss_b: str | None = None,
+    knowledge: str | None = None,
+    knowledge_b: str | None = None,
+) -> list[Agreement]:
+    """Agreement of ``a`` and ``b`` on median loss and, when both have one, median knowledge.
+
+    ``loss`` names the loss metric of ``a`` (and of ``b`` unless ``loss_b``);
+    ``knowledge``/``knowledge_b`` name the knowledge sets (default: each store's default
+    set). Raises :class:`StoreError` when the stores are of different spaces or share
+    fewer than :data:`MIN_ARCHS` architectures with a median.
+    """
+    if a.space.name != b.space.name or a.space.size != b.space.size:
+        raise StoreError(
+            f"stores {a.location} ({a.space.name}) and {b.location} ({b.space.name}) are of "
+            "different model spaces; compare stores of one space"
+        )
+    pairs = [("loss", loss, loss_b or loss, a.metric, b.metric)]
+    set_a = knowledge or a.default_knowledge_set
+    set_b = knowledge_b or knowledge or b.default_knowledge_set
+    if set_a is not None and set_b is not None:
+        pairs.append(("knowledge", set_a, set_b, a.knowledge, b.knowledge))
+    return [
+        _agreement(quantity, name_a, name_b, a.arch_medians(get_a(name_a)), b.arch_medians(get_b(name_b)))
+        for quantity, name_a, name_b, get_a, get_b in pairs
+    ]
+
+
+def _agreement(quantity: str, name_a: str, name_b: str, med_a: np.ndarray, med_b: np.ndarray) -> Agreement:
+    both = np.isfinite(med_a) & np.isfinite(med_b)
+    n = int(both.sum())
+    if n < MIN_ARCHS:
+        raise StoreError(
+            f"only {n} architectures have a median {quantity} in both stores; at least {MIN_ARCHS} "
+            "are needed (train more architectures, or check --loss / --knowledge)"
+        )
+    ids = np.flatnonzero(both)
+    x, y = med_a[both], med_b[both]
+    rho, p_value = spearmanr(x, y)
+    rank_a, rank_b = rankdata(x), rankdata(y)
+    best_a, best_b = int(np.argmin(x)), int(np.argmin(y))
+    return Agreement(
+        quantity=quantity,
+        name_a=name_a,
+        name_b=name_b,
+        n=n,
+        rho=float(rho),
+        p_value=float(p_value),
+        best_a=int(ids[best_a]),
+        best_b=int(ids[best_b]),
+        best_a_rank_in_b=float(rank_b[best_a]),
+        best_b_rank_in_a=float(rank_a[best_b]),
+    )
