@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from toy_controllers import SoftmaxPolicy
 
 from bionas_bench import controllers
 from bionas_bench.cli import main
-from bionas_bench.controllers.base import Controller, check
+from bionas_bench.controllers.base import check
 from bionas_bench.errors import RegressError
 from bionas_bench.regress import (
     GATED_METRICS,
@@ -67,30 +68,17 @@ class PGParams:
         check(self.lr > 0, f"lr must be > 0, got {self.lr}")
 
 
-class ToyPG(Controller):
+class ToyPG(SoftmaxPolicy):
     """Softmax policy per layer trained by REINFORCE with a moving-average baseline."""
 
     name = "toy-pg"
     Params = PGParams
-
-    def __init__(self, space, seed=0, **hp):
-        super().__init__(space, seed, **hp)
-        self.logits = [np.zeros(r) for r in space.radices]
-        self.baseline: float | None = None
 
     def step_size(self) -> float:
         return self.params.lr
 
     def transform(self, rewards: np.ndarray) -> np.ndarray:
         return rewards
-
-    def policy(self):
-        return [np.exp(lg - lg.max()) / np.exp(lg - lg.max()).sum() for lg in self.logits]
-
-    def _ask(self, n):
-        probs = self.policy()
-        choices = np.stack([self.rng.choice(len(p), size=n, p=p) for p in probs], axis=1)
-        return self.space.encode(choices.astype(np.int64))
 
     def _tell(self, ids, rewards, info):
         rewards = self.transform(rewards)
@@ -103,9 +91,6 @@ class ToyPG(Controller):
                 grad = -probs[layer]
                 grad[d] += 1.0
                 self.logits[layer] += self.step_size() * (reward - self.baseline) / scale * grad
-
-    def recommend(self):
-        return int(self.space.encode(np.array([int(np.argmax(lg)) for lg in self.logits])))
 
 
 class ZeroLR(ToyPG):

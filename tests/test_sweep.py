@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import ctrl_c, group_gone
+from toy_controllers import SoftmaxPolicy
 
 from bionas_bench import controllers
 from bionas_bench.cli import main
@@ -59,24 +60,11 @@ class ToyParams:
         check(self.lr > 0, f"lr must be > 0, got {self.lr}")
 
 
-class ToyPolicy(Controller):
+class ToyPolicy(SoftmaxPolicy):
     """A tiny softmax-per-layer policy (numpy REINFORCE): a stand-in policy controller."""
 
     name = "toy-policy"
     Params = ToyParams
-
-    def __init__(self, space, seed=0, **hp):
-        super().__init__(space, seed, **hp)
-        self.logits = [np.zeros(r) for r in space.radices]
-        self.baseline = None
-
-    def policy(self):
-        return [np.exp(lg - lg.max()) / np.exp(lg - lg.max()).sum() for lg in self.logits]
-
-    def _ask(self, n):
-        probs = self.policy()
-        choices = np.stack([self.rng.choice(len(p), size=n, p=p) for p in probs], axis=1)
-        return self.space.encode(choices.astype(np.int64))
 
     def _tell(self, ids, rewards, info):
         mean = float(rewards.mean())
@@ -88,9 +76,6 @@ class ToyPolicy(Controller):
                 grad = -p
                 grad[d] += 1.0
                 self.logits[layer] += self.params.lr * (reward - self.baseline) * grad
-
-    def recommend(self):
-        return int(self.space.encode(np.array([int(np.argmax(lg)) for lg in self.logits])))
 
 
 class ToyRandom(Controller):
