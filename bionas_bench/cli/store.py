@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from typing import TYPE_CHECKING
 
 from bionas_bench.ids import format_ids
 from bionas_bench.store import StoreSummary, open_store
+
+if TYPE_CHECKING:
+    from bionas_bench.agreement import Agreement
 
 EXAMPLES = """\
 examples:
@@ -175,7 +179,7 @@ def render_summary(s: StoreSummary) -> str:
     return "\n".join(lines)
 
 
-def render_agreement(location_a: str, location_b: str, rows: list) -> str:
+def render_agreement(location_a: str, location_b: str, rows: list[Agreement]) -> str:
     """A plain-text table of :func:`~bionas_bench.agreement.compare_stores`' rows."""
     lines = [
         f"A  {location_a}",
