@@ -10,10 +10,15 @@ store's best architecture ranks in the other.
 
 Only architectures with a finite median in both stores count, so a store with some
 architectures or replicates still missing can be compared (``n`` says how many).
+``replicates_a`` / ``replicates_b`` restrict the medians to some replicates: comparing
+one replicate of a store with all of the same store's (``compare_stores(s, s,
+replicates_a=[0])``) measures how far a single training can agree with the median at
+all, the ceiling for a one-replicate rebuild.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -61,13 +66,17 @@ def compare_stores(
     loss_b: str | None = None,
     knowledge: str | None = None,
     knowledge_b: str | None = None,
+    replicates_a: Sequence[int] | None = None,
+    replicates_b: Sequence[int] | None = None,
 ) -> list[Agreement]:
     """Agreement of ``a`` and ``b`` on median loss and, when both have one, median knowledge.
 
     ``loss`` names the loss metric of ``a`` (and of ``b`` unless ``loss_b``);
     ``knowledge``/``knowledge_b`` name the knowledge sets (default: each store's default
-    set). Raises :class:`StoreError` when the stores are of different spaces or share
-    fewer than :data:`MIN_ARCHS` architectures with a median.
+    set). ``replicates_a`` / ``replicates_b``: replicate indices whose done results form
+    each store's medians (default: all). Raises :class:`StoreError` when the stores are
+    of different spaces, a replicate index is out of range, or they share fewer than
+    :data:`MIN_ARCHS` architectures with a median.
     """
     if a.space.name != b.space.name or a.space.size != b.space.size:
         raise StoreError(
@@ -79,10 +88,33 @@ def compare_stores(
     set_b = knowledge_b or knowledge or b.default_knowledge_set
     if set_a is not None and set_b is not None:
         pairs.append(("knowledge", set_a, set_b, a.knowledge, b.knowledge))
+    mask_a, mask_b = _done(a, replicates_a), _done(b, replicates_b)
     return [
-        _agreement(quantity, name_a, name_b, a.arch_medians(get_a(name_a)), b.arch_medians(get_b(name_b)))
+        _agreement(
+            quantity,
+            name_a,
+            name_b,
+            a.arch_medians(get_a(name_a), mask_a),
+            b.arch_medians(get_b(name_b), mask_b),
+        )
         for quantity, name_a, name_b, get_a, get_b in pairs
     ]
+
+
+def _done(store: Store, replicates: Sequence[int] | None) -> np.ndarray:
+    """``store.done`` restricted to ``replicates`` (all when None)."""
+    if replicates is None:
+        return store.done
+    chosen = np.asarray(replicates, dtype=np.int64)
+    bad = chosen[(chosen < 0) | (chosen >= store.num_replicates)]
+    if len(chosen) == 0 or len(bad):
+        raise StoreError(
+            f"replicates {chosen.tolist()} of store {store.location}: give indices in "
+            f"0..{store.num_replicates - 1} (it has {store.num_replicates} replicates)"
+        )
+    keep = np.zeros(store.num_replicates, dtype=bool)
+    keep[chosen] = True
+    return store.done & keep[None, :]
 
 
 def _agreement(quantity: str, name_a: str, name_b: str, med_a: np.ndarray, med_b: np.ndarray) -> Agreement:

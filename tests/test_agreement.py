@@ -114,3 +114,24 @@ def test_cli_table_json_and_bad_input(tmp_path, synthetic_store_path, capsys):
     assert rows[1]["name_b"] == "myc_masked" and rows[1]["rho"] == pytest.approx(1.0)
     assert main(["store", "compare", path, str(tmp_path / "missing.zarr")]) == 2
     assert "missing.zarr" in capsys.readouterr().err
+
+
+def test_replicate_subsets_form_the_medians(tmp_path, synthetic_store, base):
+    """Replicate 4 is reversed; one replicate vs the others, on either side, sees it."""
+    loss, myc = base
+    flipped = loss.copy()
+    flipped[:, 4] = -flipped[:, 4]
+    other = _store(tmp_path / "b.zarr", flipped, myc)
+    assert compare_stores(other, synthetic_store, replicates_a=[4])[0].rho == pytest.approx(-1.0)
+    assert compare_stores(synthetic_store, other, replicates_b=[0, 1, 2, 3])[0].rho == pytest.approx(1.0)
+    with pytest.raises(StoreError, match=r"replicates \[5\] of store .*: give indices in 0..4"):
+        compare_stores(synthetic_store, other, replicates_a=[5])
+
+
+def test_cli_replicate_options(synthetic_store_path, capsys):
+    path = str(synthetic_store_path)
+    assert main(["store", "compare", path, path, "--replicates-a", "0", "--replicates-b", "1-4"]) == 0
+    assert "val_loss                 216     1.000" in capsys.readouterr().out
+    assert main(["store", "compare", path, path, "--replicates-b", "7"]) == 2
+    err = capsys.readouterr().err
+    assert "--replicates-b" in err and "has 5 replicates" in err

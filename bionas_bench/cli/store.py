@@ -7,8 +7,11 @@ import json
 import math
 from typing import TYPE_CHECKING
 
-from bionas_bench.ids import format_ids
-from bionas_bench.store import StoreSummary, open_store
+import numpy as np
+
+from bionas_bench.errors import StoreError
+from bionas_bench.ids import format_ids, parse_ids
+from bionas_bench.store import Store, StoreSummary, open_store
 
 if TYPE_CHECKING:
     from bionas_bench.agreement import Agreement
@@ -93,7 +96,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "  # our rebuild of the original table against the authors' own\n"
             "  bionas-bench store import-bionas-pub ../shared/bionas_pub --out bionas-pub.zarr\n"
             "  bionas-bench train --dataset bionas-pub-myc --training bionas-pub-myc --out pub-myc.zarr\n"
-            "  bionas-bench store compare pub-myc.zarr bionas-pub.zarr"
+            "  bionas-bench store compare pub-myc.zarr bionas-pub.zarr\n"
+            "  # the ceiling for a one-replicate rebuild: one replicate of a table vs all of it\n"
+            "  bionas-bench store compare bionas-pub.zarr bionas-pub.zarr --replicates-a 0"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -103,6 +108,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmp.add_argument("--loss-b", default=None, help="loss metric of STORE_B (default: as --loss)")
     cmp.add_argument("--knowledge", default=None, help="knowledge set of STORE_A (default: the store's)")
     cmp.add_argument("--knowledge-b", default=None, help="knowledge set of STORE_B (default: the store's)")
+    for side in ("a", "b"):
+        cmp.add_argument(
+            f"--replicates-{side}",
+            default=None,
+            metavar="IDS",
+            help=f"only these replicates of STORE_{side.upper()} (e.g. 0 or 0-4,7; default all)",
+        )
     cmp.add_argument("--json", action="store_true", help="print the comparison as JSON")
     cmp.set_defaults(func=run_compare)
 
@@ -142,7 +154,14 @@ def run_compare(args: argparse.Namespace) -> int:
 
     a, b = open_store(args.store_a), open_store(args.store_b)
     rows = compare_stores(
-        a, b, loss=args.loss, loss_b=args.loss_b, knowledge=args.knowledge, knowledge_b=args.knowledge_b
+        a,
+        b,
+        loss=args.loss,
+        loss_b=args.loss_b,
+        knowledge=args.knowledge,
+        knowledge_b=args.knowledge_b,
+        replicates_a=_replicates(args.replicates_a, a, "--replicates-a"),
+        replicates_b=_replicates(args.replicates_b, b, "--replicates-b"),
     )
     if args.json:
         print(json.dumps([r.to_dict() for r in rows], indent=2, default=_json_default))
@@ -177,6 +196,21 @@ def render_summary(s: StoreSummary) -> str:
         lines.append(f"best by median {label}:")
         lines.extend(f"  {e.arch:>6}  {e.value:10.4f}  {e.name}" for e in entries)
     return "\n".join(lines)
+
+
+def _replicates(text: str | None, store: Store, option: str) -> np.ndarray | None:
+    """Replicate indices of ``option`` (``"0-4,7"``), checked against ``store``."""
+    if text is None:
+        return None
+    return parse_ids(
+        text,
+        store.num_replicates,
+        option=option,
+        what="replicate index",
+        hint="use replicate indices and ranges like 0-4,7",
+        error=StoreError,
+        context=f" ({store.location} has {store.num_replicates} replicates)",
+    )
 
 
 def render_agreement(location_a: str, location_b: str, rows: list[Agreement]) -> str:
