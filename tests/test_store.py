@@ -247,3 +247,29 @@ def test_cli_bad_inputs(
     assert "lam" in capsys.readouterr().err
     assert cli.main(["store", "info", str(synthetic_store_path), "--loss", "auroc"]) == 2
     assert "no metric 'auroc'" in capsys.readouterr().err
+
+
+def test_cli_info_and_validate_default_to_the_embedded_store(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["store", "info"]) == 0
+    out = capsys.readouterr().out
+    assert "myc-mini.zarr" in out and "216 architectures complete" in out
+    assert cli.main(["store", "validate"]) == 0
+    assert "valid (216 x 5, 1080 done)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("buffered", [True, False], ids=["buffered", "unbuffered"])
+def test_cli_output_into_a_closed_pipe_stops_quietly(buffered: bool) -> None:
+    """``bionas-bench store info | head -0``: no traceback, the SIGPIPE exit status."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if not buffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    cmd = [sys.executable, "-m", "bionas_bench", "store", "info"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc.stdout.close()  # the reader is gone before the command writes a byte
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == cli.EXIT_BROKEN_PIPE, err
+    assert err == ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from bionas_bench import __version__
@@ -19,6 +20,7 @@ from bionas_bench.errors import BionasError
 COMMAND_MODULES = ("demo", "data", "train", "store", "sweep", "report", "controllers", "regress")
 
 EXIT_BAD_INPUT = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a command its reader closed
 
 
 def add_quiet_option(parser: argparse.ArgumentParser) -> None:
@@ -50,10 +52,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # output still buffered meets a closed pipe here, inside this try
+        return code
     except BionasError as exc:
         print(f"bionas-bench {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"bionas-bench {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`bionas-bench store info | head`): stop quietly, as a
+        # command killed by SIGPIPE would, and keep Python from complaining again when it
+        # flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 EXAMPLES = """\
 examples:
   bionas-bench store import-bionas-pub ../shared/bionas_pub --out stores/bionas-pub.zarr
+  bionas-bench store info                        # the embedded default store
   bionas-bench store info stores/bionas-pub.zarr --lam 0.1
   bionas-bench store info stores/bionas-pub.zarr --json
   bionas-bench store validate stores/bionas-pub.zarr
@@ -66,7 +67,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example:\n  bionas-bench store info bionas-pub.zarr --lam 0.1 --top 5",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    info.add_argument("store", metavar="STORE", help="store path or fsspec URL")
+    info.add_argument(
+        "store",
+        metavar="STORE",
+        nargs="?",
+        default=None,
+        help="store path or fsspec URL (default: the embedded store)",
+    )
     info.add_argument("--lam", type=float, default=1.0, help="knowledge weight of the objective (default 1)")
     info.add_argument("--top", type=int, default=3, help="how many best architectures to list (default 3)")
     info.add_argument("--loss", default=None, help="metric used as loss (default val_loss)")
@@ -79,7 +86,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="check a store's shapes and attributes",
         description="Check that every array and attribute of a store is consistent; exit 2 otherwise.",
     )
-    val.add_argument("store", metavar="STORE", help="store path or fsspec URL")
+    val.add_argument(
+        "store",
+        metavar="STORE",
+        nargs="?",
+        default=None,
+        help="store path or fsspec URL (default: the embedded store)",
+    )
     val.set_defaults(func=run_validate)
 
     cmp = cmds.add_parser(
