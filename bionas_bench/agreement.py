@@ -11,9 +11,9 @@ store's best architecture ranks in the other.
 Only architectures with a finite median in both stores count, so a store with some
 architectures or replicates still missing can be compared (``n`` says how many).
 ``replicates_a`` / ``replicates_b`` restrict the medians to some replicates: comparing
-one replicate of a store with all of the same store's (``compare_stores(s, s,
-replicates_a=[0])``) measures how far a single training can agree with the median at
-all, the ceiling for a one-replicate rebuild.
+one replicate of a store with the median of its other replicates (``compare_stores(s,
+s, replicates_a=[0], replicates_b=range(1, 20))``) measures how far a single training
+can agree with a median at all, the ceiling for a one-replicate rebuild.
 """
 
 from __future__ import annotations
@@ -72,9 +72,10 @@ def compare_stores(
     """Agreement of ``a`` and ``b`` on median loss and, when both have one, median knowledge.
 
     ``loss`` names the loss metric of ``a`` (and of ``b`` unless ``loss_b``);
-    ``knowledge``/``knowledge_b`` name the knowledge sets (default: each store's default
-    set). ``replicates_a`` / ``replicates_b``: replicate indices whose done results form
-    each store's medians (default: all). Raises :class:`StoreError` when the stores are
+    ``knowledge``/``knowledge_b`` name the knowledge sets (``knowledge_b`` defaults to
+    ``knowledge``, and either to its store's default set). ``replicates_a`` /
+    ``replicates_b``: replicate indices whose done results form each store's medians
+    (default: all). Raises :class:`StoreError` when the stores are
     of different spaces, a replicate index is out of range, or they share fewer than
     :data:`MIN_ARCHS` architectures with a median.
     """

@@ -110,8 +110,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "  bionas-bench store import-bionas-pub ../shared/bionas_pub --out bionas-pub.zarr\n"
             "  bionas-bench train --dataset bionas-pub-myc --training bionas-pub-myc --out pub-myc.zarr\n"
             "  bionas-bench store compare pub-myc.zarr bionas-pub.zarr\n"
-            "  # the ceiling for a one-replicate rebuild: one replicate of a table vs all of it\n"
-            "  bionas-bench store compare bionas-pub.zarr bionas-pub.zarr --replicates-a 0"
+            "  # the ceiling for a one-replicate rebuild: one replicate of a table vs the rest of it\n"
+            "  bionas-bench store compare bionas-pub.zarr bionas-pub.zarr \\\n"
+            "      --replicates-a 0 --replicates-b 1-19"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -120,7 +121,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmp.add_argument("--loss", default="val_loss", help="loss metric of STORE_A (default val_loss)")
     cmp.add_argument("--loss-b", default=None, help="loss metric of STORE_B (default: as --loss)")
     cmp.add_argument("--knowledge", default=None, help="knowledge set of STORE_A (default: the store's)")
-    cmp.add_argument("--knowledge-b", default=None, help="knowledge set of STORE_B (default: the store's)")
+    cmp.add_argument(
+        "--knowledge-b", default=None, help="knowledge set of STORE_B (default: as --knowledge, else its own)"
+    )
     for side in ("a", "b"):
         cmp.add_argument(
             f"--replicates-{side}",
