@@ -30,9 +30,13 @@ Results directory (self-contained; the report needs nothing else)::
                                               (policy controllers only)
         runs/<field>    [run]                 seeds, recommended arch, its medians and ranks
 
-A cell is written to ``<key>.zarr.partial`` and renamed when complete, with the group
+The unit of parallel work is a **task**, a slice of a cell's runs (25 by default, see
+:func:`plan_tasks`), so that more workers than cells can help and unequal cells balance;
+a slice is written to ``cells/<key>.parts/runs-<lo>-<hi>.zarr`` and the slices of a cell
+are joined into ``<key>.zarr`` (the bytes a whole-cell task writes) as soon as all are in.
+Every group is written to ``<name>.partial`` and renamed when complete, with the group
 attribute ``done`` written last, so an interrupted sweep (Ctrl-C, a killed worker)
-resumes by skipping finished cells and rerunning the rest. The same config and seeds
+resumes by skipping finished cells and slices and rerunning the rest. The same config and seeds
 give byte-identical files whatever the scheduler.
 """
 
@@ -61,6 +65,8 @@ RESULTS_FORMAT = "bionas-bench-sweep-results/1"
 STORE_SOURCES = ("embedded", "path", "bionas-pub")
 REPLICATE_POLICIES = ("random", "fixed", "median")
 FAILED_POLICIES = ("include", "exclude")
+#: Default size of a task (a slice of a cell's runs): 4 tasks per cell of the paper's 100 runs.
+RUNS_PER_TASK = 25
 #: Fields of every oracle answer kept per step (plus "failed" and [oracle].record).
 CORE_FIELDS = ("arch", "replicate", "loss", "knowledge", "reward", "cost")
 
@@ -144,7 +150,7 @@ class ReportSpec:
 
 @dataclass(frozen=True)
 class Cell:
-    """One unit of work: one controller at one lambda, all runs."""
+    """One controller at one lambda, all runs: one entry of the results."""
 
     index: int
     controller: ControllerSpec
@@ -154,6 +160,23 @@ class Cell:
     @property
     def key(self) -> str:
         return f"{self.controller.label}__lam{self.lam_index:02d}"
+
+
+@dataclass(frozen=True)
+class Task:
+    """The unit of parallel work: runs ``lo`` .. ``hi - 1`` of one cell."""
+
+    cell: Cell
+    lo: int
+    hi: int
+
+    @property
+    def runs(self) -> range:
+        return range(self.lo, self.hi)
+
+    @property
+    def name(self) -> str:
+        return f"runs-{self.lo:05d}-{self.hi:05d}"
 
 
 @dataclass(frozen=True)
@@ -500,24 +523,37 @@ class CellData:
     runs: dict[str, np.ndarray]
 
 
-def simulate_cell(config: SweepConfig, cell: Cell, store: Any) -> CellData:
-    """Run every run of ``cell`` for the budget; the heart of a sweep (pure, no I/O)."""
+def simulate_cell(config: SweepConfig, cell: Cell, store: Any, runs: range | None = None) -> CellData:
+    """Run the runs of ``cell`` (all, or the slice ``runs`` of run indices) for the budget;
+    the heart of a sweep (pure, no I/O).
+
+    Each run has its own seeds and oracle, and batched controllers give every run the
+    result it has alone, so a slice's runs equal the same runs of the whole cell -- except
+    under a GPU-seconds budget, where a cell stops once none of its runs is inside the
+    budget (which is why :func:`plan_tasks` never splits such a cell).
+    """
     from bionas_bench import controllers
 
     spec = cell.controller
     controller_seeds, oracle_seeds = run_seeds(config, cell)
-    runs = controllers.create_runs(spec.name, store.space, controller_seeds, **spec.hparams)
+    if runs is not None:
+        controller_seeds, oracle_seeds = (
+            controller_seeds[runs.start : runs.stop],
+            oracle_seeds[runs.start : runs.stop],
+        )
+    count = len(controller_seeds)
+    batch = controllers.create_runs(spec.name, store.space, controller_seeds, **spec.hparams)
     oracles = [make_oracle(store, cell.lam, s, config.oracle) for s in oracle_seeds]
-    rec = _Recorder(config.runs, config.budget, store.space)
-    spent = np.zeros(config.runs)
+    rec = _Recorder(count, config.budget, store.space)
+    spent = np.zeros(count)
     names = (*CORE_FIELDS, "failed", *config.oracle.record)
     for episode in range(config.budget.episodes):
-        rec.policy(episode, runs.policy())
-        ids = np.asarray(runs.ask(config.budget.archs_per_episode), dtype=np.int64)
-        fidelity = runs.fidelity()
+        rec.policy(episode, batch.policy())
+        ids = np.asarray(batch.ask(config.budget.archs_per_episode), dtype=np.int64)
+        fidelity = batch.fidelity()
         answers = [
             oracles[r].query(ids[r], **({} if fidelity is None else {"epoch": np.asarray(fidelity)[r]}))
-            for r in range(config.runs)
+            for r in range(count)
         ]
         fields = rec.step(episode, answers, names)
         rec.within_budget[:, episode] = _inside(spent, config.budget.gpu_seconds)
@@ -525,9 +561,9 @@ def simulate_cell(config: SweepConfig, cell: Cell, store: Any) -> CellData:
         info = {"cost": fields["cost"]}
         if "epoch" in fields:
             info["epoch"] = fields["epoch"]
-        runs.tell(ids, fields["reward"], info)
+        batch.tell(ids, fields["reward"], info)
         if _record_incumbent(config, episode):
-            rec.incumbent[:, episode] = np.asarray(runs.recommend(), dtype=np.int64)
+            rec.incumbent[:, episode] = np.asarray(batch.recommend(), dtype=np.int64)
         if config.budget.gpu_seconds is not None and not rec.within_budget[:, episode].any():
             rec.truncate(episode + 1)
             break
@@ -627,6 +663,48 @@ def cell_path(out: Path, cell: Cell) -> Path:
     return out / "cells" / f"{cell.key}.zarr"
 
 
+def part_path(out: Path, task: Task) -> Path:
+    """Where a task that is a slice of its cell writes its runs until the cell is merged."""
+    return out / "cells" / f"{task.cell.key}.parts" / f"{task.name}.zarr"
+
+
+def plan_tasks(config: SweepConfig, runs_per_task: int = 0) -> list[Task]:
+    """Split every cell into tasks of at most ``runs_per_task`` runs (0: whole cells).
+
+    Slices let more workers than cells help, and balance cells of unequal cost; a run's
+    result does not depend on the slicing. A cell with a GPU-seconds budget stays whole
+    (it ends when none of its runs is inside the budget, a property of all its runs).
+    """
+    if isinstance(runs_per_task, bool) or not isinstance(runs_per_task, int) or runs_per_task < 0:
+        raise SweepError(f"runs per task must be a whole number >= 0 (0: whole cells), got {runs_per_task!r}")
+    size = config.runs
+    if runs_per_task and config.budget.gpu_seconds is None:
+        size = runs_per_task
+    return [
+        Task(cell, lo, min(lo + size, config.runs))
+        for cell in config.cells()
+        for lo in range(0, config.runs, size)
+    ]
+
+
+def merge_parts(out: Path, cell: Cell, tasks: list[Task]) -> None:
+    """Join the finished slices ``tasks`` of ``cell`` into the cell, written as
+    :func:`write_cell` writes a whole cell (the same bytes)."""
+    parts = [read_cell(part_path(out, t))[1] for t in sorted(tasks, key=lambda t: t.lo)]
+
+    def join(name: str) -> dict[str, np.ndarray]:
+        return {k: np.concatenate([getattr(p, name)[k] for p in parts]) for k in getattr(parts[0], name)}
+
+    data = CellData(
+        steps=join("steps"),
+        incumbent=np.concatenate([p.incumbent for p in parts]),
+        within_budget=np.concatenate([p.within_budget for p in parts]),
+        policy=join("policy"),
+        runs=join("runs"),
+    )
+    write_cell(cell_path(out, cell), cell, data)
+
+
 def is_done(path: Path) -> bool:
     """A cell counts as finished only when its group holds ``done = true``."""
     meta = path / "zarr.json"
@@ -696,21 +774,26 @@ def read_cell(path: Path) -> tuple[dict[str, Any], CellData]:
     return attrs, data
 
 
-def run_cell_task(config: SweepConfig, cell: Cell, location: str | None, out: str) -> dict[str, Any]:
-    """Dask task: run ``cell`` unless already done, write it; returns timing facts."""
-    path = cell_path(Path(out), cell)
+def run_task(config: SweepConfig, task: Task, location: str | None, out: str) -> dict[str, Any]:
+    """Dask task: run the runs of ``task`` unless already written, write them (the cell
+    itself when the task is the whole cell, else a slice); returns timing facts."""
+    whole = task.lo == 0 and task.hi == config.runs
+    path = cell_path(Path(out), task.cell) if whole else part_path(Path(out), task)
+    facts = {
+        "key": task.cell.key,
+        "runs": task.hi - task.lo,
+        "skipped": True,
+        "seconds": 0.0,
+        "cpu_seconds": 0.0,
+    }
     if is_done(path):
-        return {"key": cell.key, "skipped": True, "seconds": 0.0, "cpu_seconds": 0.0}
+        return facts
     start, cpu = time.perf_counter(), time.process_time()
     with _single_thread():
-        data = simulate_cell(config, cell, open_cached_store(location))
-    write_cell(path, cell, data)
-    return {
-        "key": cell.key,
-        "skipped": False,
-        "seconds": time.perf_counter() - start,
-        "cpu_seconds": time.process_time() - cpu,
-    }
+        data = simulate_cell(config, task.cell, open_cached_store(location), None if whole else task.runs)
+    write_cell(path, task.cell, data)
+    facts.update(skipped=False, seconds=time.perf_counter() - start, cpu_seconds=time.process_time() - cpu)
+    return facts
 
 
 class _single_thread:
@@ -743,13 +826,17 @@ class _single_thread:
 # ---------------------------------------------------------------------- the sweep
 @dataclass(frozen=True)
 class CellProgress:
-    """A progress event: one more cell finished (or found finished)."""
+    """A progress event: one more task finished (or found finished) -- ``runs`` more runs
+    of cell ``key``; ``done`` of ``total`` tasks so far; ``cell_done`` when it completed
+    the cell."""
 
     key: str
     done: int
     total: int
     skipped: bool
     seconds: float
+    runs: int = 0
+    cell_done: bool = False
 
 
 @dataclass
@@ -779,6 +866,7 @@ def run_sweep(
     scheduler: str | None = None,
     progress: Callable[[CellProgress], None] | None = None,
     store: str | Path | None = None,
+    runs_per_task: int = RUNS_PER_TASK,
 ) -> SweepRun:
     """Run every cell of ``config`` and write the results folder ``out``.
 
@@ -786,12 +874,15 @@ def run_sweep(
     ``"threads"`` (a local in-process cluster), ``"sync"`` (in order, in this process),
     or a Dask scheduler address. ``store`` overrides the config's store with a path.
     Finished cells in ``out`` are kept (resume); ``out`` made by another config is an
-    error. ``progress`` is called once per finished cell. Without ``out`` the results
-    go to a new temporary folder.
+    error. ``runs_per_task`` splits each cell into tasks of that many runs (see
+    :func:`plan_tasks`; the results are the same bytes whatever the split); 0 runs whole
+    cells. ``progress`` is called once per finished task. Without ``out`` the results go
+    to a new temporary folder.
 
     An exception (KeyboardInterrupt included) leaves ``out`` resumable: the local
     cluster's worker processes are killed at once (see :mod:`bionas_bench.cluster`),
-    and a cell cut short is never marked done, so the next call reruns it. With
+    and a cell cut short is never marked done, so the next call reruns its unfinished
+    tasks (finished slices are kept). With
     ``"threads"`` the cells running at that moment cannot be killed and are waited for.
     """
     if not isinstance(config, SweepConfig):
@@ -801,16 +892,22 @@ def run_sweep(
     _check_controllers(config)
     location = str(store) if store is not None else resolve_store(config.store)
     opened = open_cached_store(location)
+    tasks = plan_tasks(config, runs_per_task)
     _prepare_out(out_path, config, opened, location, store is not None)
-    cells = config.cells()
-    results = _dispatch(config, cells, location, out_path, scheduler, progress)
+    skipped = [c.key for c in config.cells() if is_done(cell_path(out_path, c))]
+    results = _dispatch(config, tasks, location, out_path, scheduler, progress)
+    seconds: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    for r in results:
+        seconds[r["key"]] = seconds.get(r["key"], 0.0) + r["seconds"]
+        cpu[r["key"]] = cpu.get(r["key"], 0.0) + r["cpu_seconds"]
     return SweepRun(
         out=out_path,
         config=config,
         seconds=time.perf_counter() - start,
-        cell_seconds={r["key"]: r["seconds"] for r in results},
-        skipped=[r["key"] for r in results if r["skipped"]],
-        cell_cpu_seconds={r["key"]: r["cpu_seconds"] for r in results},
+        cell_seconds=seconds,
+        skipped=skipped,
+        cell_cpu_seconds=cpu,
     )
 
 
@@ -842,7 +939,7 @@ def _prepare_out(out: Path, config: SweepConfig, store: Any, location: str | Non
     elif out.exists() and any(out.iterdir()):
         raise SweepError(f"results folder {out} exists and is not a sweep's results; pass a new --out")
     (out / "cells").mkdir(parents=True, exist_ok=True)
-    for stale in (out / "cells").glob("*.partial"):
+    for stale in [*(out / "cells").glob("*.partial"), *(out / "cells").glob("*.parts/*.partial")]:
         shutil.rmtree(stale, ignore_errors=True)
     _write_gold(out / "gold.csv", config, store)
     _atomic_write(meta_path, text)
@@ -895,35 +992,66 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def _dispatch(
     config: SweepConfig,
-    cells: list[Cell],
+    tasks: list[Task],
     location: str | None,
     out: Path,
     scheduler: str | None,
     progress: Callable[[CellProgress], None] | None,
 ) -> list[dict[str, Any]]:
-    """Run the cells not yet done in ``out`` on ``scheduler``; one timing dict per cell.
+    """Run the tasks not yet done in ``out`` on ``scheduler``; one timing dict per task.
 
-    On any exit before the end (a cell's error, Ctrl-C) :func:`~bionas_bench.cluster.dask_client`
-    releases the cells not yet started and kills the local cluster's workers.
+    A cell's slices are merged into the cell as soon as the last one is in. On any exit
+    before the end (a task's error, Ctrl-C) :func:`~bionas_bench.cluster.dask_client`
+    releases the tasks not yet started and kills the local cluster's workers.
     """
     results: list[dict[str, Any]] = []
+    by_cell: dict[str, list[Task]] = {}
+    for task in tasks:
+        by_cell.setdefault(task.cell.key, []).append(task)
+    waiting = {key: len(group) for key, group in by_cell.items()}
 
     def report(result: dict[str, Any]) -> None:
         results.append(result)
+        key = result["key"]
+        waiting[key] -= 1
+        cell_done = waiting[key] == 0
+        group = by_cell[key]
+        if cell_done:
+            if len(group) > 1 and not is_done(cell_path(out, group[0].cell)):
+                merge_parts(out, group[0].cell, group)
+            shutil.rmtree(out / "cells" / f"{key}.parts", ignore_errors=True)  # slices of another split too
         if progress is not None:
             progress(
-                CellProgress(result["key"], len(results), len(cells), result["skipped"], result["seconds"])
+                CellProgress(
+                    key,
+                    len(results),
+                    len(tasks),
+                    result["skipped"],
+                    result["seconds"],
+                    result["runs"],
+                    cell_done,
+                )
             )
 
     todo = []
-    for cell in cells:
-        if is_done(cell_path(out, cell)):
-            report({"key": cell.key, "skipped": True, "seconds": 0.0, "cpu_seconds": 0.0})
+    for task in tasks:
+        if is_done(cell_path(out, task.cell)) or (
+            len(by_cell[task.cell.key]) > 1 and is_done(part_path(out, task))
+        ):
+            report(
+                {
+                    "key": task.cell.key,
+                    "runs": task.hi - task.lo,
+                    "skipped": True,
+                    "seconds": 0.0,
+                    "cpu_seconds": 0.0,
+                }
+            )
         else:
-            todo.append(cell)
+            todo.append(task)
     if scheduler == "sync" or not todo:
-        for cell in todo:
-            report(run_cell_task(config, cell, location, str(out)))
+        for task in todo:
+            report(run_task(config, task, location, str(out)))
         return results
     from distributed import as_completed
 
@@ -941,15 +1069,15 @@ def _dispatch(
     ) as client:
         futures = [
             client.submit(
-                run_cell_task,
+                run_task,
                 config,
-                cell,
+                task,
                 location,
                 str(out),
-                key=f"bionas-cell-{cell.key}-{config.sha256[:8]}",
+                key=f"bionas-task-{task.cell.key}-{task.name}-{config.sha256[:8]}",
                 pure=False,
             )
-            for cell in todo
+            for task in todo
         ]
         for future in as_completed(futures):
             report(future.result())

@@ -23,8 +23,11 @@ from bionas_bench.sweep import (
     load_results,
     load_sweep_config,
     parse_sweep_config,
+    part_path,
+    plan_tasks,
     run_seeds,
     run_sweep,
+    run_task,
 )
 
 TOY_CONFIG = """
@@ -244,6 +247,82 @@ def test_deterministic_across_schedulers_and_resumable(tmp_path, toy_store, toy_
     again = run_sweep(config, sync.out, scheduler="sync")
     assert len(again.skipped) == 5 and "toy-random__lam01" not in again.skipped
     assert tree_digest(sync.out) == tree_digest(threads.out)
+
+
+SLICED_CONFIG = """
+[sweep]
+name = "sliced"
+seed = 5
+lambdas = [0.1, 10.0]
+runs = 5
+
+[budget]
+episodes = 18
+archs_per_episode = 3
+
+[store]
+source = "path"
+path = "{store}"
+
+[[controllers]]
+name = "ppo"
+params = {{ warmup_episodes = 3, max_epochs = 3 }}
+
+[[controllers]]
+name = "random"
+
+[[controllers]]
+name = "evolution"
+
+[[controllers]]
+name = "toy-policy"
+"""
+
+
+def test_slices_of_runs_give_the_same_bytes_as_whole_cells(tmp_path, toy_store, toy_controllers):
+    """Cells cut into tasks of 2 + 2 + 1 runs, in order or on threads, are joined into the
+    same files as whole cells (batched and looped controllers alike); no slice is left."""
+    config = toy_config(tmp_path, toy_store, SLICED_CONFIG)
+    assert [(t.lo, t.hi) for t in plan_tasks(config, 2)[:3]] == [(0, 2), (2, 4), (4, 5)]
+    whole = run_sweep(config, tmp_path / "whole", scheduler="sync", runs_per_task=0)
+    events = []
+    sliced = run_sweep(config, tmp_path / "sliced", scheduler="sync", runs_per_task=2, progress=events.append)
+    threads = run_sweep(config, tmp_path / "threads", scheduler="threads", runs_per_task=2)
+    assert tree_digest(sliced.out) == tree_digest(whole.out) == tree_digest(threads.out)
+    assert not list((sliced.out / "cells").glob("*.parts"))
+    assert len(events) == 3 * len(config.cells()) and sum(e.runs for e in events) == 5 * len(config.cells())
+    assert sum(e.cell_done for e in events) == len(config.cells())
+    assert set(sliced.cell_seconds) == {c.key for c in config.cells()}
+
+
+def test_finished_slices_are_kept_on_resume(tmp_path, toy_store, toy_controllers):
+    """A cell of which one slice was written and another cut short (its ``.partial``), as a
+    killed worker leaves them: the resumed sweep runs only the missing slices and joins
+    the same cell as a whole-cell run."""
+    config = toy_config(tmp_path, toy_store, SLICED_CONFIG)
+    whole = run_sweep(config, tmp_path / "whole", scheduler="sync", runs_per_task=0)
+    out = run_sweep(config, tmp_path / "resumed", scheduler="sync", runs_per_task=2).out
+    first, second, _ = plan_tasks(config, 2)[:3]
+    shutil.rmtree(out / "cells" / f"{first.cell.key}.zarr")
+    run_task(config, first, str(toy_store), str(out))
+    part_path(out, second).with_name(f"{second.name}.zarr.partial").mkdir()
+    events = []
+    again = run_sweep(config, out, scheduler="sync", runs_per_task=2, progress=events.append)
+    assert first.cell.key not in again.skipped and len(again.skipped) == len(config.cells()) - 1
+    mine = [(e.runs, e.skipped) for e in events if e.key == first.cell.key]
+    assert mine == [(2, True), (2, False), (1, False)]
+    assert tree_digest(out) == tree_digest(whole.out)
+
+
+def test_cells_under_a_gpu_seconds_budget_stay_whole(tmp_path, toy_store):
+    text = SLICED_CONFIG.replace("archs_per_episode = 3", "archs_per_episode = 3\ngpu_seconds = 500.0")
+    config = toy_config(tmp_path, toy_store, text)
+    assert [(t.lo, t.hi) for t in plan_tasks(config, 2)] == [(0, 5)] * len(config.cells())
+    with pytest.raises(SweepError, match="runs per task must be a whole number >= 0"):
+        plan_tasks(config, -1)
+    argv = ["sweep", config.path, "--out", str(tmp_path / "o"), "--runs-per-task", "-3"]
+    assert main(argv) != 0
+    assert not (tmp_path / "o").exists()
 
 
 def test_results_of_another_config_are_refused(tmp_path, toy_store, toy_controllers):

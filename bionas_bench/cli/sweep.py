@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bionas_bench.cli import add_quiet_option
 from bionas_bench.errors import SweepError
+from bionas_bench.sweep import RUNS_PER_TASK
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,8 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Run a sweep manifest (a name in data_manifests/sweeps, e.g. paper-fig2, or a path to a\n"
             ".toml file): every controller at every lambda for the configured number of runs, cells\n"
-            "(one controller at one lambda) in parallel on Dask. Results go to a folder; rerunning\n"
-            "with the same --out resumes (finished cells are kept)."
+            "(one controller at one lambda) in slices of --runs-per-task runs, in parallel on Dask.\n"
+            "Results go to a folder; rerunning with the same --out resumes (finished cells and\n"
+            "slices are kept)."
         ),
         epilog=(
             "Ctrl-C stops the sweep at once (exit status 130): the local cluster's worker processes\n"
@@ -43,6 +45,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "cell), 'threads' (a local cluster of threads of this process), 'sync' (in this "
         "process, in order), or a Dask scheduler address such as tcp://host:8786",
     )
+    parser.add_argument(
+        "--runs-per-task",
+        type=int,
+        default=RUNS_PER_TASK,
+        metavar="N",
+        help=f"split each cell's runs into tasks of N runs (default {RUNS_PER_TASK}; 0: whole cells), so "
+        "that more workers than cells can help; the results are the same whatever N",
+    )
     parser.add_argument("--store", type=Path, default=None, help="use this store instead of the config's")
     parser.add_argument("--report", type=Path, default=None, help="also write the report into this folder")
     add_quiet_option(parser)
@@ -57,15 +67,24 @@ def run(args: argparse.Namespace) -> int:
     config = load_sweep_config(args.config)
     if args.store is not None and not args.store.exists():
         raise SweepError(f"--store {args.store} does not exist; pass the path of a bionas_bench store")
+    if args.runs_per_task < 0:
+        raise SweepError(f"--runs-per-task must be >= 0 (0: whole cells), got {args.runs_per_task}")
     total = len(config.cells())
-    bar = tqdm(total=total, unit="cell", desc=config.name, disable=args.quiet)
+    bar = tqdm(total=total * config.runs, unit="run", desc=config.name, disable=args.quiet)
 
     def progress(event: CellProgress) -> None:
         bar.set_postfix_str(event.key + (" (done before)" if event.skipped else ""), refresh=False)
-        bar.update(1)
+        bar.update(event.runs)
 
     try:
-        result = run_sweep(config, args.out, scheduler=args.scheduler, progress=progress, store=args.store)
+        result = run_sweep(
+            config,
+            args.out,
+            scheduler=args.scheduler,
+            progress=progress,
+            store=args.store,
+            runs_per_task=args.runs_per_task,
+        )
     finally:
         bar.close()
     skipped = f", {len(result.skipped)} already done" if result.skipped else ""
