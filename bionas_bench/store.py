@@ -73,6 +73,10 @@ EMBEDDED_STORE_DIR = Path(__file__).resolve().parent / "stores"
 DEFAULT_STORE_NAME = "default.zarr"
 
 BASES = ("A", "C", "G", "T")
+#: Binary cross-entropy above which a training counts as stuck at chance level: a
+#: constant guess on balanced labels scores ln 2 = 0.6931. The original BioNAS table's
+#: failed trainings are exactly these (its importer marks them failed).
+CHANCE_LOSS = 0.69
 _PACKED = "packed"
 
 
@@ -184,6 +188,9 @@ class StoreSummary:
     ``replicates_complete`` lists the replicate indices done for every architecture.
     Medians of each metric are over all done units (failed ones included, as recorded);
     best architectures rank per-architecture medians over done replicates.
+    ``units_chance`` counts done units whose loss exceeds :data:`CHANCE_LOSS` (None
+    without a loss metric): the farm marks only diverged (non-finite) trainings failed,
+    the importer of the original table marks these, so the two counts differ in meaning.
     """
 
     location: str
@@ -194,6 +201,7 @@ class StoreSummary:
     archs_complete: int
     archs_empty: int
     units_failed: int
+    units_chance: int | None
     replicate_counts: dict[int, int]
     replicates_complete: tuple[int, ...]
     source: str
@@ -770,6 +778,7 @@ class Store:
             archs_complete=int(done.all(axis=1).sum()),
             archs_empty=int((~done.any(axis=1)).sum()),
             units_failed=int((done & self.failed).sum()),
+            units_chance=None if loss is None else int((done & (self.metric(loss) > CHANCE_LOSS)).sum()),
             replicate_counts=_replicate_counts(done),
             replicates_complete=tuple(int(r) for r in np.flatnonzero(done.all(axis=0))),
             source=str((self._attrs.get("provenance") or {}).get("source", "unknown")),

@@ -201,6 +201,19 @@ def test_summary(synthetic_store: Store) -> None:
     assert best_loss[0].value == pytest.approx(0.1 + 0.01 * 2)
     assert summary.best["knowledge (myc)"][0].arch == 215
     assert summary.to_dict()["units_total"] == 1080
+    assert summary.units_chance == 0  # every synthetic val_loss is < 0.69
+
+
+def test_summary_counts_units_at_chance_level(synthetic_store: Store) -> None:
+    """Done units whose loss metric is above CHANCE_LOSS, shown by ``store info``."""
+    from bionas_bench.cli.store import render_summary
+    from bionas_bench.store import CHANCE_LOSS
+
+    accuracy = synthetic_values()["metrics"]["accuracy"]  # a loss metric with both sides of 0.69
+    summary = synthetic_store.summary(loss="accuracy")
+    expected = int((accuracy > CHANCE_LOSS).sum())
+    assert 0 < expected < accuracy.size and summary.units_chance == expected
+    assert f"at chance  {expected} done units with accuracy > 0.69" in render_summary(summary)
 
 
 def test_to_xarray(synthetic_store: Store) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 
 from bionas_bench.errors import StoreError
 from bionas_bench.ids import format_ids, parse_ids
-from bionas_bench.store import Store, StoreSummary, open_store
+from bionas_bench.store import CHANCE_LOSS, Store, StoreSummary, open_store
 
 if TYPE_CHECKING:
     from bionas_bench.agreement import Agreement
@@ -201,6 +201,15 @@ def render_summary(s: StoreSummary) -> str:
         f"replicates {_replicate_line(s)}",
         f"failures   {s.units_failed} done units failed"
         + (f" ({100 * s.units_failed / s.units_done:.1f}%)" if s.units_done else ""),
+        *(
+            []
+            if s.units_chance is None
+            else [
+                f"at chance  {s.units_chance} done units with {s.loss} > {CHANCE_LOSS}"
+                + (f" ({100 * s.units_chance / s.units_done:.1f}%)" if s.units_done else "")
+                + f"; a constant guess on balanced labels scores ln 2 = {math.log(2):.4f}"
+            ]
+        ),
         "medians over done units:",
     ]
     for name, value in {
