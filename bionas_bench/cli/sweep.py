@@ -23,14 +23,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
         epilog=(
             "Ctrl-C stops the sweep at once (exit status 130): the local cluster's worker processes\n"
-            "are killed, finished cells are kept, and a cell cut short is rerun when the same\n"
-            "command is run again. With --scheduler threads the cells running at that moment cannot\n"
-            "be killed: Ctrl-C waits for them to finish. A remote scheduler's workers finish the\n"
-            "cells they are running (kept); the others are cancelled.\n\n"
+            "are killed, finished cells and slices are kept, and a slice cut short is rerun when the\n"
+            "same command is run again. With --scheduler threads the slices running at that moment\n"
+            "cannot be killed: Ctrl-C waits for them to finish. A remote scheduler's workers finish\n"
+            "the slices they are running (kept); the others are cancelled.\n\n"
             "examples:\n"
             "  bionas-bench sweep demo --out results/demo --report reports/demo\n"
             "  bionas-bench sweep paper-fig2 --out results/fig2 --quiet   # no progress bar\n"
-            "  bionas-bench sweep my-sweep.toml --out results/mine --scheduler tcp://host:8786"
+            "  bionas-bench sweep my-sweep.toml --out results/mine --scheduler tcp://host:8786\n"
+            "  bionas-bench sweep paper-fig2 --out results/fig2 --scheduler tcp://host:8786 \\\n"
+            "      --runs-per-task 5   # 280 tasks of 5 runs, for a cluster of many workers"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -42,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--scheduler",
         default="local",
         help="'local' (default: a local Dask cluster, one process per core, at most one per "
-        "cell), 'threads' (a local cluster of threads of this process), 'sync' (in this "
+        "task), 'threads' (a local cluster of threads of this process), 'sync' (in this "
         "process, in order), or a Dask scheduler address such as tcp://host:8786",
     )
     parser.add_argument(
