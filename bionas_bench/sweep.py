@@ -36,8 +36,8 @@ a slice is written to ``cells/<key>.parts/runs-<lo>-<hi>.zarr`` and the slices o
 are joined into ``<key>.zarr`` (the bytes a whole-cell task writes) as soon as all are in.
 Every group is written to ``<name>.partial`` and renamed when complete, with the group
 attribute ``done`` written last, so an interrupted sweep (Ctrl-C, a killed worker)
-resumes by skipping finished cells and slices and rerunning the rest. The same config and seeds
-give byte-identical files whatever the scheduler.
+resumes by skipping finished cells and slices and rerunning the rest. The same config
+and seeds give byte-identical files whatever the scheduler and the slicing.
 """
 
 from __future__ import annotations
@@ -668,7 +668,7 @@ def part_path(out: Path, task: Task) -> Path:
     return out / "cells" / f"{task.cell.key}.parts" / f"{task.name}.zarr"
 
 
-def plan_tasks(config: SweepConfig, runs_per_task: int = 0) -> list[Task]:
+def plan_tasks(config: SweepConfig, runs_per_task: int = RUNS_PER_TASK) -> list[Task]:
     """Split every cell into tasks of at most ``runs_per_task`` runs (0: whole cells).
 
     Slices let more workers than cells help, and balance cells of unequal cost; a run's
@@ -825,7 +825,7 @@ class _single_thread:
 
 # ---------------------------------------------------------------------- the sweep
 @dataclass(frozen=True)
-class CellProgress:
+class TaskProgress:
     """A progress event: one more task finished (or found finished) -- ``runs`` more runs
     of cell ``key``; ``done`` of ``total`` tasks so far; ``cell_done`` when it completed
     the cell."""
@@ -864,7 +864,7 @@ def run_sweep(
     config: SweepConfig | str | Path,
     out: str | Path | None = None,
     scheduler: str | None = None,
-    progress: Callable[[CellProgress], None] | None = None,
+    progress: Callable[[TaskProgress], None] | None = None,
     store: str | Path | None = None,
     runs_per_task: int = RUNS_PER_TASK,
 ) -> SweepRun:
@@ -882,8 +882,8 @@ def run_sweep(
     An exception (KeyboardInterrupt included) leaves ``out`` resumable: the local
     cluster's worker processes are killed at once (see :mod:`bionas_bench.cluster`),
     and a cell cut short is never marked done, so the next call reruns its unfinished
-    tasks (finished slices are kept). With
-    ``"threads"`` the cells running at that moment cannot be killed and are waited for.
+    tasks (finished slices are kept). With ``"threads"`` the tasks running at that
+    moment cannot be killed and are waited for.
     """
     if not isinstance(config, SweepConfig):
         config = load_sweep_config(config)
@@ -996,7 +996,7 @@ def _dispatch(
     location: str | None,
     out: Path,
     scheduler: str | None,
-    progress: Callable[[CellProgress], None] | None,
+    progress: Callable[[TaskProgress], None] | None,
 ) -> list[dict[str, Any]]:
     """Run the tasks not yet done in ``out`` on ``scheduler``; one timing dict per task.
 
@@ -1022,7 +1022,7 @@ def _dispatch(
             shutil.rmtree(out / "cells" / f"{key}.parts", ignore_errors=True)  # slices of another split too
         if progress is not None:
             progress(
-                CellProgress(
+                TaskProgress(
                     key,
                     len(results),
                     len(tasks),

@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from bionas_bench.sweep import CellProgress, load_sweep_config, run_sweep
+    from bionas_bench.sweep import TaskProgress, load_sweep_config, run_sweep
 
     config = load_sweep_config(args.config)
     if args.store is not None and not args.store.exists():
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     total = len(config.cells())
     bar = tqdm(total=total * config.runs, unit="run", desc=config.name, disable=args.quiet)
 
-    def progress(event: CellProgress) -> None:
+    def progress(event: TaskProgress) -> None:
         bar.set_postfix_str(event.key + (" (done before)" if event.skipped else ""), refresh=False)
         bar.update(event.runs)
 
