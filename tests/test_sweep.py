@@ -314,6 +314,17 @@ def test_finished_slices_are_kept_on_resume(tmp_path, toy_store, toy_controllers
     assert tree_digest(out) == tree_digest(whole.out)
 
 
+def test_auto_slicing_only_when_workers_would_idle(tmp_path, toy_store):
+    """8 cells of 5 runs: whole cells for up to 4 workers (>= 2 tasks each), else slices."""
+    config = toy_config(tmp_path, toy_store, SLICED_CONFIG)
+    assert len(config.cells()) == 8
+    for workers in (1, 2, 4):
+        assert {(t.lo, t.hi) for t in plan_tasks(config, None, workers)} == {(0, 5)}
+    assert [(t.lo, t.hi) for t in plan_tasks(config, None, 8)[:2]] == [(0, 3), (3, 5)]
+    assert len(plan_tasks(config, None, 20)) == 8 * 5  # at most one run a task
+    assert len(plan_tasks(config, 0, 20)) == 8  # explicit whole cells
+
+
 def test_cells_under_a_gpu_seconds_budget_stay_whole(tmp_path, toy_store):
     text = SLICED_CONFIG.replace("archs_per_episode = 3", "archs_per_episode = 3\ngpu_seconds = 500.0")
     config = toy_config(tmp_path, toy_store, text)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from bionas_bench.cli import add_quiet_option
 from bionas_bench.errors import SweepError
-from bionas_bench.sweep import RUNS_PER_TASK
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Run a sweep manifest (a name in data_manifests/sweeps, e.g. paper-fig2, or a path to a\n"
             ".toml file): every controller at every lambda for the configured number of runs, cells\n"
-            "(one controller at one lambda) in slices of --runs-per-task runs, in parallel on Dask.\n"
+            "(one controller at one lambda), or slices of their runs, in parallel on Dask.\n"
             "Results go to a folder; rerunning with the same --out resumes (finished cells and\n"
             "slices are kept)."
         ),
@@ -50,10 +49,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--runs-per-task",
         type=int,
-        default=RUNS_PER_TASK,
+        default=None,
         metavar="N",
-        help=f"split each cell's runs into tasks of N runs (default {RUNS_PER_TASK}; 0: whole cells), so "
-        "that more workers than cells can help; the results are the same whatever N",
+        help="split each cell's runs into tasks of N runs (0: whole cells); default: whole cells "
+        "unless there are more workers than cells can keep busy, then each cell in slices, at least "
+        "two tasks a worker. The results are the same bytes whatever N",
     )
     parser.add_argument("--store", type=Path, default=None, help="use this store instead of the config's")
     parser.add_argument("--report", type=Path, default=None, help="also write the report into this folder")
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_sweep_config(args.config)
     if args.store is not None and not args.store.exists():
         raise SweepError(f"--store {args.store} does not exist; pass the path of a bionas_bench store")
-    if args.runs_per_task < 0:
+    if args.runs_per_task is not None and args.runs_per_task < 0:
         raise SweepError(f"--runs-per-task must be >= 0 (0: whole cells), got {args.runs_per_task}")
     total = len(config.cells())
     bar = tqdm(total=total * config.runs, unit="run", desc=config.name, disable=args.quiet)
