@@ -19,6 +19,7 @@ from bionas_bench.controllers.base import Controller, check
 from bionas_bench.errors import ManifestError, SweepError
 from bionas_bench.manifests import parse_manifest
 from bionas_bench.sweep import (
+    RUNS_PER_TASK,
     is_done,
     load_results,
     load_sweep_config,
@@ -314,15 +315,17 @@ def test_finished_slices_are_kept_on_resume(tmp_path, toy_store, toy_controllers
     assert tree_digest(out) == tree_digest(whole.out)
 
 
-def test_auto_slicing_only_when_workers_would_idle(tmp_path, toy_store):
-    """8 cells of 5 runs: whole cells for up to 4 workers (>= 2 tasks each), else slices."""
-    config = toy_config(tmp_path, toy_store, SLICED_CONFIG)
-    assert len(config.cells()) == 8
+def test_automatic_split(tmp_path, toy_store):
+    """At most RUNS_PER_TASK runs a task, smaller where a worker would get < 2 tasks."""
+    config = toy_config(tmp_path, toy_store, SLICED_CONFIG)  # 8 cells of 5 runs
     for workers in (1, 2, 4):
         assert {(t.lo, t.hi) for t in plan_tasks(config, None, workers)} == {(0, 5)}
     assert [(t.lo, t.hi) for t in plan_tasks(config, None, 8)[:2]] == [(0, 3), (3, 5)]
     assert len(plan_tasks(config, None, 20)) == 8 * 5  # at most one run a task
     assert len(plan_tasks(config, 0, 20)) == 8  # explicit whole cells
+    paper = load_sweep_config("paper-fig2")  # 14 cells of 100 runs
+    assert {t.hi - t.lo for t in plan_tasks(paper, None, 2)} == {RUNS_PER_TASK}
+    assert len(plan_tasks(paper, None, 64)) == 14 * 10  # 128 tasks wanted: 10 slices a cell
 
 
 def test_cells_under_a_gpu_seconds_budget_stay_whole(tmp_path, toy_store):

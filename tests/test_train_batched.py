@@ -13,6 +13,7 @@ from bionas_bench.errors import TrainingError
 from bionas_bench.space import get_space
 from bionas_bench.train.batched import TrainData, make_splits, resolve_device, train_unit
 from bionas_bench.train.config import load_training_config
+from bionas_bench.train.farm import determinism
 from bionas_bench.train.metrics import accuracy, auroc, average_precision
 
 SPACE = get_space("bionas-conv1d")
@@ -31,13 +32,20 @@ ARCHS = {
 TOLERANCE = {"float64": 1e-10, "float32": 1e-5}
 
 
-def _toy(dtype: torch.dtype) -> TrainData:
+#: the GPU too, where there is one (a GPU session: tools/gpu_session.sh)
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")),
+]
+
+
+def _toy(dtype: torch.dtype, device: str = "cpu") -> TrainData:
     rng = np.random.default_rng(0)
     codes = rng.integers(0, 4, size=(N, L)).astype(np.uint8)
     labels = rng.integers(0, 2, size=(N, 1)).astype(np.uint8)
     codes[labels[:, 0] == 1, 20:26] = [1, 0, 1, 3, 2, 1]  # CACGTG in positives
     codes[5, 3] = 4  # an N
-    return TrainData.from_arrays(codes, labels, onehot_value=1.0, device=torch.device("cpu"), dtype=dtype)
+    return TrainData.from_arrays(codes, labels, onehot_value=1.0, device=torch.device(device), dtype=dtype)
 
 
 def _config(dtype: str, **changes):
@@ -45,15 +53,22 @@ def _config(dtype: str, **changes):
     return dataclasses.replace(base, **{"dtype": dtype, "max_epochs": 3, "batch_size": 32, **changes})
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("kind", sorted(ARCHS))
-def test_batched_equals_each_replicate_alone(kind: str, dtype: str):
+def test_batched_equals_each_replicate_alone(kind: str, dtype: str, device: str):
     config = _config(dtype)
-    data = _toy(getattr(torch, dtype))
+    data = _toy(getattr(torch, dtype), device)
     seeds = [11, 12, 13]
-    together = train_unit(SPACE, ARCHS[kind], data, make_splits(SPLITS, N, config, seeds), config, seeds)
+
+    def train(unit_seeds):
+        with determinism(True, torch.device(device)):
+            plan = make_splits(SPLITS, N, config, unit_seeds)
+            return train_unit(SPACE, ARCHS[kind], data, plan, config, unit_seeds)
+
+    together = train(seeds)
     for i, seed in enumerate(seeds):
-        alone = train_unit(SPACE, ARCHS[kind], data, make_splits(SPLITS, N, config, [seed]), config, [seed])
+        alone = train([seed])
         for name in ("val_loss", "test_loss", "auroc", "aupr", "accuracy", "epochs", "n_params"):
             np.testing.assert_allclose(
                 alone.metrics[name][0], together.metrics[name][i], rtol=0, atol=TOLERANCE[dtype], err_msg=name

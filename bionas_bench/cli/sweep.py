@@ -51,9 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="split each cell's runs into tasks of N runs (0: whole cells); default: whole cells "
-        "unless there are more workers than cells can keep busy, then each cell in slices, at least "
-        "two tasks a worker. The results are the same bytes whatever N",
+        help="split each cell's runs into tasks of N runs (0: whole cells); default: at most 25 "
+        "runs a task, fewer where that leaves a worker fewer than two tasks. The results are the "
+        "same bytes whatever N",
     )
     parser.add_argument("--store", type=Path, default=None, help="use this store instead of the config's")
     parser.add_argument("--report", type=Path, default=None, help="also write the report into this folder")

@@ -333,16 +333,27 @@ def _writable_store(path: str) -> Any:
 
 
 @contextlib.contextmanager
-def _determinism(enabled: bool, device: torch.device) -> Iterator[None]:
-    """Deterministic kernels for the duration of a unit (restores the previous setting)."""
+def determinism(enabled: bool, device: torch.device) -> Iterator[None]:
+    """Deterministic kernels, and float32 that is float32 on the GPU too, for the duration
+    of a unit (restores the previous settings).
+
+    TF32 (on by default for cuDNN convolutions) rounds float32 products to 10-bit
+    mantissas: off, so a GPU trains in the precision the manifest names (the original
+    Keras models trained in true float32) and replicate-batched training equals each
+    replicate alone to float32 rounding on the GPU as on the CPU.
+    """
     previous = torch.are_deterministic_algorithms_enabled()
-    if enabled and device.type == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    tf32 = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    if device.type == "cuda":
+        if enabled:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     torch.use_deterministic_algorithms(enabled, warn_only=True)
     try:
         yield
     finally:
         torch.use_deterministic_algorithms(previous)
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
 
 
 def train_and_write(
@@ -370,7 +381,7 @@ def train_and_write(
     reps = list(range(config.replicates)) if replicates is None else [int(r) for r in replicates]
     seeds = [config.replicate_seeds[r] for r in reps]
     plan = make_splits(dataset.splits, dataset.n_sequences, config, seeds)
-    with _determinism(config.deterministic, dev):
+    with determinism(config.deterministic, dev):
         result = train_unit(space, int(arch_id), data, plan, config, seeds)
     _write(_writable_store(out), result, dataset, config, reps)
     return int(arch_id), float(result.metrics["train_seconds"][0] * len(seeds)), int(result.failed.sum())

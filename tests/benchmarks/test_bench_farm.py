@@ -10,6 +10,9 @@ same data, seeds, settings and number of torch threads.
 and the constrained ``regconv2d``, three kernel sizes) and every choice of the pooling,
 flatten and dense layers, since the ratio differs per architecture.
 
+**Device.** CPU unless ``BIONAS_BENCH_DEVICE=cuda`` (a GPU session, see
+``tools/gpu_session.sh``); the data then lives on the GPU for both sides.
+
 **Threads.** The test runs once with one torch thread and once with torch's default
 (all cores, what the in-process farm uses). One thread measures the work each side
 does per model and is stable on a shared machine. With all cores, every op of the
@@ -51,6 +54,7 @@ ARCHS = (
 #: one thread, and torch's default (all cores) when that is more
 THREADS = sorted({1, torch.get_num_threads()})
 N_TRAIN, N_VAL = 2000, 500
+DEVICE = torch.device(os.environ.get("BIONAS_BENCH_DEVICE", "cpu"))
 
 
 def _setup() -> tuple[TrainData, TrainingConfig, int]:
@@ -62,9 +66,7 @@ def _setup() -> tuple[TrainData, TrainingConfig, int]:
     config = dataclasses.replace(
         load_training_config("bionas-pub-myc"), n_train=N_TRAIN, n_val=N_VAL, max_epochs=2, patience=5
     )
-    data = TrainData.from_arrays(
-        codes, labels, onehot_value=2.0, device=torch.device("cpu"), dtype=torch.float32
-    )
+    data = TrainData.from_arrays(codes, labels, onehot_value=2.0, device=DEVICE, dtype=torch.float32)
     return data, config, n
 
 
@@ -132,13 +134,16 @@ def test_bench_farm(benchmark, threads: int):
     benchmark.extra_info.update(
         {
             "replicates": R,
+            "device": str(DEVICE),
             "threads": threads,
             "load_average_1min": [round(load_before, 2), round(load_after, 2)],
             "per_architecture": rows,
             "overall": overall,
         }
     )
-    print(f"\nfarm benchmark, {threads} torch thread(s), load {load_before:.1f} -> {load_after:.1f}")
+    print(
+        f"\nfarm benchmark on {DEVICE}, {threads} torch thread(s), load {load_before:.1f} -> {load_after:.1f}"
+    )
     for name, row in {**rows, "overall (sum)": overall}.items():
         print(
             f"  {name:55s} batched {row['batched_s']:6.2f} s  naive {row['naive_s']:6.2f} s  "
