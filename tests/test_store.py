@@ -251,6 +251,22 @@ def test_cli_info_and_validate(synthetic_store_path: Path, capsys: pytest.Captur
     assert "valid" in capsys.readouterr().out
 
 
+def test_cli_info_json_is_strict_json_for_an_empty_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An empty store's medians are NaN: --json writes null, which any JSON parser reads."""
+    import json
+
+    _small_store(tmp_path / "empty.zarr")
+    assert cli.main(["store", "info", str(tmp_path / "empty.zarr"), "--json"]) == 0
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"non-standard JSON constant {constant}")
+
+    info = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert info["units_done"] == 0 and info["metric_medians"] == {"val_loss": None, "train_seconds": None}
+
+
 def test_cli_bad_inputs(
     tmp_path: Path, synthetic_store_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -150,7 +150,7 @@ def run_info(args: argparse.Namespace) -> int:
     lam = _check_lam(args.lam)
     summary = open_store(args.store).summary(lam=lam, top=args.top, loss=args.loss, knowledge=args.knowledge)
     if args.json:
-        print(json.dumps(summary.to_dict(), indent=2, default=_json_default))
+        print(_strict_json(summary.to_dict()))
     else:
         print(render_summary(summary))
     return 0
@@ -180,14 +180,30 @@ def run_compare(args: argparse.Namespace) -> int:
         replicates_b=_replicates(args.replicates_b, b, "--replicates-b"),
     )
     if args.json:
-        print(json.dumps([r.to_dict() for r in rows], indent=2, default=_json_default))
+        print(_strict_json([r.to_dict() for r in rows]))
         return 0
     print(render_agreement(a.location, b.location, rows))
     return 0
 
 
-def _json_default(value: object) -> object:
-    return None if isinstance(value, float) and math.isnan(value) else str(value)
+def _strict_json(value: object) -> str:
+    """JSON that any parser reads: NaN / infinity (an empty store's medians) become null,
+    other non-JSON values their text."""
+
+    def clean(v: object) -> object:
+        if isinstance(v, dict):
+            return {str(k): clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        if isinstance(v, float | np.floating):
+            return float(v) if math.isfinite(v) else None
+        if isinstance(v, bool | int | str) or v is None:
+            return v
+        if isinstance(v, np.integer):
+            return int(v)
+        return str(v)
+
+    return json.dumps(clean(value), indent=2, allow_nan=False)
 
 
 def render_summary(s: StoreSummary) -> str:
