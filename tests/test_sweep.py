@@ -171,6 +171,18 @@ def test_shipped_configs_load():
     assert pub.store.source == "bionas-pub" and pub.lambdas == paper.lambdas
 
 
+def test_quick_paper_config_runs_are_the_first_runs_of_the_paper_config():
+    """paper-fig2-quick = paper-fig2 with 20 runs: the same protocol and the same first 20
+    runs (seeds), so its figures are paper-fig2's on fewer runs."""
+    paper, quick = load_sweep_config("paper-fig2"), load_sweep_config("paper-fig2-quick")
+    assert quick.runs == 20 and quick.seed == paper.seed and quick.lambdas == paper.lambdas
+    assert quick.budget == paper.budget and quick.controllers == paper.controllers
+    assert quick.oracle == paper.oracle and quick.store == paper.store
+    for cell_q, cell_p in zip(quick.cells(), paper.cells(), strict=True):
+        seeds_q, seeds_p = run_seeds(quick, cell_q), run_seeds(paper, cell_p)
+        assert seeds_q[0] == seeds_p[0][:20] and seeds_q[1] == seeds_p[1][:20]
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [

@@ -35,7 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("config", help="sweep manifest name (paper-fig2, paper-fig2-pub, demo) or .toml path")
+    parser.add_argument(
+        "config",
+        help="sweep manifest name (paper-fig2, paper-fig2-quick, paper-fig2-pub, demo) or .toml path",
+    )
     parser.add_argument(
         "--out", required=True, type=Path, help="results folder (created; resumed if present)"
     )
