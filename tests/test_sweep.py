@@ -325,6 +325,13 @@ def test_finished_slices_are_kept_on_resume(tmp_path, toy_store, toy_controllers
     mine = [(e.runs, e.skipped) for e in events if e.key == first.cell.key]
     assert mine == [(2, True), (2, False), (1, False)]
     assert tree_digest(out) == tree_digest(whole.out)
+    # every slice written but the cell not joined (a stop right after the last slice)
+    shutil.rmtree(out / "cells" / f"{first.cell.key}.zarr")
+    for task in plan_tasks(config, 2)[:3]:
+        run_task(config, task, str(toy_store), str(out))
+    again = run_sweep(config, out, scheduler="sync", runs_per_task=2)
+    assert first.cell.key not in again.skipped and again.cell_cpu_seconds[first.cell.key] == 0.0
+    assert tree_digest(out) == tree_digest(whole.out)
 
 
 def test_automatic_split(tmp_path, toy_store):
