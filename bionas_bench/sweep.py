@@ -1037,9 +1037,8 @@ class _Tracker:
         if cell_done:
             if len(group) > 1 and not is_done(cell_path(self.out, group[0].cell)):
                 merge_parts(self.out, group[0].cell, group)
-            shutil.rmtree(
-                self.out / "cells" / f"{key}.parts", ignore_errors=True
-            )  # slices of other splits too
+            # the slices, and any of an earlier run with another split
+            shutil.rmtree(self.out / "cells" / f"{key}.parts", ignore_errors=True)
         if self.progress is not None:
             done, total = len(self.results), len(self.tasks)
             runs = result["runs"]
