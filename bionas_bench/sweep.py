@@ -19,6 +19,7 @@ Results directory (self-contained; the report needs nothing else)::
 
     <out>/sweep.json          format, config text + sha256, input hashes, cells
     <out>/gold.csv            gold standard per lambda and architecture (medians, ranks)
+    <out>/.sweep.lock         while a sweep writes: its pid and host (a second is refused)
     <out>/cells/<key>.zarr    one Zarr v3 group per finished cell:
         steps/<field>   [run, episode, slot]  arch, replicate, loss, knowledge, reward,
                                               cost and every other per-id oracle field
@@ -43,6 +44,7 @@ and seeds give byte-identical files whatever the scheduler and the slicing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -51,7 +53,7 @@ import struct
 import tempfile
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -907,9 +909,10 @@ def run_sweep(
     location = str(store) if store is not None else resolve_store(config.store)
     opened = open_cached_store(location)
     plan_tasks(config, runs_per_task)  # a bad runs_per_task fails before any work
-    _prepare_out(out_path, config, opened, location, store is not None)
-    skipped = [c.key for c in config.cells() if is_done(cell_path(out_path, c))]
-    results = _dispatch(config, location, out_path, scheduler, progress, runs_per_task)
+    with _exclusive(out_path):
+        _prepare_out(out_path, config, opened, location, store is not None)
+        skipped = [c.key for c in config.cells() if is_done(cell_path(out_path, c))]
+        results = _dispatch(config, location, out_path, scheduler, progress, runs_per_task)
     seconds: dict[str, float] = {}
     cpu: dict[str, float] = {}
     for r in results:
@@ -938,6 +941,58 @@ def _check_controllers(config: SweepConfig) -> None:
             raise SweepError(f"sweep config {config.path or config.name}: {exc}") from None
 
 
+LOCK_NAME = ".sweep.lock"
+
+
+@contextlib.contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    """Hold ``out/.sweep.lock`` (pid and host of this process) while the sweep writes.
+
+    Two sweeps writing one folder would write the same ``.partial`` groups and delete
+    each other's; the second is refused instead. A lock left by a process that no longer
+    runs on this host (a SIGKILL) is taken over.
+    """
+    import socket
+
+    if out.exists() and not out.is_dir():
+        raise SweepError(f"--out {out} is a file; pass a folder for the results")
+    out.mkdir(parents=True, exist_ok=True)
+    lock, me = out / LOCK_NAME, f"{os.getpid()} {socket.gethostname()}"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            owner = lock.read_text(encoding="utf-8").strip() if lock.is_file() else ""
+            if not _stale(owner, socket.gethostname()):
+                raise SweepError(
+                    f"results folder {out} is being written by another sweep (process {owner or '?'}); "
+                    f"wait for it to finish or pass another --out (delete {lock} only if no sweep runs)"
+                ) from None
+            lock.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(me + "\n")
+        break
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _stale(owner: str, host: str) -> bool:
+    """Whether a lock's owner (``"pid host"``) is a process of this host that has ended."""
+    pid, _, owner_host = owner.partition(" ")
+    if owner_host != host or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
 def _prepare_out(out: Path, config: SweepConfig, store: Any, location: str | None, override: bool) -> None:
     """Create ``out`` (or check it belongs to this config) and write sweep.json + gold.csv."""
     meta_path = out / "sweep.json"
@@ -950,7 +1005,7 @@ def _prepare_out(out: Path, config: SweepConfig, store: Any, location: str | Non
                 f"results folder {out} was made by another sweep config or store "
                 f"({old.get('config', {}).get('name')!r}); pass a new --out or delete the folder"
             )
-    elif out.exists() and any(out.iterdir()):
+    elif out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()):
         raise SweepError(f"results folder {out} exists and is not a sweep's results; pass a new --out")
     (out / "cells").mkdir(parents=True, exist_ok=True)
     for stale in [*(out / "cells").glob("*.partial"), *(out / "cells").glob("*.parts/*.partial")]:

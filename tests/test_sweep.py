@@ -358,6 +358,32 @@ def test_cells_under_a_gpu_seconds_budget_stay_whole(tmp_path, toy_store):
     assert not (tmp_path / "o").exists()
 
 
+def test_a_second_sweep_on_the_same_folder_is_refused(tmp_path, toy_store, toy_controllers):
+    """A live lock (another process of this host) refuses the sweep and writes nothing; a
+    lock whose process has ended is taken over; no lock is left behind."""
+    import socket
+    import subprocess
+
+    config = toy_config(tmp_path, toy_store)
+    out = tmp_path / "out"
+    out.mkdir()
+    host = socket.gethostname()
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as other:
+        try:
+            (out / ".sweep.lock").write_text(f"{other.pid} {host}\n")
+            with pytest.raises(SweepError, match="being written by another sweep"):
+                run_sweep(config, out, scheduler="sync")
+            assert sorted(p.name for p in out.iterdir()) == [".sweep.lock"]
+        finally:
+            other.kill()
+    other.wait()
+    run_sweep(config, out, scheduler="sync")  # the lock's process has ended: taken over
+    assert not (out / ".sweep.lock").exists() and load_results(out).cells
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SweepError, match="is a file"):
+        run_sweep(config, tmp_path / "file", scheduler="sync")
+
+
 def test_results_of_another_config_are_refused(tmp_path, toy_store, toy_controllers):
     config = toy_config(tmp_path, toy_store)
     run_sweep(config, tmp_path / "out", scheduler="sync")
