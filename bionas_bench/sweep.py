@@ -794,13 +794,7 @@ def run_task(config: SweepConfig, task: Task, location: str | None, out: str) ->
     itself when the task is the whole cell, else a slice); returns timing facts."""
     whole = task.lo == 0 and task.hi == config.runs
     path = cell_path(Path(out), task.cell) if whole else part_path(Path(out), task)
-    facts = {
-        "key": task.cell.key,
-        "runs": task.hi - task.lo,
-        "skipped": True,
-        "seconds": 0.0,
-        "cpu_seconds": 0.0,
-    }
+    facts = _skipped(task)
     if is_done(path):
         return facts
     start, cpu = time.perf_counter(), time.process_time()
@@ -809,6 +803,11 @@ def run_task(config: SweepConfig, task: Task, location: str | None, out: str) ->
     write_cell(path, task.cell, data)
     facts.update(skipped=False, seconds=time.perf_counter() - start, cpu_seconds=time.process_time() - cpu)
     return facts
+
+
+def _skipped(task: Task) -> dict[str, Any]:
+    """The timing facts of a task found already written."""
+    return {"key": task.cell.key, "runs": len(task.runs), "skipped": True, "seconds": 0.0, "cpu_seconds": 0.0}
 
 
 class _single_thread:
@@ -1077,8 +1076,7 @@ class _Tracker:
         for task in self.tasks:
             sliced = len(self.by_cell[task.cell.key]) > 1
             if is_done(cell_path(self.out, task.cell)) or (sliced and is_done(part_path(self.out, task))):
-                facts = {"runs": task.hi - task.lo, "skipped": True, "seconds": 0.0, "cpu_seconds": 0.0}
-                self.report({"key": task.cell.key, **facts})
+                self.report(_skipped(task))
             else:
                 todo.append(task)
         return todo
