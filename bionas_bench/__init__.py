@@ -20,7 +20,7 @@ from bionas_bench.errors import BionasError  # noqa: E402
 from bionas_bench.oracle import BootstrapOracle  # noqa: E402
 from bionas_bench.space import ModelSpace, get_space, list_spaces  # noqa: E402
 from bionas_bench.store import Store, open_store  # noqa: E402
-from bionas_bench.sweep import load_results, load_sweep_config, run_sweep  # noqa: E402
+from bionas_bench.sweep import load_results, load_sweep_config, plan_sweep, run_sweep  # noqa: E402
 
 __all__ = [
     "BionasError",
@@ -35,6 +35,7 @@ __all__ = [
     "load_results",
     "load_sweep_config",
     "open_store",
+    "plan_sweep",
     "run_sweep",
     "scoring",
 ]

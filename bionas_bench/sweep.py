@@ -805,6 +805,12 @@ def run_task(config: SweepConfig, task: Task, location: str | None, out: str) ->
     return facts
 
 
+def _written(out: Path, task: Task, sliced: bool) -> bool:
+    """Whether the runs of ``task`` are already in ``out``: its cell is finished, or
+    (``sliced``: the task is one of several slices of its cell) the slice is."""
+    return is_done(cell_path(out, task.cell)) or (sliced and is_done(part_path(out, task)))
+
+
 def _skipped(task: Task) -> dict[str, Any]:
     """The timing facts of a task found already written."""
     return {"key": task.cell.key, "runs": len(task.runs), "skipped": True, "seconds": 0.0, "cpu_seconds": 0.0}
@@ -927,6 +933,78 @@ def run_sweep(
     )
 
 
+@dataclass(frozen=True)
+class CellPlan:
+    """What a sweep would run of one cell: its tasks, and those not yet in the results."""
+
+    cell: Cell
+    tasks: int
+    tasks_to_run: int
+    runs_to_run: int
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What :func:`run_sweep` would do with the same arguments (see :func:`plan_sweep`)."""
+
+    config: SweepConfig
+    out: Path | None
+    store: str  #: the store's location ("embedded (PATH)" for the shipped default)
+    workers: int  #: the workers the tasks were planned for
+    task_runs: int  #: runs of the largest task
+    cells: tuple[CellPlan, ...]
+
+    @property
+    def tasks(self) -> int:
+        return sum(c.tasks for c in self.cells)
+
+    @property
+    def tasks_to_run(self) -> int:
+        return sum(c.tasks_to_run for c in self.cells)
+
+    @property
+    def runs_to_run(self) -> int:
+        return sum(c.runs_to_run for c in self.cells)
+
+
+def plan_sweep(
+    config: SweepConfig | str | Path,
+    out: str | Path | None = None,
+    runs_per_task: int | None = None,
+    workers: int | None = None,
+    store: str | Path | None = None,
+) -> SweepPlan:
+    """The cells and tasks :func:`run_sweep` would run, and which of them ``out`` already
+    holds; runs nothing and writes nothing into ``out``.
+
+    It checks what the sweep would check before any work (controller names and
+    hyper-parameters, the store, ``runs_per_task``, that ``out`` is this config's results
+    or new) and raises the same errors. ``workers``: those the automatic split plans
+    for (default: this machine's cores, as for the local cluster; 1 for
+    ``scheduler="sync"``; a remote scheduler's thread count). A task counts as done as
+    it would for the sweep: its cell is finished, or it is a finished slice of the
+    same split.
+    """
+    if not isinstance(config, SweepConfig):
+        config = load_sweep_config(config)
+    _check_controllers(config)
+    location = str(store) if store is not None else resolve_store(config.store)
+    opened = open_cached_store(location)
+    workers = max(1, workers if workers is not None else os.cpu_count() or 1)
+    tasks = plan_tasks(config, runs_per_task, workers)
+    out_path = Path(out) if out is not None else None
+    if out_path is not None:
+        _check_out(out_path, config, _metadata(config, opened, location, store is not None))
+    cells = []
+    for cell in config.cells():
+        mine = [t for t in tasks if t.cell == cell]
+        todo = [t for t in mine if out_path is None or not _written(out_path, t, sliced=len(mine) > 1)]
+        cells.append(CellPlan(cell, len(mine), len(todo), sum(len(t.runs) for t in todo)))
+    largest = max(len(t.runs) for t in tasks)
+    where = location or f"embedded ({opened.location})"
+    return SweepPlan(config, out_path, where, workers, largest, tuple(cells))
+
+
 def _check_controllers(config: SweepConfig) -> None:
     """Fail before any work when a controller name or hyper-parameter is bad."""
     from bionas_bench import controllers
@@ -953,8 +1031,7 @@ def _exclusive(out: Path) -> Iterator[None]:
     """
     import socket
 
-    if out.exists() and not out.is_dir():
-        raise SweepError(f"--out {out} is a file; pass a folder for the results")
+    _not_a_file(out)
     out.mkdir(parents=True, exist_ok=True)
     lock, me = out / LOCK_NAME, f"{os.getpid()} {socket.gethostname()}"
     for _ in range(2):
@@ -992,11 +1069,16 @@ def _stale(owner: str, host: str) -> bool:
     return False
 
 
-def _prepare_out(out: Path, config: SweepConfig, store: Any, location: str | None, override: bool) -> None:
-    """Create ``out`` (or check it belongs to this config) and write sweep.json + gold.csv."""
+def _not_a_file(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise SweepError(f"--out {out} is a file; pass a folder for the results")
+
+
+def _check_out(out: Path, config: SweepConfig, meta: dict[str, Any]) -> None:
+    """Refuse an ``out`` that is a file, another config's or store's results, or a folder
+    that is not a sweep's results; a missing or empty ``out`` is fine."""
+    _not_a_file(out)
     meta_path = out / "sweep.json"
-    meta = _metadata(config, store, location, override)
-    text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
     if meta_path.is_file():
         old = json.loads(meta_path.read_text())
         if old.get("config", {}).get("sha256") != config.sha256 or old.get("store") != meta["store"]:
@@ -1006,6 +1088,14 @@ def _prepare_out(out: Path, config: SweepConfig, store: Any, location: str | Non
             )
     elif out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()):
         raise SweepError(f"results folder {out} exists and is not a sweep's results; pass a new --out")
+
+
+def _prepare_out(out: Path, config: SweepConfig, store: Any, location: str | None, override: bool) -> None:
+    """Create ``out`` (or check it belongs to this config) and write sweep.json + gold.csv."""
+    meta = _metadata(config, store, location, override)
+    _check_out(out, config, meta)
+    meta_path = out / "sweep.json"
+    text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
     (out / "cells").mkdir(parents=True, exist_ok=True)
     for stale in [*(out / "cells").glob("*.partial"), *(out / "cells").glob("*.parts/*.partial")]:
         shutil.rmtree(stale, ignore_errors=True)
@@ -1074,8 +1164,7 @@ class _Tracker:
         """The tasks to run; those already written are reported (skipped) on the way."""
         todo = []
         for task in self.tasks:
-            sliced = len(self.by_cell[task.cell.key]) > 1
-            if is_done(cell_path(self.out, task.cell)) or (sliced and is_done(part_path(self.out, task))):
+            if _written(self.out, task, sliced=len(self.by_cell[task.cell.key]) > 1):
                 self.report(_skipped(task))
             else:
                 todo.append(task)

@@ -25,6 +25,7 @@ from bionas_bench.sweep import (
     load_sweep_config,
     parse_sweep_config,
     part_path,
+    plan_sweep,
     plan_tasks,
     run_seeds,
     run_sweep,
@@ -332,6 +333,46 @@ def test_finished_slices_are_kept_on_resume(tmp_path, toy_store, toy_controllers
     again = run_sweep(config, out, scheduler="sync", runs_per_task=2)
     assert first.cell.key not in again.skipped and again.cell_cpu_seconds[first.cell.key] == 0.0
     assert tree_digest(out) == tree_digest(whole.out)
+
+
+def test_dry_run_shows_what_a_sweep_would_run(tmp_path, toy_store, toy_controllers, capsys):
+    """plan_sweep / --dry-run: the tasks a sweep would run, counted as the sweep counts
+    them (a slice of another split is not a finished task), the same refusals, no writes."""
+    config = toy_config(tmp_path, toy_store, SLICED_CONFIG)  # 8 cells of 5 runs
+    out = tmp_path / "out"
+    fresh = plan_sweep(config, out, runs_per_task=2)
+    assert (fresh.tasks, fresh.tasks_to_run, fresh.runs_to_run, fresh.task_runs) == (24, 24, 40, 2)
+    assert not out.exists()
+    run_sweep(config, out, scheduler="sync", runs_per_task=2)
+    assert plan_sweep(config, out, runs_per_task=2).runs_to_run == 0
+    first, second, third = plan_tasks(config, 2)[:3]
+    shutil.rmtree(out / "cells" / f"{first.cell.key}.zarr")
+    run_task(config, second, str(toy_store), str(out))
+    before = tree_digest(out)
+    plan = plan_sweep(config, out, runs_per_task=2)
+    assert [(c.cell.key, c.tasks, c.tasks_to_run, c.runs_to_run) for c in plan.cells if c.tasks_to_run] == [
+        (first.cell.key, 3, 2, 3)
+    ]
+    assert plan_sweep(config, out, runs_per_task=0).runs_to_run == 5  # another split: the cell reruns
+    assert main(["sweep", config.path, "--out", str(out), "--runs-per-task", "2", "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "7 of 8 cells done, 1 partly" in text and "3 of 40 runs to run in 2 task(s)" in text
+    assert f"{first.cell.key}" in text and "2/5  partly" in text
+    assert tree_digest(out) == before and not (out / ".sweep.lock").exists()
+    events = []
+    run_sweep(config, out, scheduler="sync", runs_per_task=2, progress=events.append)
+    assert sum(not e.skipped for e in events) == plan.tasks_to_run
+    assert sum(e.runs for e in events if not e.skipped) == plan.runs_to_run
+    # the refusals of the sweep itself
+    other = toy_config(tmp_path, toy_store, SLICED_CONFIG.replace("seed = 5", "seed = 6"))
+    with pytest.raises(SweepError, match="another sweep config"):
+        plan_sweep(other, out)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SweepError, match="is a file"):
+        plan_sweep(config, tmp_path / "file")
+    bad = toy_config(tmp_path, toy_store, SLICED_CONFIG.replace('name = "random"', 'name = "nope"'))
+    assert main(["sweep", bad.path, "--out", str(tmp_path / "new"), "--dry-run"]) != 0
+    assert "unknown controller 'nope'" in capsys.readouterr().err and not (tmp_path / "new").exists()
 
 
 def test_automatic_split(tmp_path, toy_store):

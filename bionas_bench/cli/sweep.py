@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bionas_bench.cli import add_quiet_option
 from bionas_bench.errors import SweepError
+
+if TYPE_CHECKING:
+    from bionas_bench.sweep import SweepConfig, SweepPlan
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "the slices they are running (kept); the others are cancelled.\n\n"
             "examples:\n"
             "  bionas-bench sweep demo --out results/demo --report reports/demo\n"
+            "  bionas-bench sweep paper-fig2 --out results/fig2 --dry-run   # what would run, what is done\n"
             "  bionas-bench sweep paper-fig2 --out results/fig2 --quiet   # no progress bar\n"
             "  bionas-bench sweep my-sweep.toml --out results/mine --scheduler tcp://host:8786\n"
             "  bionas-bench sweep paper-fig2 --out results/fig2 --scheduler tcp://host:8786 \\\n"
@@ -60,6 +65,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--store", type=Path, default=None, help="use this store instead of the config's")
     parser.add_argument("--report", type=Path, default=None, help="also write the report into this folder")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show the cells, the tasks and what --out already holds, then stop: nothing is run or written",
+    )
     add_quiet_option(parser)
     parser.set_defaults(func=run)
 
@@ -74,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
         raise SweepError(f"--store {args.store} does not exist; pass the path of a bionas_bench store")
     if args.runs_per_task is not None and args.runs_per_task < 0:
         raise SweepError(f"--runs-per-task must be >= 0 (0: whole cells), got {args.runs_per_task}")
+    if args.dry_run:
+        return dry_run(args, config)
     total = len(config.cells())
     bar = tqdm(total=total * config.runs, unit="run", desc=config.name, disable=args.quiet)
 
@@ -102,3 +114,61 @@ def run(args: argparse.Namespace) -> int:
 
         render(result.out, args.report)
     return 0
+
+
+def dry_run(args: argparse.Namespace, config: SweepConfig) -> int:
+    """Print what the sweep would run (:func:`~bionas_bench.sweep.plan_sweep`)."""
+    import os
+
+    from bionas_bench.sweep import plan_sweep
+
+    remote = args.scheduler not in ("local", "threads", "sync")
+    workers = 1 if args.scheduler == "sync" else os.cpu_count() or 1
+    plan = plan_sweep(config, args.out, args.runs_per_task, workers, args.store)
+    for line in describe_plan(plan):
+        print(line)
+    if remote and args.runs_per_task is None:
+        print(
+            f"note: tasks planned for {workers} workers (this machine's cores); the sweep plans "
+            f"them for the threads of {args.scheduler} when it starts"
+        )
+    return 0
+
+
+def describe_plan(plan: SweepPlan) -> list[str]:
+    """The lines of ``sweep --dry-run``: the config, the split, the state of the results."""
+    config, cells = plan.config, plan.cells
+    budget = config.budget
+    labels = ", ".join(c.label for c in config.controllers)
+    lambdas = ", ".join(f"{lam:g}" for lam in config.lambdas)
+    samples = f"{budget.episodes} episodes x {budget.archs_per_episode} architectures"
+    if budget.gpu_seconds is not None:
+        samples += f", at most {budget.gpu_seconds:g} simulated GPU seconds"
+    total_runs = len(cells) * config.runs
+    about = f": {config.description}" if config.description else ""
+    lines = [
+        f"sweep      {config.name}{about}",
+        f"store      {plan.store}",
+        f"cells      {len(cells)} = {len(config.controllers)} controller(s) ({labels}) x "
+        f"{len(config.lambdas)} lambda(s) ({lambdas})",
+        f"runs       {config.runs} a cell, {samples} a run; {total_runs:,} runs in all",
+        f"tasks      {plan.tasks} of at most {plan.task_runs} runs, planned for {plan.workers} worker(s)",
+    ]
+    if plan.out is None or not (plan.out / "sweep.json").is_file():
+        where = f"{plan.out} (new)" if plan.out is not None else "(no --out)"
+        lines.append(f"results    {where}: all {total_runs:,} runs to run")
+        return lines
+    done = sum(1 for c in cells if c.tasks_to_run == 0)
+    partly = [c for c in cells if 0 < c.tasks_to_run < c.tasks]
+    lines.append(
+        f"results    {plan.out}: {done} of {len(cells)} cells done, {len(partly)} partly "
+        f"(finished slices); {plan.runs_to_run:,} of {total_runs:,} runs to run in "
+        f"{plan.tasks_to_run} task(s)"
+    )
+    width = max(len(c.cell.key) for c in cells)
+    lines.append(f"  {'cell':{width}s}  {'lambda':>8s}  {'runs done':>11s}")
+    for c in cells:
+        state = "done" if c.tasks_to_run == 0 else ("partly" if c.tasks_to_run < c.tasks else "")
+        runs_done = f"{config.runs - c.runs_to_run}/{config.runs}"
+        lines.append(f"  {c.cell.key:{width}s}  {c.cell.lam:8g}  {runs_done:>11s}  {state}".rstrip())
+    return lines
