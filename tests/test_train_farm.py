@@ -15,7 +15,7 @@ import pytest
 from bionas_bench.cli import main
 from bionas_bench.errors import TrainingError
 from bionas_bench.store import Store
-from bionas_bench.train.farm import parse_archs, run_farm
+from bionas_bench.train.farm import parse_archs, plan_farm, run_farm
 
 ARCHS = "0-23"  # 24 units: conv1d k8 x all pooling / flatten / dense choices
 COMPARED = ("val_loss", "test_loss", "auroc", "aupr", "accuracy", "epochs", "n_params")
@@ -76,6 +76,43 @@ def test_resume_trains_nothing_and_other_manifests_are_refused(tiny_train_datase
     with pytest.raises(TrainingError, match="training manifest|training 'smoke'"):
         run_farm("bionas-conv1d", tiny_train_dataset, other, out, device="cpu", archs="3")
     assert np.array_equal(Store.open(out).done, before)
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+
+
+def test_dry_run_shows_what_is_left_and_writes_nothing(tiny_train_dataset: Path, tmp_path: Path, capsys):
+    """plan_farm / train --dry-run: the units run_farm would train, nothing written."""
+    out = tmp_path / "s.zarr"
+    fresh = plan_farm("bionas-conv1d", tiny_train_dataset, "smoke", out, archs="0-2")
+    assert not fresh.resumed and fresh.runs == fresh.asked == 6 and not out.exists()
+    _farm(tiny_train_dataset, out, archs="0,1", replicates="0")
+    plan = plan_farm("bionas-conv1d", tiny_train_dataset, "smoke", out, archs="0-2")
+    assert plan.resumed and [(u.arch_id, u.replicates) for u in plan.units] == [
+        (0, (1,)),
+        (1, (1,)),
+        (2, (0, 1)),
+    ]
+    before = _files(out)
+    argv = ["train", "--dataset", str(tiny_train_dataset), "--training", "smoke", "--out", str(out)]
+    assert main([*argv, "--archs", "0-2", "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "3 architecture(s) x replicates 0-1 = 6 replicate trainings, 2 of them done" in text
+    assert "4 replicate trainings in 3 unit(s), one per architecture: 0-2" in text
+    assert main([*argv, "--archs", "0-1", "--replicates", "0", "--dry-run"]) == 0
+    assert "to train   nothing" in capsys.readouterr().out
+    assert _files(out) == before
+    report = _farm(tiny_train_dataset, out, archs="0-2")
+    assert report.runs == plan.runs and report.trained == tuple(u.arch_id for u in plan.units)
+    other = tmp_path / "other.toml"
+    other.write_text(
+        (Path(__file__).parents[1] / "data_manifests/training/smoke.toml")
+        .read_text()
+        .replace("lr = 0.01", "lr = 0.02")
+    )
+    with pytest.raises(TrainingError, match="training 'smoke'"):
+        plan_farm("bionas-conv1d", tiny_train_dataset, other, out)
 
 
 def test_sigkill_then_resume_equals_an_uninterrupted_run(

@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "  # 5 of the manifest's replicates now, the rest later (only the missing ones train)\n"
             "  bionas-bench train --dataset myc-single --out runs/s.zarr --replicates 0-4\n"
             "  bionas-bench train --dataset myc-single --out runs/s.zarr\n"
+            "  bionas-bench train --dataset myc-single --out runs/s.zarr --dry-run   # what is left\n"
             "  # debugging: in this process, no Dask\n"
             "  bionas-bench train --dataset myc-single --out runs/s.zarr --archs 46 --scheduler none"
         ),
@@ -68,6 +69,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="torch CPU threads per process (default: cpu_count/workers for --scheduler local, "
         "torch's otherwise)",
     )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show what would be trained (and what --out already holds), then stop: nothing is "
+        "trained or written",
+    )
     add_quiet_option(parser)
     parser.set_defaults(func=run)
 
@@ -80,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
 
     space = get_space(args.space)
     archs = parse_archs(args.archs, space.size) if args.archs is not None else None
+    if args.dry_run:
+        return dry_run(args, archs)
     bar: list[tqdm] = []
 
     def progress(event: FarmProgress) -> None:
@@ -112,5 +121,33 @@ def run(args: argparse.Namespace) -> int:
         f"store {report.store}: trained {len(report.trained)} architecture(s), "
         f"{report.skipped} already done, on {report.device} "
         f"({report.runs} replicate(s) trained; replicates {format_ids(report.replicates)} asked for)"
+    )
+    return 0
+
+
+def dry_run(args: argparse.Namespace, archs: object) -> int:
+    """Print what ``train`` would train (:func:`~bionas_bench.train.farm.plan_farm`)."""
+    from bionas_bench.ids import format_ids
+    from bionas_bench.train.farm import plan_farm
+
+    plan = plan_farm(
+        args.space, args.dataset, args.training, args.out, archs=archs, replicates=args.replicates
+    )
+    state = "resumed: a store of the same manifests" if plan.resumed else "new"
+    trained = [u.arch_id for u in plan.units]
+    print(f"space      {plan.space.name} ({plan.space.size} architectures)")
+    print(f"dataset    {plan.dataset}")
+    print(f"training   {plan.config.name}: {plan.config.description}")
+    print(f"store      {plan.store} ({state})")
+    print(
+        f"asked      {len(plan.archs)} architecture(s) x replicates {format_ids(plan.replicates)} "
+        f"= {plan.asked:,} replicate trainings, {plan.asked - plan.runs:,} of them done"
+    )
+    if not plan.units:
+        print("to train   nothing")
+        return 0
+    print(
+        f"to train   {plan.runs:,} replicate trainings in {len(plan.units)} unit(s), one per "
+        f"architecture: {format_ids(trained)}"
     )
     return 0

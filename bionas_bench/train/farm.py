@@ -58,11 +58,13 @@ from bionas_bench.train.config import TrainingConfig, load_training_config
 from bionas_bench.train.network import first_layer_geometry
 
 __all__ = [
+    "FarmPlan",
     "FarmProgress",
     "FarmReport",
     "Unit",
     "parse_archs",
     "parse_replicates",
+    "plan_farm",
     "plan_units",
     "run_farm",
     "score_knowledge",
@@ -233,15 +235,26 @@ def _device_name(device: torch.device) -> str:
     return "cpu"
 
 
-def _open_or_create(out: Path, space: ModelSpace, dataset: Any, config: TrainingConfig, device: torch.device):
-    """Open ``out`` for resuming after checking its manifests, or create it."""
+def _existing_store(out: Path, space: ModelSpace, dataset: Any, config: TrainingConfig, mode: str) -> Any:
+    """The store at ``out`` checked for resuming with these manifests; None when ``out``
+    is absent or an empty directory."""
     from bionas_bench.store import Store
 
     if out.exists() and not out.is_dir():
         raise TrainingError(f"--out {out} is a file; give a new or existing store directory")
     if out.exists() and any(out.iterdir()):
-        store = Store.open(out, mode="r+")
+        store = Store.open(out, mode=mode)
         _check_resume(store, space, dataset, config)
+        return store
+    return None
+
+
+def _open_or_create(out: Path, space: ModelSpace, dataset: Any, config: TrainingConfig, device: torch.device):
+    """Open ``out`` for resuming after checking its manifests, or create it."""
+    from bionas_bench.store import Store
+
+    store = _existing_store(out, space, dataset, config, mode="r+")
+    if store is not None:
         return store
     if out.exists():
         out.rmdir()  # an empty directory: create the store in its place
@@ -427,6 +440,66 @@ def plan_units(done: np.ndarray, archs: np.ndarray, replicates: np.ndarray) -> l
 
 
 # -------------------------------------------------------------------------- farm
+
+
+@dataclass(frozen=True)
+class FarmPlan:
+    """What :func:`run_farm` would train with the same arguments (see :func:`plan_farm`)."""
+
+    store: str
+    resumed: bool  #: ``store`` holds a store made from the same manifests
+    space: ModelSpace
+    config: TrainingConfig
+    dataset: str
+    archs: tuple[int, ...]  #: the architectures asked for
+    replicates: tuple[int, ...]  #: the replicate indices asked for
+    units: tuple[Unit, ...]  #: what is still to train, one unit per architecture
+
+    @property
+    def runs(self) -> int:
+        """Replicate trainings still to do."""
+        return sum(len(u.replicates) for u in self.units)
+
+    @property
+    def asked(self) -> int:
+        """Replicate trainings asked for (done or not)."""
+        return len(self.archs) * len(self.replicates)
+
+
+def plan_farm(
+    space: ModelSpace | str | Path,
+    dataset: Any,
+    training: TrainingConfig | str | Path,
+    out: str | Path,
+    *,
+    archs: Any = None,
+    replicates: Any = None,
+) -> FarmPlan:
+    """The units :func:`run_farm` would train into ``out``; trains nothing and writes
+    nothing into ``out`` (the dataset is built into its cache if it is not there yet).
+
+    Every check of :func:`run_farm` before training runs here too, with the same errors:
+    the manifests, ``archs`` and ``replicates``, and that an existing ``out`` is a store
+    made from the same space, dataset, training manifest and seeds.
+    """
+    space = _as_space(space)
+    config = _as_config(training)
+    ids = _check_archs(space, archs)
+    reps = _check_replicates(config, replicates)
+    data = _as_dataset(dataset)
+    out_path = Path(out)
+    store = _existing_store(out_path, space, data, config, mode="r")
+    done = store.done if store is not None else np.zeros((space.size, config.replicates), dtype=bool)
+    return FarmPlan(
+        store=str(out_path),
+        resumed=store is not None,
+        space=space,
+        config=config,
+        dataset=data.name,
+        archs=tuple(int(a) for a in ids),
+        replicates=tuple(int(r) for r in reps),
+        units=tuple(plan_units(done, ids, reps)),
+    )
 
 
 def run_farm(
