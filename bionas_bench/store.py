@@ -179,6 +179,23 @@ class BestArch:
 
 
 @dataclass(frozen=True)
+class ChoiceStats:
+    """One choice of one layer over the done units of every architecture that makes it.
+
+    The marginal view of a store (``store info --by-choice``): which first-layer op
+    recovers the motifs, which pooling or dense choice leaves trainings at chance.
+    """
+
+    layer: str
+    choice: str
+    archs: int  #: architectures with this choice
+    units_done: int
+    units_chance: int | None  #: done units with loss > CHANCE_LOSS (None without a loss)
+    median_loss: float
+    median_knowledge: float
+
+
+@dataclass(frozen=True)
 class StoreSummary:
     """What ``bionas-bench store info`` shows: completion, failures, medians, best archs.
 
@@ -789,6 +806,43 @@ class Store:
             knowledge=knowledge,
             best=best,
         )
+
+    def choice_summary(self, loss: str | None = None, knowledge: str | None = None) -> list[ChoiceStats]:
+        """:class:`ChoiceStats` of every choice of every layer, in the space's order.
+
+        Medians are over the done units (failed included, as recorded) of the
+        architectures that make the choice; ``loss`` and ``knowledge`` default as in
+        :meth:`summary`.
+        """
+        done = self.done
+        loss = loss or ("val_loss" if "val_loss" in self.metric_names else None)
+        knowledge = knowledge or self.default_knowledge_set
+        nan = np.full(done.shape, np.nan)
+        loss_values = self.metric(loss) if loss is not None else nan
+        knowledge_values = self.knowledge(knowledge) if knowledge is not None else nan
+        digits = self.space.decode(np.arange(self.num_archs))
+        rows = []
+        for index, layer in enumerate(self.space.layers):
+            for c, choice in enumerate(layer.choice_names):
+                mask = done & (digits[:, index] == c)[:, None]
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    median_loss = float(np.nanmedian(loss_values[mask])) if mask.any() else float("nan")
+                    median_k = float(np.nanmedian(knowledge_values[mask])) if mask.any() else float("nan")
+                rows.append(
+                    ChoiceStats(
+                        layer=layer.name,
+                        choice=choice,
+                        archs=int((digits[:, index] == c).sum()),
+                        units_done=int(mask.sum()),
+                        units_chance=None
+                        if loss is None
+                        else int((mask & (loss_values > CHANCE_LOSS)).sum()),
+                        median_loss=median_loss,
+                        median_knowledge=median_k,
+                    )
+                )
+        return rows
 
     def _best(self, values: np.ndarray, top: int) -> list[BestArch]:
         finite = np.flatnonzero(np.isfinite(values))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -249,6 +250,46 @@ def test_cli_info_and_validate(synthetic_store_path: Path, capsys: pytest.Captur
     assert '"units_done": 1080' in capsys.readouterr().out
     assert cli.main(["store", "validate", str(synthetic_store_path)]) == 0
     assert "valid" in capsys.readouterr().out
+
+
+def test_choice_summary_known_numbers(synthetic_store: Store, tmp_path: Path, capsys) -> None:
+    """Per layer choice: medians over the done units of the architectures making it (checked
+    against the names of the architectures), at-chance counts, only done units, CLI and JSON."""
+    import json
+
+    values = synthetic_values()
+    names = [synthetic_store.space.arch_name(a).split(" / ") for a in range(216)]
+    rows = synthetic_store.choice_summary()
+    assert len(rows) == sum(len(la.choices) for la in synthetic_store.space.layers) == 16
+    for index, layer in enumerate(synthetic_store.space.layers):
+        for row in (r for r in rows if r.layer == layer.name):
+            archs = [a for a in range(216) if names[a][index] == row.choice]
+            assert row.archs == len(archs) and row.units_done == 5 * len(archs) and row.units_chance == 0
+            assert row.median_loss == pytest.approx(np.median(values["metrics"]["val_loss"][archs]))
+            assert row.median_knowledge == pytest.approx(np.median(values["knowledge"]["myc"][archs]))
+    store = _small_store(tmp_path / "s.zarr")
+    store.write_unit(0, **_unit(loss=0.9))  # conv1d_f3_k8: 3 units at chance
+    store.write_unit(1, **_unit(2, loss=0.2), replicates=[0, 1])
+    store.write_unit(40, **_unit(loss=0.3))  # conv1d_f3_k14
+    first = {r.choice: r for r in store.choice_summary() if r.layer == "conv"}
+    assert (first["conv1d_f3_k8"].units_done, first["conv1d_f3_k8"].units_chance) == (5, 3)
+    assert first["conv1d_f3_k8"].median_loss == pytest.approx(0.9)
+    assert (first["conv1d_f3_k14"].units_done, first["conv1d_f3_k14"].units_chance) == (3, 0)
+    assert first["regconv2d_f3_k8"].units_done == 0 and np.isnan(first["regconv2d_f3_k8"].median_loss)
+    assert cli.main(["store", "info", str(tmp_path / "s.zarr"), "--by-choice"]) == 0
+    text = capsys.readouterr().out
+    assert "by layer choice" in text and re.search(r"conv\s+conv1d_f3_k8\s+36\s+5\s+60%\s+0\.9000", text)
+    assert cli.main(["store", "info", str(tmp_path / "s.zarr"), "--by-choice", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["by_choice"][0] == {
+        "layer": "conv",
+        "choice": "conv1d_f3_k8",
+        "archs": 36,
+        "units_done": 5,
+        "units_chance": 3,
+        "median_loss": pytest.approx(0.9),
+        "median_knowledge": pytest.approx(0.5),
+    }
 
 
 def test_cli_info_json_is_strict_json_for_an_empty_store(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 from typing import TYPE_CHECKING
@@ -11,7 +12,7 @@ import numpy as np
 
 from bionas_bench.errors import StoreError
 from bionas_bench.ids import format_ids, parse_ids
-from bionas_bench.store import CHANCE_LOSS, Store, StoreSummary, open_store
+from bionas_bench.store import CHANCE_LOSS, ChoiceStats, Store, StoreSummary, open_store
 
 if TYPE_CHECKING:
     from bionas_bench.agreement import Agreement
@@ -22,6 +23,7 @@ examples:
   bionas-bench store info                        # the embedded default store
   bionas-bench store info stores/bionas-pub.zarr --lam 0.1
   bionas-bench store info stores/bionas-pub.zarr --json
+  bionas-bench store info stores/bionas-pub.zarr --by-choice   # per layer choice
   bionas-bench store validate stores/bionas-pub.zarr
   bionas-bench store compare runs/pub-myc.zarr stores/bionas-pub.zarr
 """
@@ -64,7 +66,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "info",
         help="completion, failures, medians and best architectures of a store",
         description="Summarise a store: completion, failures, medians of each metric, best architectures.",
-        epilog="example:\n  bionas-bench store info bionas-pub.zarr --lam 0.1 --top 5",
+        epilog=(
+            "examples:\n  bionas-bench store info bionas-pub.zarr --lam 0.1 --top 5\n"
+            "  bionas-bench store info --by-choice   # the embedded store, per layer choice"
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     info.add_argument(
@@ -78,6 +83,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     info.add_argument("--top", type=int, default=3, help="how many best architectures to list (default 3)")
     info.add_argument("--loss", default=None, help="metric used as loss (default val_loss)")
     info.add_argument("--knowledge", default=None, help="knowledge set (default: the store's default set)")
+    info.add_argument(
+        "--by-choice",
+        action="store_true",
+        help="also a table per layer choice: units, share at chance, median loss and knowledge "
+        "over the architectures that make it",
+    )
     info.add_argument("--json", action="store_true", help="print the summary as JSON")
     info.set_defaults(func=run_info)
 
@@ -148,12 +159,40 @@ def run_info(args: argparse.Namespace) -> int:
     from bionas_bench.oracle import _check_lam
 
     lam = _check_lam(args.lam)
-    summary = open_store(args.store).summary(lam=lam, top=args.top, loss=args.loss, knowledge=args.knowledge)
+    store = open_store(args.store)
+    summary = store.summary(lam=lam, top=args.top, loss=args.loss, knowledge=args.knowledge)
+    choices = store.choice_summary(loss=args.loss, knowledge=args.knowledge) if args.by_choice else None
     if args.json:
-        print(_strict_json(summary.to_dict()))
-    else:
-        print(render_summary(summary))
+        out = summary.to_dict()
+        if choices is not None:
+            out["by_choice"] = [dataclasses.asdict(c) for c in choices]
+        print(_strict_json(out))
+        return 0
+    print(render_summary(summary))
+    if choices is not None:
+        print(render_choices(choices, summary.loss, summary.knowledge))
     return 0
+
+
+def render_choices(rows: list[ChoiceStats], loss: str | None, knowledge: str | None) -> str:
+    """The ``--by-choice`` table: one line per layer choice."""
+    width = max(len(r.choice) for r in rows)
+    lines = [
+        f"by layer choice (medians over done units; at chance: {loss} > {CHANCE_LOSS}):",
+        f"  {'layer':<8} {'choice':<{width}} {'archs':>5} {'units':>6} {'at chance':>9} "
+        f"{'loss':>7} {'K ' + (knowledge or ''):>9}",
+    ]
+    for r in rows:
+        chance = (
+            "-"
+            if r.units_chance is None or not r.units_done
+            else f"{100 * r.units_chance / r.units_done:.0f}%"
+        )
+        lines.append(
+            f"  {r.layer:<8} {r.choice:<{width}} {r.archs:>5} {r.units_done:>6} {chance:>9} "
+            f"{r.median_loss:>7.4f} {r.median_knowledge:>9.4f}"
+        )
+    return "\n".join(lines)
 
 
 def run_validate(args: argparse.Namespace) -> int:
