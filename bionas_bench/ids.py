@@ -46,6 +46,8 @@ def parse_ids(
             continue
         try:
             ids.update(_read_part(part))
+        except _Backwards as exc:
+            raise error(f"{option} {text!r}: {exc}") from None
         except ValueError:
             raise error(f"{option} {text!r}: cannot read {part!r}; {hint}") from None
     if not ids:
@@ -56,14 +58,20 @@ def parse_ids(
     return np.array(sorted(ids), dtype=np.int64)
 
 
+class _Backwards(ValueError):
+    """A range ``lo-hi`` with ``hi < lo``."""
+
+
 def _read_part(part: str) -> range:
     """``"3"`` -> range(3, 4); ``"2-5"`` -> range(2, 6); ValueError for anything else."""
     if "-" in part:
         lo, hi = (int(x) for x in part.split("-", 1))
     else:
         lo = hi = int(part)
-    if lo < 0 or hi < lo:
+    if lo < 0 or hi < 0:
         raise ValueError(part)
+    if hi < lo:
+        raise _Backwards(f"range {part!r} ends before it starts; write {hi}-{lo}")
     return range(lo, hi + 1)
 
 
