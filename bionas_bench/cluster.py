@@ -9,7 +9,10 @@ once, quietly. :func:`dask_client` yields a client either of a new ``LocalCluste
 cluster of worker *processes* it arranges what a command-line user expects of Ctrl-C:
 
 * the worker processes ignore SIGINT (a terminal sends it to the whole foreground
-  process group): only this process reacts, so the workers print no tracebacks;
+  process group): only this process reacts, so the workers print no tracebacks; and
+  they log only critical messages: a task's error reaches this process, which raises
+  it, while what a worker logs as it is killed (its heartbeat to a scheduler that has
+  closed) is teardown noise;
 * when the body of the ``with`` block raises (KeyboardInterrupt included), the client
   is closed first, which releases its futures (tasks not yet started never start),
   then the worker processes are killed at once instead of being asked to finish their
@@ -48,14 +51,16 @@ __all__ = ["dask_client"]
 KILL_GRACE_SECONDS = 0.5
 
 
-class IgnoreInterrupt(WorkerPlugin):
-    """Make a local worker process ignore SIGINT (its client decides when it stops)."""
+class QuietWorker(WorkerPlugin):
+    """Make a local worker process ignore SIGINT (its client decides when it stops) and
+    log only critical messages (its client reports the errors of its tasks)."""
 
-    name = "bionas-bench-ignore-sigint"
+    name = "bionas-bench-quiet-worker"
 
     def setup(self, worker: Any) -> None:
         """Runs in the worker's event loop, the main thread of its process."""
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)
 
 
 @contextlib.contextmanager
@@ -116,7 +121,7 @@ def _local_client(workers: int, processes: bool) -> Iterator[Client]:
         client = Client(cluster)
         try:
             if processes:  # a worker thread may not set signal handlers (nor need to)
-                client.register_plugin(IgnoreInterrupt())
+                client.register_plugin(QuietWorker())
             yield client
         except BaseException:
             with silence_logging_cmgr(logging.CRITICAL):

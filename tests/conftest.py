@@ -257,10 +257,19 @@ def ctrl_c(cmd: list[str], ready: Callable[[], bool], wait: float = 180) -> Inte
     """Run ``cmd`` in a new process group and, once ``ready()``, send SIGINT to the group.
 
     That is what a terminal's Ctrl-C does (the command's worker processes get it too).
-    Fails when the command fails, or is not ready within ``wait`` seconds; skips when it
-    succeeds before it could be interrupted (a machine too fast for the test's sizes).
+    The command starts with SIGINT's default action, as from a terminal, even when the
+    tests run where SIGINT is ignored (a shell's background job: ``pytest &``), which a
+    child would otherwise inherit. Fails when the command fails, or is not ready within
+    ``wait`` seconds; skips when it succeeds before it could be interrupted (a machine
+    too fast for the test's sizes).
     """
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + wait
     while proc.poll() is None and not ready():
         if time.time() > deadline:

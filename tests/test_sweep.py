@@ -488,6 +488,21 @@ def test_quiet_hides_the_progress_bar(tmp_path, toy_store, toy_controllers, caps
     assert (captured.err == "") == (flag is not None), captured.err
 
 
+def test_store_option_takes_a_path_or_a_url(tmp_path, toy_store, toy_controllers, capsys):
+    """``--store`` overrides the config's store, given as a path or an fsspec URL (the same
+    results); a local path that does not exist is refused before anything is written."""
+    text = TOY_CONFIG.replace("runs = 4", "runs = 1").replace("[0.01, 1.0, 100.0]", "[1.0]")
+    config = toy_config(tmp_path, toy_store, text)
+    for name, store in [("path", str(toy_store)), ("url", toy_store.as_uri())]:
+        argv = ["sweep", config.path, "--out", str(tmp_path / name), "--scheduler", "sync", "--quiet"]
+        assert main([*argv, "--store", store]) == 0
+    assert tree_digest(tmp_path / "path" / "cells") == tree_digest(tmp_path / "url" / "cells")
+    capsys.readouterr()
+    missing = str(tmp_path / "absent.zarr")
+    assert main(["sweep", config.path, "--out", str(tmp_path / "x"), "--store", missing]) != 0
+    assert f"--store {missing} does not exist" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
 CTRL_C_CONFIG = """
 [sweep]
 name = "ctrl-c"

@@ -31,6 +31,19 @@ def add_quiet_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bar")
 
 
+def add_store_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--store`` as the commands that run sweeps spell it: a path or an fsspec URL."""
+    parser.add_argument("--store", default=None, metavar="STORE", help=f"{help} (path or fsspec URL)")
+
+
+def checked_store(value: str | None, error: type[BionasError]) -> str | None:
+    """``--store`` as given; a local path that does not exist is an ``error`` naming the fix
+    (a URL is checked when the store is opened)."""
+    if value is not None and "://" not in value and not os.path.exists(value):
+        raise error(f"--store {value} does not exist; pass the path or URL of a bionas_bench store")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bionas-bench",

@@ -13,6 +13,7 @@ import argparse
 import time
 from pathlib import Path
 
+from bionas_bench.cli import add_store_option, checked_store
 from bionas_bench.errors import StoreError, SweepError
 
 
@@ -33,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=Path("bionas-demo-report"),
         help="report folder (default ./bionas-demo-report)",
     )
-    parser.add_argument("--store", type=Path, default=None, help="run on this store instead of the default")
+    add_store_option(parser, "run on this store instead of the default")
     parser.add_argument("--config", default="demo", help="sweep manifest to run (default: demo)")
     parser.add_argument(
         "--scheduler", default="sync", help="Dask scheduler: sync (default, in-process), local, or an address"
@@ -41,12 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def demo_store(explicit: Path | None) -> tuple[str | None, str]:
+def demo_store(explicit: str | None) -> tuple[str | None, str]:
     """The store location to run on and a sentence saying which it is."""
-    if explicit is not None:
-        if not explicit.exists():
-            raise SweepError(f"--store {explicit} does not exist; pass the path of a bionas_bench store")
-        return str(explicit), f"store {explicit}"
+    if checked_store(explicit, SweepError) is not None:
+        return explicit, f"store {explicit}"
     from bionas_bench.store import open_store
     from bionas_bench.sweep import find_bionas_pub, imported_bionas_pub
 

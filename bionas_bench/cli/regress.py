@@ -16,7 +16,8 @@ import math
 import sys
 from pathlib import Path
 
-from bionas_bench.cli import add_quiet_option
+from bionas_bench.cli import add_quiet_option, add_store_option, checked_store
+from bionas_bench.errors import RegressError
 
 EXIT_REGRESSION = 1
 
@@ -40,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _common(parser: argparse.ArgumentParser, scheduler: bool = True) -> None:
     parser.add_argument("config", help="sweep manifest name (e.g. regress) or path to a .toml file")
-    parser.add_argument("--store", type=Path, default=None, help="use this store instead of the config's")
+    add_store_option(parser, "use this store instead of the config's")
     if not scheduler:
         return
     parser.add_argument(
@@ -108,6 +109,7 @@ def _false_alarm_parser(actions: argparse._SubParsersAction) -> None:
 
 # ---------------------------------------------------------------------- actions
 def run_record(args: argparse.Namespace) -> int:
+    checked_store(args.store, RegressError)
     from bionas_bench.regress import record
 
     document = record(args.config, args.out, store=args.store, scheduler=args.scheduler)
@@ -120,6 +122,7 @@ def run_record(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    checked_store(args.store, RegressError)
     from bionas_bench.regress import check
 
     report = check(
@@ -142,6 +145,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_false_alarm(args: argparse.Namespace) -> int:
+    checked_store(args.store, RegressError)
     from tqdm import tqdm
 
     from bionas_bench.regress import false_alarm_rate

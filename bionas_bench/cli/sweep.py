@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bionas_bench.cli import add_quiet_option
+from bionas_bench.cli import add_quiet_option, add_store_option, checked_store
 from bionas_bench.errors import SweepError
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "runs a task, fewer where that leaves a worker fewer than two tasks. The results are the "
         "same bytes whatever N",
     )
-    parser.add_argument("--store", type=Path, default=None, help="use this store instead of the config's")
+    add_store_option(parser, "use this store instead of the config's")
     parser.add_argument("--report", type=Path, default=None, help="also write the report into this folder")
     parser.add_argument(
         "--dry-run",
@@ -80,8 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from bionas_bench.sweep import TaskProgress, load_sweep_config, run_sweep
 
     config = load_sweep_config(args.config)
-    if args.store is not None and not args.store.exists():
-        raise SweepError(f"--store {args.store} does not exist; pass the path of a bionas_bench store")
+    checked_store(args.store, SweepError)
     if args.runs_per_task is not None and args.runs_per_task < 0:
         raise SweepError(f"--runs-per-task must be >= 0 (0: whole cells), got {args.runs_per_task}")
     if args.dry_run:
