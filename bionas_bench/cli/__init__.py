@@ -36,12 +36,15 @@ def add_store_option(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--store", default=None, metavar="STORE", help=f"{help} (path or fsspec URL)")
 
 
-def checked_store(value: str | None, error: type[BionasError]) -> str | None:
-    """``--store`` as given; a local path that does not exist is an ``error`` naming the fix
+def checked_store(value: str | os.PathLike[str] | None, error: type[BionasError]) -> str | None:
+    """``--store`` as text; a local path that does not exist is an ``error`` naming the fix
     (a URL is checked when the store is opened)."""
-    if value is not None and "://" not in value and not os.path.exists(value):
-        raise error(f"--store {value} does not exist; pass the path or URL of a bionas_bench store")
-    return value
+    if value is None:
+        return None
+    text = os.fspath(value)
+    if "://" not in text and not os.path.exists(text):
+        raise error(f"--store {text} does not exist; pass the path or URL of a bionas_bench store")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:

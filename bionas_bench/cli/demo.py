@@ -42,10 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def demo_store(explicit: str | None) -> tuple[str | None, str]:
+def demo_store(explicit: str | Path | None) -> tuple[str | None, str]:
     """The store location to run on and a sentence saying which it is."""
-    if checked_store(explicit, SweepError) is not None:
-        return explicit, f"store {explicit}"
+    location = checked_store(explicit, SweepError)
+    if location is not None:
+        return location, f"store {location}"
     from bionas_bench.store import open_store
     from bionas_bench.sweep import find_bionas_pub, imported_bionas_pub
 
