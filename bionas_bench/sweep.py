@@ -970,27 +970,28 @@ class SweepPlan:
 def plan_sweep(
     config: SweepConfig | str | Path,
     out: str | Path | None = None,
-    runs_per_task: int | None = None,
-    workers: int | None = None,
+    scheduler: str | None = None,
     store: str | Path | None = None,
+    runs_per_task: int | None = None,
 ) -> SweepPlan:
-    """The cells and tasks :func:`run_sweep` would run, and which of them ``out`` already
-    holds; runs nothing and writes nothing into ``out``.
+    """The cells and tasks ``run_sweep(config, out, scheduler, store=store,
+    runs_per_task=runs_per_task)`` would run, and which of them ``out`` already holds;
+    runs nothing and writes nothing into ``out``.
 
     It checks what the sweep would check before any work (controller names and
     hyper-parameters, the store, ``runs_per_task``, that ``out`` is this config's results
-    or new) and raises the same errors. ``workers``: those the automatic split plans
-    for (default: this machine's cores, as for the local cluster; 1 for
-    ``scheduler="sync"``; a remote scheduler's thread count). A task counts as done as
-    it would for the sweep: its cell is finished, or it is a finished slice of the
-    same split.
+    or new) and raises the same errors. The automatic split is planned for the workers
+    of ``scheduler`` as the sweep counts them; for a remote scheduler, which the sweep
+    asks for its thread count when it starts, for this machine's cores. A task counts
+    as done as it would for the sweep: its cell is finished, or it is a finished slice
+    of the same split.
     """
     if not isinstance(config, SweepConfig):
         config = load_sweep_config(config)
     _check_controllers(config)
     location = str(store) if store is not None else resolve_store(config.store)
     opened = open_cached_store(location)
-    workers = max(1, workers if workers is not None else os.cpu_count() or 1)
+    workers = local_workers(scheduler)
     tasks = plan_tasks(config, runs_per_task, workers)
     out_path = Path(out) if out is not None else None
     if out_path is not None:
@@ -1205,14 +1206,14 @@ def _dispatch(
     """
     name = scheduler or "local"
     if name == "sync":
-        tracker = _Tracker(plan_tasks(config, runs_per_task, workers=1), out, progress)
+        tracker = _Tracker(plan_tasks(config, runs_per_task, local_workers(name)), out, progress)
         for task in tracker.pending():
             tracker.report(run_task(config, task, location, str(out)))
         return tracker.results
     from bionas_bench.cluster import dask_client
 
     if name in ("local", "threads"):
-        cores = os.cpu_count() or 1
+        cores = local_workers(name)
         tracker = _Tracker(plan_tasks(config, runs_per_task, workers=cores), out, progress)
         todo = tracker.pending()
         if todo:
@@ -1228,6 +1229,12 @@ def _dispatch(
         tracker = _Tracker(plan_tasks(config, runs_per_task, workers=max(1, workers)), out, progress)
         _run_on(client, config, tracker.pending(), location, out, tracker)
     return tracker.results
+
+
+def local_workers(scheduler: str | None) -> int:
+    """The workers a sweep plans its tasks for without asking a cluster: 1 in order
+    (``"sync"``), else one per core of this machine (the local clusters' size)."""
+    return 1 if scheduler == "sync" else os.cpu_count() or 1
 
 
 def _run_on(

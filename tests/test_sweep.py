@@ -354,6 +354,7 @@ def test_dry_run_shows_what_a_sweep_would_run(tmp_path, toy_store, toy_controlle
         (first.cell.key, 3, 2, 3)
     ]
     assert plan_sweep(config, out, runs_per_task=0).runs_to_run == 5  # another split: the cell reruns
+    assert plan_sweep(config, out, "sync").workers == 1  # planned for the scheduler's workers
     assert main(["sweep", config.path, "--out", str(out), "--runs-per-task", "2", "--dry-run"]) == 0
     text = capsys.readouterr().out
     assert "7 of 8 cells done, 1 partly" in text and "3 of 40 runs to run in 2 task(s)" in text

@@ -117,18 +117,14 @@ def run(args: argparse.Namespace) -> int:
 
 def dry_run(args: argparse.Namespace, config: SweepConfig) -> int:
     """Print what the sweep would run (:func:`~bionas_bench.sweep.plan_sweep`)."""
-    import os
-
     from bionas_bench.sweep import plan_sweep
 
-    remote = args.scheduler not in ("local", "threads", "sync")
-    workers = 1 if args.scheduler == "sync" else os.cpu_count() or 1
-    plan = plan_sweep(config, args.out, args.runs_per_task, workers, args.store)
+    plan = plan_sweep(config, args.out, args.scheduler, args.store, args.runs_per_task)
     for line in describe_plan(plan):
         print(line)
-    if remote and args.runs_per_task is None:
+    if args.scheduler not in ("local", "threads", "sync") and args.runs_per_task is None:
         print(
-            f"note: tasks planned for {workers} workers (this machine's cores); the sweep plans "
+            f"note: tasks planned for {plan.workers} workers (this machine's cores); the sweep plans "
             f"them for the threads of {args.scheduler} when it starts"
         )
     return 0
