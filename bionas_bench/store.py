@@ -762,8 +762,7 @@ class Store:
         (default: :attr:`default_knowledge_set`) and the objective loss + lam * knowledge.
         """
         done = self.done
-        loss = loss or ("val_loss" if "val_loss" in self.metric_names else None)
-        knowledge = knowledge or self.default_knowledge_set
+        loss, knowledge = self._columns(loss, knowledge)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             metric_medians = {
@@ -807,6 +806,12 @@ class Store:
             best=best,
         )
 
+    def _columns(self, loss: str | None, knowledge: str | None) -> tuple[str | None, str | None]:
+        """The loss metric and knowledge set a summary uses: as given, else ``val_loss`` (when
+        the store has it) and :attr:`default_knowledge_set`."""
+        loss = loss or ("val_loss" if "val_loss" in self.metric_names else None)
+        return loss, knowledge or self.default_knowledge_set
+
     def choice_summary(self, loss: str | None = None, knowledge: str | None = None) -> list[ChoiceStats]:
         """:class:`ChoiceStats` of every choice of every layer, in the space's order.
 
@@ -815,8 +820,7 @@ class Store:
         :meth:`summary`.
         """
         done = self.done
-        loss = loss or ("val_loss" if "val_loss" in self.metric_names else None)
-        knowledge = knowledge or self.default_knowledge_set
+        loss, knowledge = self._columns(loss, knowledge)
         nan = np.full(done.shape, np.nan)
         loss_values = self.metric(loss) if loss is not None else nan
         knowledge_values = self.knowledge(knowledge) if knowledge is not None else nan
@@ -824,7 +828,8 @@ class Store:
         rows = []
         for index, layer in enumerate(self.space.layers):
             for c, choice in enumerate(layer.choice_names):
-                mask = done & (digits[:, index] == c)[:, None]
+                makes = digits[:, index] == c
+                mask = done & makes[:, None]
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)
                     median_loss = float(np.nanmedian(loss_values[mask])) if mask.any() else float("nan")
@@ -833,7 +838,7 @@ class Store:
                     ChoiceStats(
                         layer=layer.name,
                         choice=choice,
-                        archs=int((digits[:, index] == c).sum()),
+                        archs=int(makes.sum()),
                         units_done=int(mask.sum()),
                         units_chance=None
                         if loss is None

@@ -910,9 +910,7 @@ def run_sweep(
         config = load_sweep_config(config)
     start = time.perf_counter()
     out_path = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="bionas-sweep-"))
-    _check_controllers(config)
-    location = str(store) if store is not None else resolve_store(config.store)
-    opened = open_cached_store(location)
+    location, opened = _checked_inputs(config, store)
     plan_tasks(config, runs_per_task)  # a bad runs_per_task fails before any work
     with _exclusive(out_path):
         _prepare_out(out_path, config, opened, location, store is not None)
@@ -988,9 +986,7 @@ def plan_sweep(
     """
     if not isinstance(config, SweepConfig):
         config = load_sweep_config(config)
-    _check_controllers(config)
-    location = str(store) if store is not None else resolve_store(config.store)
-    opened = open_cached_store(location)
+    location, opened = _checked_inputs(config, store)
     workers = local_workers(scheduler)
     tasks = plan_tasks(config, runs_per_task, workers)
     out_path = Path(out) if out is not None else None
@@ -1004,6 +1000,14 @@ def plan_sweep(
     largest = max(len(t.runs) for t in tasks)
     where = location or f"embedded ({opened.location})"
     return SweepPlan(config, out_path, where, workers, largest, tuple(cells))
+
+
+def _checked_inputs(config: SweepConfig, store: str | Path | None) -> tuple[str | None, Any]:
+    """The controllers checked, and the store (``store`` overriding the config's): its
+    location for the workers and the store opened here."""
+    _check_controllers(config)
+    location = str(store) if store is not None else resolve_store(config.store)
+    return location, open_cached_store(location)
 
 
 def _check_controllers(config: SweepConfig) -> None:
