@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 
 import pytest
 from test_sweep import TOY_CONFIG, make_store, toy_config  # noqa: F401 - shared stand-ins
@@ -55,6 +57,19 @@ def test_report_files_and_sections(toy_run):
     names = {f.name for f in written.figures}
     assert {"fig2a_values.png", "fig2b_ranks.png", "fig2cd_per_step.png", "pareto_front.png"} <= names
     assert "policy_toy-policy.png" in names and "policy_toy-random.png" not in names
+
+
+def test_inputs_skip_empty_hashes(toy_run, tmp_path):
+    """An imported table records no dataset hashes: they are left out, not shown empty."""
+    tmp, run = toy_run
+    results = tmp_path / "results"
+    shutil.copytree(run.out, results)
+    meta = json.loads((results / "sweep.json").read_text())
+    meta["store"]["hashes"]["dataset"] = {"name": "imported-set", "data_sha256": "", "manifest_sha256": ""}
+    (results / "sweep.json").write_text(json.dumps(meta))
+    text = write_report(results, tmp_path / "rep").markdown.read_text()
+    (row,) = [line for line in text.splitlines() if line.startswith("| dataset |")]
+    assert row == "| dataset | name `imported-set` |"
 
 
 def test_cli_sweep_and_report(toy_run, tmp_path, capsys, monkeypatch):

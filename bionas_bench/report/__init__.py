@@ -124,7 +124,7 @@ class _Builder:
             ("sweep config", f"`{meta['config'].get('file') or config.name}` sha256 `{config.sha256[:16]}…`"),
             ("store", f"{store.get('source')}: `{hashes.get('location')}`"),
             ("store provenance", ", ".join(f"{k} = {v}" for k, v in prov.items()) or "-"),
-            ("dataset", ", ".join(f"{k} `{str(v)[:16]}`" for k, v in dataset.items()) or "-"),
+            ("dataset", ", ".join(f"{k} `{str(v)[:16]}`" for k, v in dataset.items() if v) or "-"),
             (
                 "space",
                 f"{meta['space']['name']} ({self.n_archs} architectures), "
