@@ -193,28 +193,27 @@ class _Builder:
             f"knowledge over replicates. Data: [`{name}`]({name}).\n\n" + table(header, rows) + "\n"
         )
 
+    def lambda_figure(self, cols: list[tuple[str, str]], stem: str, title: str, caption: str) -> str:
+        """One panel per column of the summary against lambda, its CSV, and the caption."""
+        keep = ["controller", "lam", "n"] + [f"{c}{x}" for c, _ in cols for x in ("", "_lo", "_hi")]
+        name = self.csv(self.summary[keep], stem)
+        path = figures.lambda_panels(self.summary, cols, title, self.out / f"{stem}.png", self.labels)
+        return self.figure(path, caption, name)
+
     def figure2(self) -> str:
-        s, labels, out = self.summary, self.labels, self.out
+        labels, out = self.labels, self.out
         text = ["## Figure 2 of the paper\n"]
         cols_a = [
             ("loss", "median validation loss (BCE, nats)"),
             ("knowledge", "median knowledge dissimilarity K"),
         ]
-        keep = ["controller", "lam", "n"] + [f"{c}{x}" for c, _ in cols_a for x in ("", "_lo", "_hi")]
-        name = self.csv(s[keep], "fig2a_values")
-        path = figures.lambda_panels(
-            s,
-            cols_a,
-            "(a) Gold-standard medians of the converged architectures",
-            out / "fig2a_values.png",
-            labels,
-        )
         text.append(
-            self.figure(
-                path,
+            self.lambda_figure(
+                cols_a,
+                "fig2a_values",
+                "(a) Gold-standard medians of the converged architectures",
                 "(a) Median loss and median knowledge (over replicates) of the recommended architecture, "
                 "mean over runs with 95% CI, against lambda.",
-                name,
             )
         )
         cols_b = [
@@ -222,21 +221,13 @@ class _Builder:
             ("knowledge_rank", "knowledge rank (1 = best)"),
             ("objective_rank", "objective rank at λ (1 = best)"),
         ]
-        keep = ["controller", "lam", "n"] + [f"{c}{x}" for c, _ in cols_b for x in ("", "_lo", "_hi")]
-        name = self.csv(s[keep], "fig2b_ranks")
-        path = figures.lambda_panels(
-            s,
-            cols_b,
-            "(b) Gold-standard ranks of the converged architectures",
-            out / "fig2b_ranks.png",
-            labels,
-        )
         text.append(
-            self.figure(
-                path,
+            self.lambda_figure(
+                cols_b,
+                "fig2b_ranks",
+                "(b) Gold-standard ranks of the converged architectures",
                 "(b) Ranks among all architectures of the recommended architecture, mean over runs with "
                 "95% CI.",
-                name,
             )
         )
         ends = (
