@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bionas_bench.errors import BionasError, ManifestError, SweepError
+from bionas_bench.errors import BionasError, ManifestError, OracleError, StoreError, SweepError
 from bionas_bench.manifests import Fields, Manifest, load_manifest, sha256_text
 
 RESULTS_FORMAT = "bionas-bench-sweep-results/1"
@@ -910,10 +910,10 @@ def run_sweep(
         config = load_sweep_config(config)
     start = time.perf_counter()
     out_path = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="bionas-sweep-"))
-    location, opened = _checked_inputs(config, store)
+    location, opened, gold = _checked_inputs(config, store)
     plan_tasks(config, runs_per_task)  # a bad runs_per_task fails before any work
     with _exclusive(out_path):
-        _prepare_out(out_path, config, opened, location, store is not None)
+        _prepare_out(out_path, config, opened, location, store is not None, gold)
         skipped = [c.key for c in config.cells() if is_done(cell_path(out_path, c))]
         results = _dispatch(config, location, out_path, scheduler, progress, runs_per_task)
     seconds: dict[str, float] = {}
@@ -986,7 +986,7 @@ def plan_sweep(
     """
     if not isinstance(config, SweepConfig):
         config = load_sweep_config(config)
-    location, opened = _checked_inputs(config, store)
+    location, opened, _ = _checked_inputs(config, store)
     workers = local_workers(scheduler)
     tasks = plan_tasks(config, runs_per_task, workers)
     out_path = Path(out) if out is not None else None
@@ -1002,12 +1002,19 @@ def plan_sweep(
     return SweepPlan(config, out_path, where, workers, largest, tuple(cells))
 
 
-def _checked_inputs(config: SweepConfig, store: str | Path | None) -> tuple[str | None, Any]:
+def _checked_inputs(config: SweepConfig, store: str | Path | None) -> tuple[str | None, Any, str]:
     """The controllers checked, and the store (``store`` overriding the config's): its
-    location for the workers and the store opened here."""
+    location for the workers, the store opened here, and the text of gold.csv (which
+    builds the oracle of every lambda, so a metric or knowledge set the store lacks
+    fails here, before ``out`` is touched)."""
     _check_controllers(config)
     location = str(store) if store is not None else resolve_store(config.store)
-    return location, open_cached_store(location)
+    opened = open_cached_store(location)
+    try:
+        gold = _gold_csv(config, opened)
+    except (StoreError, OracleError) as exc:
+        raise SweepError(f"sweep config {config.path or config.name} [oracle]: {exc}") from None
+    return location, opened, gold
 
 
 def _check_controllers(config: SweepConfig) -> None:
@@ -1095,8 +1102,11 @@ def _check_out(out: Path, config: SweepConfig, meta: dict[str, Any]) -> None:
         raise SweepError(f"results folder {out} exists and is not a sweep's results; pass a new --out")
 
 
-def _prepare_out(out: Path, config: SweepConfig, store: Any, location: str | None, override: bool) -> None:
-    """Create ``out`` (or check it belongs to this config) and write sweep.json + gold.csv."""
+def _prepare_out(
+    out: Path, config: SweepConfig, store: Any, location: str | None, override: bool, gold: str
+) -> None:
+    """Create ``out`` (or check it belongs to this config) and write sweep.json and
+    gold.csv (``gold``: its text)."""
     meta = _metadata(config, store, location, override)
     _check_out(out, config, meta)
     meta_path = out / "sweep.json"
@@ -1104,7 +1114,7 @@ def _prepare_out(out: Path, config: SweepConfig, store: Any, location: str | Non
     (out / "cells").mkdir(parents=True, exist_ok=True)
     for stale in [*(out / "cells").glob("*.partial"), *(out / "cells").glob("*.parts/*.partial")]:
         shutil.rmtree(stale, ignore_errors=True)
-    _write_gold(out / "gold.csv", config, store)
+    _atomic_write(out / "gold.csv", gold)
     _atomic_write(meta_path, text)
 
 
@@ -1136,7 +1146,8 @@ def _metadata(config: SweepConfig, store: Any, location: str | None, override: b
     }
 
 
-def _write_gold(path: Path, config: SweepConfig, store: Any) -> None:
+def _gold_csv(config: SweepConfig, store: Any) -> str:
+    """gold.csv: the gold standard (medians and ranks) of every lambda of the sweep."""
     frames = []
     for li, lam in enumerate(config.lambdas):
         gold = gold_table(make_oracle(store, lam, 0, config.oracle))
@@ -1144,7 +1155,7 @@ def _write_gold(path: Path, config: SweepConfig, store: Any) -> None:
         gold.insert(0, "lam_index", li)
         gold.insert(3, "arch_name", store.space.arch_names(gold["arch"].tolist()))
         frames.append(gold)
-    _atomic_write(path, pd.concat(frames, ignore_index=True).to_csv(index=False, float_format="%.17g"))
+    return pd.concat(frames, ignore_index=True).to_csv(index=False, float_format="%.17g")
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -441,6 +442,30 @@ def test_unknown_controller_fails_before_work(tmp_path, toy_store, toy_controlle
     bad = toy_config(tmp_path, toy_store, TOY_CONFIG.replace("lr = 0.5", "lr = -1.0"))
     with pytest.raises(SweepError, match="lr"):
         run_sweep(bad, tmp_path / "out2", scheduler="sync")
+
+
+@pytest.mark.parametrize(
+    ("oracle", "message"),
+    [
+        ('loss = "val_los"', "no metric 'val_los'"),
+        ('knowledge = "ctcf"', "no knowledge set 'ctcf'"),
+        ("replicate = 9", "replicate=9 is out of range"),
+    ],
+)
+def test_oracle_settings_the_store_lacks_fail_before_out(
+    tmp_path, toy_store, toy_controllers, capsys, oracle, message
+):
+    """A metric, knowledge set or replicate the store does not have fails, naming the
+    config's [oracle] table, before the results folder is made (and, in the CLI, before
+    the progress bar)."""
+    config = toy_config(tmp_path, toy_store, TOY_CONFIG + f"\n[oracle]\n{oracle}\n")
+    for call in (run_sweep, plan_sweep):
+        with pytest.raises(SweepError, match=rf"toy.toml \[oracle\]: .*{re.escape(message)}"):
+            call(config, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert main(["sweep", config.path, "--out", str(tmp_path / "out"), "--scheduler", "sync"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and not (tmp_path / "out").exists()
 
 
 def test_incumbent_every(tmp_path, toy_store, toy_controllers):

@@ -77,7 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from bionas_bench.sweep import TaskProgress, load_sweep_config, run_sweep
+    from bionas_bench.sweep import TaskProgress, load_sweep_config, plan_sweep, run_sweep
 
     config = load_sweep_config(args.config)
     checked_store(args.store, SweepError)
@@ -85,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         raise SweepError(f"--runs-per-task must be >= 0 (0: whole cells), got {args.runs_per_task}")
     if args.dry_run:
         return dry_run(args, config)
+    # the sweep's own checks, so that bad input fails with its one line before the progress bar
+    plan_sweep(config, args.out, args.scheduler, args.store, args.runs_per_task)
     total = len(config.cells())
     bar = tqdm(total=total * config.runs, unit="run", desc=config.name, disable=args.quiet)
 
