@@ -190,12 +190,27 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(tiny_train_dataset: Path, 
         (["train", "--dataset", "no-such-data", "--out", str(tmp_path / "c.zarr")], "no-such-data"),
         (base + ["--out", str(tmp_path / "d.zarr"), "--training", "no-such-training"], "no-such-training"),
         (base + ["--out", str(tmp_path / "e.zarr"), "--space", "no-such-space"], "no-such-space"),
+        (base + ["--out", str(tmp_path / "f.zarr"), "--threads", "0"], "--threads must be >= 1, got 0"),
+        (base + ["--out", str(tmp_path / "g.zarr"), "--workers", "0"], "--workers must be >= 1, got 0"),
     ]
     for argv, message in cases:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and message in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.zarr"]
+
+
+def test_unreachable_scheduler_leaves_no_store(tiny_train_dataset: Path, tmp_path: Path, monkeypatch):
+    """A scheduler address is tried before the store is made: a wrong one creates nothing."""
+    from bionas_bench import cluster
+
+    def refuse(address, timeout):
+        raise OSError(f"connection to {address} refused")
+
+    monkeypatch.setattr(cluster, "Client", refuse)
+    with pytest.raises(TrainingError, match="cannot reach the Dask scheduler at 'tcp://127.0.0.1:1'"):
+        _farm(tiny_train_dataset, tmp_path / "s.zarr", archs="0", scheduler="tcp://127.0.0.1:1")
+    assert not (tmp_path / "s.zarr").exists()
 
 
 def test_cli_trains_and_reports(tiny_train_dataset: Path, tmp_path: Path, capsys):

@@ -556,20 +556,27 @@ def run_farm(
     reps = _check_replicates(config, replicates)
     scheduler = _check_scheduler(scheduler, workers)
     dataset = _as_dataset(dataset)
+    if threads is not None and threads < 1:
+        raise TrainingError(f"--threads must be >= 1, got {threads}")
     device_name = device or config.device
     dev = resolve_device(device_name)
     out_path = Path(out)
-    store = _open_or_create(out_path, space, dataset, config, dev)
-    units = plan_units(store.done, ids, reps)
-    if progress is not None:
-        progress(FarmProgress(-1, 0, len(units), 0.0, 0))
-    job = (space, dataset, config, str(out_path))
-    if scheduler is None:
-        _run_in_process(store, job, units, device_name, threads, progress)
-    elif units:
-        if threads is None and scheduler == "local":
-            threads = max(1, (os.cpu_count() or 1) // workers)
-        _run_dask(job, units, device_name, threads, scheduler, workers, progress)
+    with contextlib.ExitStack() as stack:
+        # a scheduler address is reached before the store is made: a wrong one leaves nothing
+        remote = scheduler not in (None, "local")
+        client = stack.enter_context(_client(scheduler, workers)) if remote else None
+        store = _open_or_create(out_path, space, dataset, config, dev)
+        units = plan_units(store.done, ids, reps)
+        if progress is not None:
+            progress(FarmProgress(-1, 0, len(units), 0.0, 0))
+        job = (space, dataset, config, str(out_path))
+        if scheduler is None:
+            _run_in_process(store, job, units, device_name, threads, progress)
+        elif units:
+            if client is None:  # a local cluster, started only when there is work
+                threads = max(1, (os.cpu_count() or 1) // workers) if threads is None else threads
+                client = stack.enter_context(_client(scheduler, workers))
+            _run_dask(client, job, units, device_name, threads, progress)
     _pack_when_complete(out_path)
     return FarmReport(
         store=str(out_path),
@@ -629,46 +636,49 @@ def _run_in_process(
         _STORE_CACHE.pop(out, None)
 
 
+def _client(scheduler: str, workers: int) -> contextlib.AbstractContextManager[Any]:
+    """A Dask client of a new local cluster (``"local"``) or of the scheduler at an address."""
+    from bionas_bench.cluster import dask_client
+
+    hint = "use --scheduler local (a local cluster) or none (in this process)"
+    return dask_client(scheduler, workers, error=TrainingError, hint=hint)
+
+
 def _run_dask(
+    client: Any,
     job: Job,
     units: list[Unit],
     device: str,
     threads: int | None,
-    scheduler: str,
-    workers: int,
     progress: ProgressFn | None,
 ) -> None:
-    """One Dask task per unit; results are written by the workers themselves.
+    """One Dask task per unit of ``client``; results are written by the workers themselves.
 
-    On any exit before the end (an error, Ctrl-C) :func:`~bionas_bench.cluster.dask_client`
-    closes the client first, releasing the units not yet started, then kills the local
-    cluster's worker processes; a unit cut short is simply not done and is retrained
-    on resume.
+    On any exit before the end (an error, Ctrl-C) the caller's
+    :func:`~bionas_bench.cluster.dask_client` closes the client first, releasing the
+    units not yet started, then kills the local cluster's worker processes; a unit cut
+    short is simply not done and is retrained on resume.
     """
     from dask.distributed import as_completed
 
-    from bionas_bench.cluster import dask_client
-
     space, dataset, config, out = job
-    hint = "use --scheduler local (a local cluster) or none (in this process)"
-    with dask_client(scheduler, workers, error=TrainingError, hint=hint) as client:
-        data_future = client.scatter(dataset, broadcast=True)
-        futures = [
-            client.submit(
-                train_and_write,
-                space,
-                data_future,
-                config,
-                out,
-                u.arch_id,
-                device,
-                threads,
-                u.replicates,
-                pure=False,
-            )
-            for u in units
-        ]
-        for n, future in enumerate(as_completed(futures), start=1):
-            arch, seconds, failed = future.result()
-            if progress is not None:
-                progress(FarmProgress(arch, n, len(units), seconds, failed))
+    data_future = client.scatter(dataset, broadcast=True)
+    futures = [
+        client.submit(
+            train_and_write,
+            space,
+            data_future,
+            config,
+            out,
+            u.arch_id,
+            device,
+            threads,
+            u.replicates,
+            pure=False,
+        )
+        for u in units
+    ]
+    for n, future in enumerate(as_completed(futures), start=1):
+        arch, seconds, failed = future.result()
+        if progress is not None:
+            progress(FarmProgress(arch, n, len(units), seconds, failed))
