@@ -912,10 +912,17 @@ def run_sweep(
     out_path = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="bionas-sweep-"))
     location, opened, gold = _checked_inputs(config, store)
     plan_tasks(config, runs_per_task)  # a bad runs_per_task fails before any work
-    with _exclusive(out_path):
-        _prepare_out(out_path, config, opened, location, store is not None, gold)
-        skipped = [c.key for c in config.cells() if is_done(cell_path(out_path, c))]
-        results = _dispatch(config, location, out_path, scheduler, progress, runs_per_task)
+    with contextlib.ExitStack() as stack:
+        remote = None  # a scheduler address is reached before out is touched
+        if scheduler not in (None, "local", "threads", "sync"):
+            from bionas_bench.cluster import dask_client
+
+            hint = "use --scheduler local or sync"
+            remote = stack.enter_context(dask_client(scheduler, 1, error=SweepError, hint=hint))
+        with _exclusive(out_path):
+            _prepare_out(out_path, config, opened, location, store is not None, gold)
+            skipped = [c.key for c in config.cells() if is_done(cell_path(out_path, c))]
+            results = _dispatch(config, location, out_path, scheduler, progress, runs_per_task, remote)
     seconds: dict[str, float] = {}
     cpu: dict[str, float] = {}
     for r in results:
@@ -1212,9 +1219,10 @@ def _dispatch(
     scheduler: str | None,
     progress: Callable[[TaskProgress], None] | None,
     runs_per_task: int | None,
+    remote: Any,
 ) -> list[dict[str, Any]]:
     """Plan the tasks for the workers at hand and run those not yet done in ``out`` on
-    ``scheduler``; one timing dict per task.
+    ``scheduler`` (``remote``: the client of a scheduler address); one timing dict per task.
 
     On any exit before the end (a task's error, Ctrl-C) :func:`~bionas_bench.cluster.dask_client`
     releases the tasks not yet started and kills the local cluster's workers.
@@ -1225,9 +1233,9 @@ def _dispatch(
         for task in tracker.pending():
             tracker.report(run_task(config, task, location, str(out)))
         return tracker.results
-    from bionas_bench.cluster import dask_client
-
     if name in ("local", "threads"):
+        from bionas_bench.cluster import dask_client
+
         cores = local_workers(name)
         tracker = _Tracker(plan_tasks(config, runs_per_task, workers=cores), out, progress)
         todo = tracker.pending()
@@ -1239,10 +1247,9 @@ def _dispatch(
             ) as client:
                 _run_on(client, config, todo, location, out, tracker)
         return tracker.results
-    with dask_client(name, 1, error=SweepError, hint="use --scheduler local or sync") as client:
-        workers = sum(client.nthreads().values())
-        tracker = _Tracker(plan_tasks(config, runs_per_task, workers=max(1, workers)), out, progress)
-        _run_on(client, config, tracker.pending(), location, out, tracker)
+    workers = sum(remote.nthreads().values())
+    tracker = _Tracker(plan_tasks(config, runs_per_task, workers=max(1, workers)), out, progress)
+    _run_on(remote, config, tracker.pending(), location, out, tracker)
     return tracker.results
 
 

@@ -304,6 +304,12 @@ def test_slices_of_runs_give_the_same_bytes_as_whole_cells(tmp_path, toy_store, 
     sliced = run_sweep(config, tmp_path / "sliced", scheduler="sync", runs_per_task=2, progress=events.append)
     threads = run_sweep(config, tmp_path / "threads", scheduler="threads", runs_per_task=2)
     assert tree_digest(sliced.out) == tree_digest(whole.out) == tree_digest(threads.out)
+    # a scheduler reached by its address (its workers are threads here, to share the toy controllers)
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        remote = run_sweep(config, tmp_path / "remote", scheduler=cluster.scheduler_address)
+    assert tree_digest(remote.out) == tree_digest(whole.out)
     assert not list((sliced.out / "cells").glob("*.parts"))
     assert len(events) == 3 * len(config.cells()) and sum(e.runs for e in events) == 5 * len(config.cells())
     assert sum(e.cell_done for e in events) == len(config.cells())
@@ -499,6 +505,7 @@ def test_unreachable_scheduler_is_a_sweep_error(tmp_path, toy_store, toy_control
         SweepError, match=r"cannot reach the Dask scheduler at 'tcp://nowhere:1'.*--scheduler local"
     ):
         run_sweep(config, tmp_path / "out", scheduler="tcp://nowhere:1")
+    assert not (tmp_path / "out").exists()  # the address is tried before the results folder is made
 
 
 # ---------------------------------------------------------------------- command line
