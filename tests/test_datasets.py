@@ -198,3 +198,20 @@ def test_cli_list_build_show(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "consensus" in capsys.readouterr().out
     assert main(["data", "build", str(tmp_path / "missing.toml"), "--out", str(tmp_path)]) == 2
     assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "a-file").write_text("x")
+    assert main(["data", "build", str(path), "--out", str(tmp_path / "a-file")]) == 2
+    err = capsys.readouterr().err
+    assert "a-file is a file; give the path of a folder" in err and err.count("\n") == 1, err
+
+
+def test_force_rebuilds_the_cache(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """A cache of the same manifest text is reused, unless --force."""
+    path = manifest(tmp_path, SIMULATED.format(seed=1))
+    cache = tmp_path / "out" / "tiny.json"
+    assert main(["data", "build", str(path), "--out", str(tmp_path / "out")]) == 0
+    cache.write_text(cache.read_text().replace('"description"', '"note": "old", "description"'))
+    assert main(["data", "build", str(path), "--out", str(tmp_path / "out")]) == 0
+    assert '"note": "old"' in cache.read_text()  # the cache of the same manifest is reused
+    assert main(["data", "build", str(path), "--out", str(tmp_path / "out"), "--force"]) == 0
+    assert '"note": "old"' not in cache.read_text()
+    capsys.readouterr()

@@ -75,10 +75,6 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_build(args: argparse.Namespace) -> int:
     out: Path = args.out
-    if args.force:
-        for suffix in (".json", ".npz"):
-            stale = out / f"{Path(args.name).stem}{suffix}"
-            stale.unlink(missing_ok=True)
     start = time.perf_counter()
     with tqdm(desc="building", unit=" stage", leave=False) as bar:
 
@@ -86,7 +82,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
             bar.set_postfix_str(stage)
             bar.update(1)
 
-        dataset = build_dataset(args.name, cache_dir=out, progress=progress)
+        dataset = build_dataset(args.name, cache_dir=out, progress=progress, force=args.force)
     seconds = time.perf_counter() - start
     _print_summary(dataset)
     print(f"cache:     {out / (dataset.name + '.json')} (+ .npz)  [{seconds:.2f} s]")

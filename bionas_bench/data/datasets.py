@@ -484,17 +484,20 @@ def build_dataset(
     *,
     cache_dir: str | Path | None = None,
     progress: Progress | None = None,
+    force: bool = False,
 ) -> Dataset:
     """Build the dataset of a shipped manifest name or a manifest path.
 
     With ``cache_dir``, a cache saved from the same manifest text (same sha256) is
-    loaded instead, and a fresh build is saved there.
+    loaded instead (unless ``force``), and a fresh build is saved there.
     """
     manifest = load_manifest("datasets", name_or_path)
     spec = parse_dataset_manifest(manifest)
     if cache_dir is not None:
+        if Path(cache_dir).exists() and not Path(cache_dir).is_dir():
+            raise DataError(f"dataset cache folder {cache_dir} is a file; give the path of a folder")
         cached = Path(cache_dir) / f"{spec.name}.json"
-        if cached.is_file() and _cached_manifest_sha(cached) == manifest.sha256:
+        if not force and cached.is_file() and _cached_manifest_sha(cached) == manifest.sha256:
             return load_dataset(cached)
     dataset = build_from_spec(spec, progress=progress)
     if cache_dir is not None:
