@@ -352,6 +352,8 @@ def record(
     scheduler: str = "sync",
 ) -> dict[str, Any]:
     """Run ``config``, write its baseline JSON to ``out`` and return the document."""
+    if Path(out).is_dir():  # checked before the sweep runs, not after
+        raise RegressError(f"--out {out} is a folder; give the path of the baseline JSON file to write")
     scores, _ = run_scores(config, store=store, scheduler=scheduler)
     document = baseline_document(scores)
     write_baseline(out, document)

@@ -759,8 +759,13 @@ class Store:
 
         Best lists rank per-architecture medians over done replicates (failed included,
         as recorded) of ``loss`` (default ``val_loss`` when present), ``knowledge``
-        (default: :attr:`default_knowledge_set`) and the objective loss + lam * knowledge.
+        (default: :attr:`default_knowledge_set`) and the objective loss + lam * knowledge;
+        ``top`` architectures each (0: no lists).
         """
+        if isinstance(top, bool) or not isinstance(top, int | np.integer) or top < 0:
+            raise StoreError(
+                f"top must be a whole number >= 0 (0: no lists of best architectures), got {top!r}"
+            )
         done = self.done
         loss, knowledge = self._columns(loss, knowledge)
         with warnings.catch_warnings():
@@ -784,7 +789,8 @@ class Store:
                 columns[f"loss ({loss})"] + lam * columns[f"knowledge ({knowledge})"]
             )
         for label, values in columns.items():
-            best[label] = self._best(values, top)
+            if top:
+                best[label] = self._best(values, top)
         return StoreSummary(
             location=self.location,
             space=self.space.name,

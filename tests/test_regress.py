@@ -314,6 +314,11 @@ def test_bad_baseline_and_alpha(tmp_path, setup, toy):
     with pytest.raises(RegressError, match="alpha must be in"):
         regress_check(config, baseline, alpha=1.5)
     assert main(["regress", "check", str(config), "--baseline", str(tmp_path / "nope.json")]) == 2
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    with pytest.raises(RegressError, match="is a folder; give the path of the baseline JSON file"):
+        record(config, folder)
+    assert list(tmp_path.glob("folder*")) == [folder] and not list(folder.iterdir())
 
 
 # ---------------------------------------------------------------------- statistics

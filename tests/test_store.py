@@ -203,6 +203,10 @@ def test_summary(synthetic_store: Store) -> None:
     assert summary.best["knowledge (myc)"][0].arch == 215
     assert summary.to_dict()["units_total"] == 1080
     assert summary.units_chance == 0  # every synthetic val_loss is < 0.69
+    assert synthetic_store.summary(top=0).best == {}
+    for bad in (-1, 1.5, True):
+        with pytest.raises(StoreError, match=rf"top must be a whole number >= 0 .*got {bad!r}"):
+            synthetic_store.summary(top=bad)
 
 
 def test_summary_counts_units_at_chance_level(synthetic_store: Store) -> None:
