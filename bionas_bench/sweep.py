@@ -1050,7 +1050,7 @@ def _exclusive(out: Path) -> Iterator[None]:
     """
     import socket
 
-    _not_a_file(out)
+    check_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     lock, me = out / LOCK_NAME, f"{os.getpid()} {socket.gethostname()}"
     for _ in range(2):
@@ -1088,15 +1088,16 @@ def _stale(owner: str, host: str) -> bool:
     return False
 
 
-def _not_a_file(out: Path) -> None:
+def check_folder(out: Path, what: str = "the results") -> None:
+    """Refuse an ``out`` (``--out`` of a command) that is a file: it must be a folder for ``what``."""
     if out.exists() and not out.is_dir():
-        raise SweepError(f"--out {out} is a file; pass a folder for the results")
+        raise SweepError(f"--out {out} is a file; pass a folder for {what}")
 
 
 def _check_out(out: Path, config: SweepConfig, meta: dict[str, Any]) -> None:
     """Refuse an ``out`` that is a file, another config's or store's results, or a folder
     that is not a sweep's results; a missing or empty ``out`` is fine."""
-    _not_a_file(out)
+    check_folder(out)
     meta_path = out / "sweep.json"
     if meta_path.is_file():
         old = json.loads(meta_path.read_text())

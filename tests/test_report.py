@@ -98,3 +98,24 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert err.count("\n") == 0 and "no sweep.json" in err
     assert main(["sweep", "no-such-sweep", "--out", str(tmp_path / "o")]) == 2
     assert "unknown sweep manifest" in capsys.readouterr().err
+
+
+def test_cli_out_a_file_is_one_line(toy_run, tmp_path, capsys):
+    """--out naming a file, or a folder the system refuses to make, is one line and exit 2."""
+    _, run = toy_run
+    a_file = tmp_path / "a-file"
+    a_file.write_text("kept")
+    cases = [
+        (
+            ["report", str(run.out), "--out", str(a_file)],
+            f"--out {a_file} is a file; pass a folder for the report",
+        ),
+        (["demo", "--out", str(a_file)], f"--out {a_file} is a file; pass a folder for the demo's results"),
+        (["report", str(run.out), "--out", str(a_file / "sub")], f"Not a directory: {a_file / 'sub'}"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        captured = capsys.readouterr()
+        assert captured.err.count("\n") == 1 and message in captured.err, captured.err
+        assert captured.out == ""
+    assert a_file.read_text() == "kept" and sorted(tmp_path.iterdir()) == [a_file]

@@ -2,8 +2,8 @@
 
 Each command group lives in its own module of this package and exposes
 ``register(subparsers)``; this module assembles them, runs the chosen command and
-turns a :class:`~bionas_bench.errors.BionasError` into one line on stderr and a
-non-zero exit. Library code never prints; commands render.
+turns a :class:`~bionas_bench.errors.BionasError`, or an ``OSError`` of a path the
+system refuses, into one line on stderr and a non-zero exit. Library code never prints; commands render.
 """
 
 from __future__ import annotations
@@ -83,3 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         # flushes stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+    except OSError as exc:  # a path the system refuses (permissions, a full disk, ...): one line
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"bionas-bench {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_BAD_INPUT

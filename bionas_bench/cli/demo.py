@@ -72,9 +72,10 @@ def run(args: argparse.Namespace) -> int:
     from bionas_bench.cli.report import rank_table
     from bionas_bench.report import write_report
     from bionas_bench.space import get_space
-    from bionas_bench.sweep import load_sweep_config, run_sweep
+    from bionas_bench.sweep import check_folder, load_sweep_config, run_sweep
 
     start = time.perf_counter()
+    check_folder(args.out, "the demo's results and report")
     config = load_sweep_config(args.config)
     location, which = demo_store(args.store)
     space = get_space("bionas-conv1d")

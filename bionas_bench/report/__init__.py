@@ -27,7 +27,7 @@ import pandas as pd
 from bionas_bench import scoring
 from bionas_bench.report import figures
 from bionas_bench.report.markdown import fmt, pvalue, table, with_ci
-from bionas_bench.sweep import SweepResults, load_results
+from bionas_bench.sweep import SweepResults, check_folder, load_results
 
 NOTES_FILE = "NOTES.md"
 
@@ -47,8 +47,9 @@ def write_report(
     results: SweepResults | str | Path, out: str | Path, title: str | None = None
 ) -> ReportFiles:
     """Write ``report.md``, its figures and CSVs for a results folder into ``out``."""
-    res = results if isinstance(results, SweepResults) else load_results(results)
     out = Path(out)
+    check_folder(out, "the report")
+    res = results if isinstance(results, SweepResults) else load_results(results)
     out.mkdir(parents=True, exist_ok=True)
     builder = _Builder(res, out)
     text = builder.build(title)
