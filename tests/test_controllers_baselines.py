@@ -304,6 +304,17 @@ def test_bad_hyper_parameters_raise_clear_errors(name: str, hparams: dict, messa
         bb.controllers.create(name, SPACE, **hparams)
 
 
+@pytest.mark.parametrize("name", ["random", "ppo"])
+@pytest.mark.parametrize("seed", [-1, 1.5, "a", True, None])
+def test_bad_seed_is_a_controller_error(name: str, seed: object) -> None:
+    with pytest.raises(
+        ControllerError, match=rf"{name}: seed must be an integer >= 0 or a numpy Generator, got"
+    ):
+        bb.controllers.create(name, SPACE, seed=seed)
+    with pytest.raises(ControllerError, match=rf"{name}: seed must be an integer >= 0"):
+        bb.controllers.create_runs(name, SPACE, [0, seed])
+
+
 def test_tell_misuse_is_a_controller_error() -> None:
     ctrl = bb.controllers.create("evolution", SPACE, seed=0)
     ids = ctrl.ask(2)

@@ -89,7 +89,7 @@ import numpy as np
 import torch
 
 from bionas_bench.controllers import pg_kernel
-from bionas_bench.controllers.base import BatchedRuns, Controller, check, make_params
+from bionas_bench.controllers.base import BatchedRuns, Controller, check, make_params, seed_rng
 from bionas_bench.controllers.lstm_policy import (
     DTYPE,
     FEEDS,
@@ -655,7 +655,7 @@ class PolicyGradientRuns(BatchedRuns):
         if len(seeds) == 0:
             raise ControllerError(f"{cls.name}.batched: seeds must not be empty")
         self.name = cls.name
-        rngs = [np.random.default_rng(s) for s in seeds]
+        rngs = [seed_rng(cls.name, s) for s in seeds]
         self.engine = Engine(space, rngs, params, cls.algorithm)
         self._pending: tuple[np.ndarray, torch.Tensor, torch.Tensor, list[torch.Tensor]] | None = None
 
