@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from bionas_bench.errors import OracleError, StoreError
+from bionas_bench.seeds import rng_from_seed
 from bionas_bench.store import Store, open_store
 
 ReplicateMode = str | int
@@ -137,7 +138,8 @@ class BootstrapOracle:
     Args:
         store: a :class:`~bionas_bench.store.Store`, or a path / URL to open.
         lam: knowledge weight lambda >= 0 of the reward ``-(loss + lam * knowledge)``.
-        seed: seed (or ``np.random.Generator``) of this oracle's own random stream.
+        seed: an integer >= 0 (or a ``np.random.Generator``) for this oracle's own random
+            stream; None is refused (see :mod:`~bionas_bench.seeds`).
         replicate: ``"random"``, ``"fixed"``, an ``int`` replicate index, or ``"median"``.
         loss: the metric used as loss (default ``"val_loss"``).
         knowledge: the knowledge set (default: the store's default / first set).
@@ -149,7 +151,7 @@ class BootstrapOracle:
         self,
         store: Store | str | Path,
         lam: float = 1.0,
-        seed: int | np.random.Generator | None = 0,
+        seed: int | np.random.Generator = 0,
         replicate: ReplicateMode = "random",
         loss: str = "val_loss",
         knowledge: str | None = None,
@@ -172,7 +174,7 @@ class BootstrapOracle:
                 f"store {self.store.location} has no completed units (its done mask is all False); "
                 f"train or import results into it before building an oracle"
             )
-        self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        self._rng = rng_from_seed(seed, OracleError, "BootstrapOracle")
         self._build_tables()
         self._fixed_rows: np.ndarray | None = None
         if self.replicate == "fixed":

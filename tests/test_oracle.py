@@ -175,6 +175,15 @@ def test_bad_lam(synthetic_store: Store, lam: object) -> None:
         BootstrapOracle(synthetic_store, lam=lam)
 
 
+@pytest.mark.parametrize("seed", [-1, 2.5, "7", None, True])
+def test_bad_seed(synthetic_store: Store, seed: object) -> None:
+    """An explicit integer seed or a Generator; None (OS entropy) would make runs unrepeatable."""
+    with pytest.raises(
+        OracleError, match="BootstrapOracle: seed must be an integer >= 0 or a numpy Generator"
+    ):
+        BootstrapOracle(synthetic_store, seed=seed)
+
+
 def test_bad_settings_and_ids(synthetic_store: Store) -> None:
     with pytest.raises(OracleError, match="mode"):
         BootstrapOracle(synthetic_store, replicate="best")

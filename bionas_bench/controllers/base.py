@@ -26,21 +26,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from bionas_bench.errors import ControllerError
+from bionas_bench.seeds import rng_from_seed
 from bionas_bench.space import ModelSpace
 
 
 @dataclasses.dataclass(frozen=True)
 class NoParams:
     """A controller without hyper-parameters."""
-
-
-def seed_rng(name: str, seed: Any) -> np.random.Generator:
-    """The generator of controller ``name`` for ``seed`` (an integer >= 0, or a Generator used as is)."""
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ControllerError(f"{name}: seed must be an integer >= 0 or a numpy Generator, got {seed!r}")
-    return np.random.default_rng(seed)
 
 
 class Controller(ABC):
@@ -56,7 +48,7 @@ class Controller(ABC):
     def __init__(self, space: ModelSpace, seed: int | np.random.Generator = 0, **hparams: Any):
         self.space = space
         self.params = make_params(type(self), hparams)
-        self.rng = seed_rng(self.name, seed)
+        self.rng = rng_from_seed(seed, ControllerError, self.name)
         self._pending: Counter[int] = Counter()
         self._last_fidelity: np.ndarray | None = None
         self.num_told = 0

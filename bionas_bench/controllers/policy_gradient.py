@@ -89,7 +89,7 @@ import numpy as np
 import torch
 
 from bionas_bench.controllers import pg_kernel
-from bionas_bench.controllers.base import BatchedRuns, Controller, check, make_params, seed_rng
+from bionas_bench.controllers.base import BatchedRuns, Controller, check, make_params
 from bionas_bench.controllers.lstm_policy import (
     DTYPE,
     FEEDS,
@@ -100,6 +100,7 @@ from bionas_bench.controllers.lstm_policy import (
     unflatten,
 )
 from bionas_bench.errors import ControllerError
+from bionas_bench.seeds import rng_from_seed
 from bionas_bench.space import ModelSpace
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -655,7 +656,7 @@ class PolicyGradientRuns(BatchedRuns):
         if len(seeds) == 0:
             raise ControllerError(f"{cls.name}.batched: seeds must not be empty")
         self.name = cls.name
-        rngs = [seed_rng(cls.name, s) for s in seeds]
+        rngs = [rng_from_seed(s, ControllerError, cls.name) for s in seeds]
         self.engine = Engine(space, rngs, params, cls.algorithm)
         self._pending: tuple[np.ndarray, torch.Tensor, torch.Tensor, list[torch.Tensor]] | None = None
 
