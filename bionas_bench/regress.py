@@ -232,8 +232,10 @@ def run_scores(
     store: str | Path | None = None,
     scheduler: str = "sync",
     keep: str | Path | None = None,
+    progress: Callable[[Any], None] | None = None,
 ) -> tuple[SweepScores, Any]:
-    """Run the sweep ``config`` (into ``keep`` or a temporary folder) and score it.
+    """Run the sweep ``config`` (into ``keep`` or a temporary folder) and score it;
+    ``progress`` is :func:`~bionas_bench.sweep.run_sweep`'s.
 
     Returns the scores and the loaded results (their arrays are in memory, so a
     temporary folder is removed before returning).
@@ -243,7 +245,7 @@ def run_scores(
     config = load_config(config)
     out = Path(keep) if keep is not None else Path(tempfile.mkdtemp(prefix="bionas-regress-"))
     try:
-        run_sweep(config, out, scheduler=scheduler, store=store)
+        run_sweep(config, out, scheduler=scheduler, store=store, progress=progress)
         results = load_results(out)
         return score_results(results), results
     finally:
@@ -350,11 +352,13 @@ def record(
     out: str | Path,
     store: str | Path | None = None,
     scheduler: str = "sync",
+    progress: Callable[[Any], None] | None = None,
 ) -> dict[str, Any]:
-    """Run ``config``, write its baseline JSON to ``out`` and return the document."""
+    """Run ``config``, write its baseline JSON to ``out`` and return the document
+    (``progress``: see :func:`run_scores`)."""
     if Path(out).is_dir():  # checked before the sweep runs, not after
         raise RegressError(f"--out {out} is a folder; give the path of the baseline JSON file to write")
-    scores, _ = run_scores(config, store=store, scheduler=scheduler)
+    scores, _ = run_scores(config, store=store, scheduler=scheduler, progress=progress)
     document = baseline_document(scores)
     write_baseline(out, document)
     return document
@@ -724,12 +728,14 @@ def check(
     store: str | Path | None = None,
     scheduler: str = "sync",
     keep: str | Path | None = None,
+    progress: Callable[[Any], None] | None = None,
 ) -> CheckReport:
-    """Rerun the sweep ``config`` and compare it with ``baseline`` (a path or document)."""
+    """Rerun the sweep ``config`` and compare it with ``baseline`` (a path or document);
+    ``progress``: see :func:`run_scores`."""
     _check_alpha(alpha)
     document = baseline if isinstance(baseline, Mapping) else read_baseline(baseline)
     config = load_config(config)
-    scores, results = run_scores(config, store=store, scheduler=scheduler, keep=keep)
+    scores, results = run_scores(config, store=store, scheduler=scheduler, keep=keep, progress=progress)
     report = compare(document, scores, alpha=alpha, allow_input_change=allow_input_change)
     if exact:
         report.exact = True

@@ -848,7 +848,8 @@ class _single_thread:
 class TaskProgress:
     """A progress event: one more task finished (or found finished) -- ``runs`` more runs
     of cell ``key``; ``done`` of ``total`` tasks so far; ``cell_done`` when it completed
-    the cell."""
+    the cell. The first event, ``done = 0`` (no key, no runs), comes once the sweep's
+    checks have passed, before any task: the moment to show a progress bar."""
 
     key: str
     done: int
@@ -897,8 +898,8 @@ def run_sweep(
     error. ``runs_per_task`` splits each cell into tasks of that many runs, 0 runs whole
     cells, None (default) chooses from the runs and the workers (see :func:`plan_tasks`;
     the results are the same bytes whatever the split).
-    ``progress`` is called once per finished task. Without ``out`` the results go to a
-    new temporary folder.
+    ``progress`` is called once before the first task and once per finished task (see
+    :class:`TaskProgress`). Without ``out`` the results go to a new temporary folder.
 
     An exception (KeyboardInterrupt included) leaves ``out`` resumable: the local
     cluster's worker processes are killed at once (see :mod:`bionas_bench.cluster`),
@@ -1183,6 +1184,8 @@ class _Tracker:
         for task in tasks:
             self.by_cell.setdefault(task.cell.key, []).append(task)
         self.waiting = {key: len(group) for key, group in self.by_cell.items()}
+        if progress is not None:  # the checks passed and the work begins
+            progress(TaskProgress("", 0, len(tasks), False, 0.0))
 
     def pending(self) -> list[Task]:
         """The tasks to run; those already written are reported (skipped) on the way."""

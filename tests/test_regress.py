@@ -276,6 +276,13 @@ def test_cli_check_exit_codes_and_messages(setup, monkeypatch, capsys):
     captured = capsys.readouterr()
     assert "REGRESSION" in captured.out and "FAIL" in captured.out
     assert "FAIL: regression in toy-pg__lam" in captured.err
+    assert "regress-toy: 100%" in captured.err  # the progress bar of the rerun
+    # bad input: its one line, no progress bar
+    assert main(["regress", "check", str(config), "--baseline", str(baseline), "--alpha", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "alpha must be in (0, 1)" in err
+    assert main(["regress", "check", str(config), "--baseline", str(baseline), "--quiet"]) == 1
+    assert "regress-toy:" not in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------- inputs

@@ -228,7 +228,8 @@ def test_sweep_results_complete_and_consistent(tmp_path, toy_store, toy_controll
     config = toy_config(tmp_path, toy_store)
     events = []
     run = run_sweep(config, tmp_path / "out", scheduler="sync", progress=events.append)
-    assert [e.done for e in events] == list(range(1, 7)) and not run.skipped
+    assert [e.done for e in events] == list(range(7)) and not run.skipped
+    assert (events[0].key, events[0].runs, events[0].total) == ("", 0, 6)  # before any task: checks passed
     res = load_results(run.out)
     assert set(res.cells) == {c.key for c in config.cells()}
     cell = res.cell("toy-policy", 1.0)
@@ -311,7 +312,9 @@ def test_slices_of_runs_give_the_same_bytes_as_whole_cells(tmp_path, toy_store, 
         remote = run_sweep(config, tmp_path / "remote", scheduler=cluster.scheduler_address)
     assert tree_digest(remote.out) == tree_digest(whole.out)
     assert not list((sliced.out / "cells").glob("*.parts"))
-    assert len(events) == 3 * len(config.cells()) and sum(e.runs for e in events) == 5 * len(config.cells())
+    assert len(events) == 1 + 3 * len(config.cells()) and sum(e.runs for e in events) == 5 * len(
+        config.cells()
+    )
     assert sum(e.cell_done for e in events) == len(config.cells())
     assert set(sliced.cell_seconds) == {c.key for c in config.cells()}
 
@@ -369,7 +372,7 @@ def test_dry_run_shows_what_a_sweep_would_run(tmp_path, toy_store, toy_controlle
     assert tree_digest(out) == before and not (out / ".sweep.lock").exists()
     events = []
     run_sweep(config, out, scheduler="sync", runs_per_task=2, progress=events.append)
-    assert sum(not e.skipped for e in events) == plan.tasks_to_run
+    assert sum(e.done > 0 and not e.skipped for e in events) == plan.tasks_to_run
     assert sum(e.runs for e in events if not e.skipped) == plan.runs_to_run
     # the refusals of the sweep itself
     other = toy_config(tmp_path, toy_store, SLICED_CONFIG.replace("seed = 5", "seed = 6"))

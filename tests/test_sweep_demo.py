@@ -35,3 +35,17 @@ def test_demo_falls_back_to_the_original_table(monkeypatch, bionas_pub_dir, tmp_
 def test_demo_store_explicit_missing_path(tmp_path):
     with pytest.raises(SweepError, match="does not exist"):
         demo.demo_store(tmp_path / "nope.zarr")
+
+
+def test_demo_runs_on_the_embedded_store_and_writes_its_report(tmp_path, capsys):
+    """What a new user runs first: a sweep with a progress bar, a rank table, a report."""
+    out = tmp_path / "demo"
+    assert cli_main(["demo", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "oracle serves the embedded default store" in captured.out
+    assert "mean gold-standard ranks" in captured.out and f"report: {out / 'report.md'}" in captured.out
+    assert "demo: 100%" in captured.err and "120/120" in captured.err  # the bar, over 2 x 3 x 20 runs
+    assert (out / "report.md").is_file() and len(list(out.glob("*.png"))) >= 6
+    # rerun quietly: the finished sweep is kept, the report written again, nothing on stderr
+    assert cli_main(["demo", "--out", str(out), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""

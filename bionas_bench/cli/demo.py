@@ -13,7 +13,7 @@ import argparse
 import time
 from pathlib import Path
 
-from bionas_bench.cli import add_store_option, checked_store
+from bionas_bench.cli import add_quiet_option, add_store_option, checked_store
 from bionas_bench.errors import StoreError, SweepError
 
 
@@ -39,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--scheduler", default="sync", help="Dask scheduler: sync (default, in-process), local, or an address"
     )
+    add_quiet_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -70,6 +71,7 @@ def demo_store(explicit: str | Path | None) -> tuple[str | None, str]:
 
 def run(args: argparse.Namespace) -> int:
     from bionas_bench.cli.report import rank_table
+    from bionas_bench.cli.sweep import progress_bar
     from bionas_bench.report import write_report
     from bionas_bench.space import get_space
     from bionas_bench.sweep import check_folder, load_sweep_config, run_sweep
@@ -90,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
         f"{config.budget.episodes} episodes x {config.budget.archs_per_episode} architectures"
     )
     results = args.out / "results"
-    run_sweep(config, results, scheduler=args.scheduler, store=location)
+    with progress_bar(config, args.quiet) as progress:
+        run_sweep(config, results, scheduler=args.scheduler, store=location, progress=progress)
     written = write_report(results, args.out)
     print(f"\nmean gold-standard ranks of the recommended architectures (1 = best of {space.size}):")
     print(rank_table(written.summary))

@@ -61,6 +61,7 @@ def _record_parser(actions: argparse._SubParsersAction) -> None:
     )
     _common(parser)
     parser.add_argument("--out", required=True, type=Path, help="baseline JSON to write")
+    add_quiet_option(parser)
     parser.set_defaults(func=run_record)
 
 
@@ -90,6 +91,7 @@ def _check_parser(actions: argparse._SubParsersAction) -> None:
         "--keep", type=Path, default=None, help="keep the rerun's sweep results in this folder"
     )
     parser.add_argument("--all-metrics", action="store_true", help="also list the informational metrics")
+    add_quiet_option(parser)
     parser.set_defaults(func=run_check)
 
 
@@ -110,9 +112,12 @@ def _false_alarm_parser(actions: argparse._SubParsersAction) -> None:
 # ---------------------------------------------------------------------- actions
 def run_record(args: argparse.Namespace) -> int:
     checked_store(args.store, RegressError)
-    from bionas_bench.regress import record
+    from bionas_bench.cli.sweep import progress_bar
+    from bionas_bench.regress import load_config, record
 
-    document = record(args.config, args.out, store=args.store, scheduler=args.scheduler)
+    config = load_config(args.config)
+    with progress_bar(config, args.quiet) as progress:
+        document = record(config, args.out, store=args.store, scheduler=args.scheduler, progress=progress)
     runs = {c["runs"] for c in document["cells"]}
     print(
         f"regress record {document['config']['name']}: {len(document['cells'])} cells x "
@@ -123,18 +128,23 @@ def run_record(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     checked_store(args.store, RegressError)
-    from bionas_bench.regress import check
+    from bionas_bench.cli.sweep import progress_bar
+    from bionas_bench.regress import check, load_config, read_baseline
 
-    report = check(
-        args.config,
-        args.baseline,
-        exact=args.exact,
-        allow_input_change=args.allow_input_change,
-        alpha=args.alpha,
-        store=args.store,
-        scheduler=args.scheduler,
-        keep=args.keep,
-    )
+    config = load_config(args.config)
+    baseline = read_baseline(args.baseline)  # a missing or bad baseline fails before the rerun
+    with progress_bar(config, args.quiet) as progress:
+        report = check(
+            config,
+            baseline,
+            exact=args.exact,
+            allow_input_change=args.allow_input_change,
+            alpha=args.alpha,
+            store=args.store,
+            scheduler=args.scheduler,
+            keep=args.keep,
+            progress=progress,
+        )
     print(render_check(report, all_metrics=args.all_metrics))
     failures = report.failures()
     for line in failures:

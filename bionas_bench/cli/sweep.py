@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,7 +12,7 @@ from bionas_bench.cli import add_quiet_option, add_store_option, checked_store
 from bionas_bench.errors import SweepError
 
 if TYPE_CHECKING:
-    from bionas_bench.sweep import SweepConfig, SweepPlan
+    from bionas_bench.sweep import SweepConfig, SweepPlan, TaskProgress
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -74,10 +76,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+@contextlib.contextmanager
+def progress_bar(config: SweepConfig, quiet: bool) -> Iterator[Callable[[TaskProgress], None]]:
+    """The ``progress`` callback of :func:`~bionas_bench.sweep.run_sweep` that shows a bar
+    over the sweep's runs (none when ``quiet``). The bar appears with the sweep's first
+    event, once its checks have passed, so bad input fails with its one line and no bar."""
     from tqdm import tqdm
 
-    from bionas_bench.sweep import TaskProgress, load_sweep_config, plan_sweep, run_sweep
+    bars = []
+
+    def progress(event: TaskProgress) -> None:
+        if not bars:
+            total = len(config.cells()) * config.runs
+            bars.append(tqdm(total=total, unit="run", desc=config.name, disable=quiet))
+        if event.done:
+            bars[0].set_postfix_str(event.key + (" (done before)" if event.skipped else ""), refresh=False)
+            bars[0].update(event.runs)
+
+    try:
+        yield progress
+    finally:
+        for bar in bars:
+            bar.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    from bionas_bench.sweep import load_sweep_config, run_sweep
 
     config = load_sweep_config(args.config)
     checked_store(args.store, SweepError)
@@ -85,16 +109,8 @@ def run(args: argparse.Namespace) -> int:
         raise SweepError(f"--runs-per-task must be >= 0 (0: whole cells), got {args.runs_per_task}")
     if args.dry_run:
         return dry_run(args, config)
-    # the sweep's own checks, so that bad input fails with its one line before the progress bar
-    plan_sweep(config, args.out, args.scheduler, args.store, args.runs_per_task)
     total = len(config.cells())
-    bar = tqdm(total=total * config.runs, unit="run", desc=config.name, disable=args.quiet)
-
-    def progress(event: TaskProgress) -> None:
-        bar.set_postfix_str(event.key + (" (done before)" if event.skipped else ""), refresh=False)
-        bar.update(event.runs)
-
-    try:
+    with progress_bar(config, args.quiet) as progress:
         result = run_sweep(
             config,
             args.out,
@@ -103,8 +119,6 @@ def run(args: argparse.Namespace) -> int:
             store=args.store,
             runs_per_task=args.runs_per_task,
         )
-    finally:
-        bar.close()
     skipped = f", {len(result.skipped)} already done" if result.skipped else ""
     print(
         f"sweep {config.name}: {total} cells in {result.seconds:.1f} s wall "
