@@ -223,6 +223,9 @@ class StoreSummary:
     replicates_complete: tuple[int, ...]
     source: str
     metric_medians: dict[str, float]
+    #: what the results were made from (dataset, training, device, torch, created, original):
+    #: the store's recorded provenance, the entries it has
+    made_from: dict[str, str]
     knowledge_medians: dict[str, float]
     lam: float
     loss: str | None
@@ -805,12 +808,26 @@ class Store:
             replicates_complete=tuple(int(r) for r in np.flatnonzero(done.all(axis=0))),
             source=str((self._attrs.get("provenance") or {}).get("source", "unknown")),
             metric_medians=metric_medians,
+            made_from=self._made_from(),
             knowledge_medians=knowledge_medians,
             lam=float(lam),
             loss=loss,
             knowledge=knowledge,
             best=best,
         )
+
+    def _made_from(self) -> dict[str, str]:
+        """The recorded inputs of the results: manifest names, device, versions, date."""
+        prov = self._attrs.get("provenance") or {}
+        found = {
+            "dataset": (self._attrs.get("dataset") or {}).get("name"),
+            "training": (self._attrs.get("training") or {}).get("name"),
+            "device": prov.get("device"),
+            "torch": prov.get("torch_version"),
+            "created": str(prov.get("created") or "")[:10],
+            "original": prov.get("original_repository"),
+        }
+        return {k: str(v) for k, v in found.items() if v not in (None, "", "None")}
 
     def _columns(self, loss: str | None, knowledge: str | None) -> tuple[str | None, str | None]:
         """The loss metric and knowledge set a summary uses: as given, else ``val_loss`` (when

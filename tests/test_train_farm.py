@@ -224,7 +224,9 @@ def test_cli_trains_and_reports(tiny_train_dataset: Path, tmp_path: Path, capsys
     assert "1/1" in captured.err  # the progress bar
     assert Store.open(out).done[46].tolist() == [False, True]
     assert main(["store", "info", str(out)]) == 0
-    assert "1 archs x 1 of 2, 215 archs x 0 of 2 done" in capsys.readouterr().out
+    info = capsys.readouterr().out
+    assert "1 archs x 1 of 2, 215 archs x 0 of 2 done" in info
+    assert f"source     farm: dataset {tiny_train_dataset.stem}, training smoke, device cpu, torch " in info
     assert main([*argv, "--scheduler", "none"]) == 0
     assert (
         "trained 1 architecture(s), 0 already done, on cpu (1 replicate(s) trained" in capsys.readouterr().out

@@ -250,7 +250,8 @@ def render_summary(s: StoreSummary) -> str:
     lines = [
         f"store      {s.location}",
         f"space      {s.space} ({s.num_archs} architectures), {s.num_replicates} replicates",
-        f"source     {s.source}",
+        f"source     {s.source}"
+        + (": " + ", ".join(f"{k} {v}" for k, v in s.made_from.items()) if s.made_from else ""),
         f"completion {s.units_done}/{s.units_total} units ({100 * s.completion:.1f}%), "
         f"{s.archs_complete} architectures complete, {s.archs_empty} empty",
         f"replicates {_replicate_line(s)}",
