@@ -257,6 +257,7 @@ class Engine:
         self.history: list[list[np.ndarray]] = []  # per episode: per layer (R, radix)
         self.episodes = 0
         self.num_updates = np.zeros(len(rngs), dtype=np.int64)  # optimiser steps taken, for diagnostics
+        self.last_steps = np.zeros(len(rngs), dtype=np.int64)  # of the last update: its cost next time
         #: "compiled" (:mod:`pg_kernel`, the default) or "autograd" (the torch reference)
         self.impl = "compiled"
         self._radices = np.asarray(space.radices, dtype=np.int64)
@@ -415,8 +416,10 @@ class Engine:
             float(getattr(hp, "diversity_weight", 0.0)),
             float(getattr(hp, "slack", 0.0)),
             taken,
+            cost=self.last_steps,
         )
         self.num_updates += taken
+        self.last_steps = taken
 
     def _loss(self, weights: list[torch.Tensor], batch: Episode) -> torch.Tensor:
         """Per-run loss ``(R,)`` of one minibatch (Eq. 7 or Eq. 9, entropy, diversity)."""
