@@ -558,10 +558,10 @@ def update_runs(threads: int, *args: Any, cost: np.ndarray | None = None) -> Non
         return
     order = np.argsort(-cost, kind="stable") if cost is not None else np.arange(runs)
     queue = iter(order.tolist())
-    lock = threading.Lock()
+    lock, stop = threading.Lock(), threading.Event()
 
     def work() -> None:
-        while True:
+        while not stop.is_set():
             with lock:
                 r = next(queue, None)
             if r is None:
@@ -569,5 +569,9 @@ def update_runs(threads: int, *args: Any, cost: np.ndarray | None = None) -> Non
             _runs(np.array([r]), *args)
 
     with ThreadPoolExecutor(threads) as pool:
-        for done in [pool.submit(work) for _ in range(threads)]:
-            done.result()
+        try:
+            for done in [pool.submit(work) for _ in range(threads)]:
+                done.result()
+        except BaseException:  # Ctrl-C: the threads finish the run they hold and take no more
+            stop.set()
+            raise
