@@ -555,9 +555,9 @@ def run_farm(
     ids = _check_archs(space, archs)
     reps = _check_replicates(config, replicates)
     scheduler = _check_scheduler(scheduler, workers)
-    dataset = _as_dataset(dataset)
     if threads is not None and threads < 1:
         raise TrainingError(f"--threads must be >= 1, got {threads}")
+    dataset = _as_dataset(dataset)
     device_name = device or config.device
     dev = resolve_device(device_name)
     out_path = Path(out)
