@@ -37,7 +37,7 @@ import numpy as np
 
 from bionas_bench.errors import StoreError
 from bionas_bench.space import ModelSpace, get_space
-from bionas_bench.store import CHANCE_LOSS, Store, default_provenance
+from bionas_bench.store import CHANCE_LOSS, Store, check_new_store_path, default_provenance
 
 ORIGINAL_REPOSITORY = "zj-zhang/BioNAS-pub"
 NUM_REPLICATES = 20
@@ -91,8 +91,7 @@ def import_bionas_pub(directory: str | Path, out: str | Path, *, overwrite: bool
     """Convert the original BioNAS 20-replicate table into a store at ``out``; return it opened."""
     table_dir = find_mock_black_box(directory)
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise StoreError(f"{out} already exists; choose another --out or pass overwrite")
+    check_new_store_path(out, overwrite)
     space = get_space("bionas-conv1d")
     table = _read_table(table_dir, space)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -250,6 +250,26 @@ class StoreSummary:
 
 
 # ---------------------------------------------------------------------- the store
+
+
+def check_new_store_path(path: str | Path, overwrite: bool) -> None:
+    """Refuse to write a new store over an existing local ``path``, unless ``overwrite`` and
+    ``path`` is a bionas_bench store: overwriting never deletes a folder or file that is
+    not a store (a mistyped path must not cost a user their files)."""
+    local = Path(str(path)) if "://" not in str(path) else None
+    if local is None or not local.exists():
+        return
+    if not overwrite:
+        raise StoreError(f"{path} already exists; choose another path or pass overwrite=True (--overwrite)")
+    try:
+        Store.open(local)
+    except Exception:  # any failure to read it as a store: not a store
+        raise StoreError(
+            f"{path} exists and is not a bionas_bench store; overwriting replaces only a store, "
+            "so choose another path"
+        ) from None
+
+
 class Store:
     """A results store (Zarr v3 group): create, open, write units, read, validate, view.
 
@@ -300,7 +320,8 @@ class Store:
 
         ``attrs`` may give ``dataset``, ``training``, ``knowledge``, ``replicate_seeds``
         and ``provenance`` (and any extra keys); defaults are filled in. An existing
-        store at ``path`` is refused unless ``overwrite=True``. ``filters`` is created
+        store at ``path`` is refused unless ``overwrite=True``, and anything else that
+        exists there always is (see :func:`check_new_store_path`). ``filters`` is created
         only when both ``max_filters`` and ``max_width`` are given; ``curves`` need
         ``max_epochs``.
         """
@@ -315,8 +336,7 @@ class Store:
         if (max_filters > 0) != (max_width > 0):
             raise StoreError("give both max_filters and max_width (or neither) to store first-layer filters")
         local = Path(str(path)) if "://" not in str(path) else None
-        if local is not None and local.exists() and not overwrite:
-            raise StoreError(f"{path} already exists; choose a new path or pass overwrite=True")
+        check_new_store_path(path, overwrite)
         root_attrs = cls._root_attrs(space, num_replicates, metric_names, set_names, curve_names, attrs)
         group = _open_group(path, "w") if overwrite or local is None else _open_group(path, "w-")
         group.attrs.update(root_attrs)

@@ -111,6 +111,14 @@ def test_cli_import_and_info(
     text = capsys.readouterr().out
     assert "4320/4320 units" in text and "conv1d_f3_k14 / identity / sfc / dense_u10" in text
     assert not [p for p in tmp_path.iterdir() if p.name != "cli.zarr"]  # old copy and temp removed
+    folder = tmp_path / "not-a-store"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("precious")
+    assert cli.main(["store", "import-bionas-pub", table, "--out", str(folder), "--overwrite"]) == 2
+    assert "is not a bionas_bench store" in capsys.readouterr().err
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+    folder.joinpath("notes.txt").unlink()
+    folder.rmdir()
     assert cli.main(["store", "info", str(out), "--lam", "0.1"]) == 0
     info = capsys.readouterr().out
     assert "best by median knowledge (myc):\n      93" in info

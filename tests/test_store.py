@@ -58,6 +58,22 @@ def test_create_refuses_existing_path(tmp_path: Path) -> None:
     assert not fresh.done.any()
 
 
+def test_overwrite_replaces_only_a_store(tmp_path: Path) -> None:
+    """overwrite=True never deletes a folder or a file that is not a store."""
+    folder = tmp_path / "my-folder"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("precious")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("precious")
+    for path in (folder, a_file):
+        with pytest.raises(
+            StoreError, match="exists and is not a bionas_bench store; overwriting replaces only"
+        ):
+            _small_store(path, overwrite=True)
+    assert (folder / "notes.txt").read_text() == "precious" and a_file.read_text() == "precious"
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+
+
 def test_new_store_is_empty_and_valid(tmp_path: Path) -> None:
     store = _small_store(tmp_path / "s.zarr")
     store.validate()

@@ -182,6 +182,8 @@ def test_two_dask_workers_writing_concurrently_lose_nothing(
 def test_cli_bad_input_is_one_line_and_writes_nothing(tiny_train_dataset: Path, tmp_path: Path, capsys):
     a_file = tmp_path / "file.zarr"
     a_file.write_text("not a store")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "notes.txt").write_text("precious")
     base = ["train", "--dataset", str(tiny_train_dataset), "--training", "smoke", "--device", "cpu"]
     cases = [
         (base + ["--out", str(a_file), "--archs", "0"], "is a file"),
@@ -191,13 +193,22 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(tiny_train_dataset: Path, 
         (base + ["--out", str(tmp_path / "d.zarr"), "--training", "no-such-training"], "no-such-training"),
         (base + ["--out", str(tmp_path / "e.zarr"), "--space", "no-such-space"], "no-such-space"),
         (base + ["--out", str(tmp_path / "f.zarr"), "--threads", "0"], "--threads must be >= 1, got 0"),
+        (
+            base + ["--out", str(tmp_path / "folder"), "--archs", "0"],
+            "is a folder that is not a bionas_bench store",
+        ),
+        (
+            base + ["--out", str(tmp_path / "folder"), "--dry-run"],
+            "is a folder that is not a bionas_bench store",
+        ),
         (base + ["--out", str(tmp_path / "g.zarr"), "--workers", "0"], "--workers must be >= 1, got 0"),
     ]
     for argv, message in cases:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and message in err, err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.zarr"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.zarr", "folder"]
+    assert [p.name for p in (tmp_path / "folder").iterdir()] == ["notes.txt"]
 
 
 def test_unreachable_scheduler_leaves_no_store(tiny_train_dataset: Path, tmp_path: Path, monkeypatch):

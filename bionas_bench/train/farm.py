@@ -243,6 +243,11 @@ def _existing_store(out: Path, space: ModelSpace, dataset: Any, config: Training
     if out.exists() and not out.is_dir():
         raise TrainingError(f"--out {out} is a file; give a new or existing store directory")
     if out.exists() and any(out.iterdir()):
+        if not (out / "zarr.json").is_file():
+            raise TrainingError(
+                f"--out {out} is a folder that is not a bionas_bench store; give a new folder, "
+                "or a store to resume"
+            )
         store = Store.open(out, mode=mode)
         _check_resume(store, space, dataset, config)
         return store
