@@ -913,6 +913,9 @@ def run_sweep(
     out_path = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="bionas-sweep-"))
     location, opened, gold = _checked_inputs(config, store)
     plan_tasks(config, runs_per_task)  # a bad runs_per_task fails before any work
+    # a folder that is not this config's results is refused before anything is written
+    # into it (the lock included); checked again under the lock
+    _check_out(out_path, config, _metadata(config, opened, location, store is not None))
     with contextlib.ExitStack() as stack:
         remote = None  # a scheduler address is reached before out is touched
         if scheduler not in (None, "local", "threads", "sync"):
