@@ -1317,6 +1317,11 @@ class SweepResults:
         li = self.config.lambdas.index(lam)
         return f"{label}__lam{li:02d}" in self.cells
 
+    @property
+    def missing(self) -> list[str]:
+        """The config's cells not finished in this folder (an interrupted sweep's)."""
+        return [c.key for c in self.config.cells() if c.key not in self.cells]
+
 
 def load_results(path: str | Path) -> SweepResults:
     """Read a results folder written by :func:`run_sweep` (finished cells only)."""

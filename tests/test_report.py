@@ -72,6 +72,26 @@ def test_inputs_skip_empty_hashes(toy_run, tmp_path):
     assert row == "| dataset | name `imported-set` |"
 
 
+def test_report_of_an_unfinished_sweep_says_what_is_missing(toy_run, tmp_path, capsys):
+    """Cells not finished are named in the inputs, the CLI's note and the trend check."""
+    _, run = toy_run
+    results = tmp_path / "results"
+    shutil.copytree(run.out, results)
+    shutil.rmtree(results / "cells" / "toy-random__lam00.zarr")
+    written = write_report(results, tmp_path / "rep")
+    assert written.missing == ["toy-random__lam00"]
+    text = written.markdown.read_text()
+    assert "| cells | 3 of 4 finished; not finished: toy-random__lam00 (rerun the sweep" in text
+    assert "- `toy-random`: **not checked** (its cell at λ = 0.01 is not finished)" in text
+    assert "- `toy-policy`: **" in text and "- `toy-policy`: **not checked" not in text
+    assert main(["report", str(results), "--out", str(tmp_path / "rep2")]) == 0
+    assert (
+        "note: 1 cell(s) not finished, left out of the report: toy-random__lam00" in capsys.readouterr().out
+    )
+    full = write_report(run.out, tmp_path / "rep3")
+    assert full.missing == [] and "| cells | 4 of 4 finished |" in full.markdown.read_text()
+
+
 def test_cli_sweep_and_report(toy_run, tmp_path, capsys, monkeypatch):
     tmp, run = toy_run
     monkeypatch.setitem(controllers.BUILTIN, "toy-policy", "test_sweep:ToyPolicy")

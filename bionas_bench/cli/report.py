@@ -33,6 +33,11 @@ def render(results: Path, out: Path, title: str | None = None) -> None:
 
     written = write_report(results, out, title=title)
     print(f"report: {written.markdown} ({len(written.figures)} figures, {len(written.tables)} CSV tables)")
+    if written.missing:
+        print(
+            f"note: {len(written.missing)} cell(s) not finished, left out of the report: "
+            f"{', '.join(written.missing)}; rerun the sweep with the same --out to finish them"
+        )
     if written.summary is not None:
         print(rank_table(written.summary))
 

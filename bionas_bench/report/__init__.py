@@ -41,6 +41,8 @@ class ReportFiles:
     figures: list[Path] = field(default_factory=list)
     tables: list[Path] = field(default_factory=list)
     summary: pd.DataFrame | None = None
+    #: cells of the config not finished in the results (left out of the report)
+    missing: list[str] = field(default_factory=list)
 
 
 def write_report(
@@ -55,7 +57,7 @@ def write_report(
     text = builder.build(title)
     markdown = out / "report.md"
     markdown.write_text(text, encoding="utf-8")
-    return ReportFiles(out, markdown, builder.figures, builder.tables, builder.summary)
+    return ReportFiles(out, markdown, builder.figures, builder.tables, builder.summary, res.missing)
 
 
 class _Builder:
@@ -132,6 +134,7 @@ class _Builder:
                 f"sha256 `{meta['space']['sha256'][:16]}…`",
             ),
             ("lambdas", ", ".join(f"{lam:g}" for lam in config.lambdas)),
+            ("cells", self.cells_line()),
             ("runs per cell", str(config.runs)),
             ("budget per run", budget_text),
             ("controllers", controllers),
@@ -145,14 +148,30 @@ class _Builder:
         ]
         return "## Inputs\n\n" + table(["", ""], rows, "ll") + "\n"
 
+    def cells_line(self) -> str:
+        total, missing = len(self.res.config.cells()), self.res.missing
+        text = f"{total - len(missing)} of {total} finished"
+        if missing:
+            text += (
+                f"; not finished: {', '.join(missing)} (rerun the sweep with the same --out to finish them)"
+            )
+        return text
+
     def headline(self) -> str:
         checks = scoring.trend_check(self.summary)
+        ends = self.res.lambdas[0], self.res.lambdas[-1]
         lines = ["## The paper's qualitative result\n"]
         lines.append(
             "The paper's Figure 2: at a small lambda the converged architecture has a low loss rank and a "
             "high knowledge rank; at a large lambda the reverse.\n"
         )
         for c in checks:
+            unfinished = [lam for lam in ends if not self.res.has_cell(c.controller, lam)]
+            if unfinished:
+                lines.append(
+                    f"- `{c.controller}`: **not checked** (its cell at λ = {unfinished[0]:g} is not finished)"
+                )
+                continue
             verdict = "**reproduced**" if c.reproduced else "**not reproduced**"
             lines.append(
                 f"- `{c.controller}`: {verdict} (λ = {c.small_lam:g}: loss rank < knowledge rank: "
