@@ -1092,10 +1092,10 @@ def _stale(owner: str, host: str) -> bool:
     return False
 
 
-def check_folder(out: Path, what: str = "the results") -> None:
-    """Refuse an ``out`` (``--out`` of a command) that is a file: it must be a folder for ``what``."""
+def check_folder(out: Path, what: str = "the results", flag: str = "--out") -> None:
+    """Refuse an ``out`` (``flag`` of a command) that is a file: it must be a folder for ``what``."""
     if out.exists() and not out.is_dir():
-        raise SweepError(f"--out {out} is a file; pass a folder for {what}")
+        raise SweepError(f"{flag} {out} is a file; pass a folder for {what}")
 
 
 def _check_out(out: Path, config: SweepConfig, meta: dict[str, Any]) -> None:

@@ -122,7 +122,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 def test_cli_out_a_file_is_one_line(toy_run, tmp_path, capsys):
     """--out naming a file, or a folder the system refuses to make, is one line and exit 2."""
-    _, run = toy_run
+    toy_tmp, run = toy_run
     a_file = tmp_path / "a-file"
     a_file.write_text("kept")
     cases = [
@@ -132,6 +132,10 @@ def test_cli_out_a_file_is_one_line(toy_run, tmp_path, capsys):
         ),
         (["demo", "--out", str(a_file)], f"--out {a_file} is a file; pass a folder for the demo's results"),
         (["report", str(run.out), "--out", str(a_file / "sub")], f"Not a directory: {a_file / 'sub'}"),
+        (  # checked before the sweep runs
+            ["sweep", str(toy_tmp / "toy.toml"), "--out", str(tmp_path / "r"), "--report", str(a_file)],
+            f"--report {a_file} is a file; pass a folder for the report",
+        ),
     ]
     for argv, message in cases:
         assert main(argv) == 2, argv
