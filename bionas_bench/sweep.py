@@ -797,11 +797,14 @@ def run_task(config: SweepConfig, task: Task, location: str | None, out: str) ->
     facts = _skipped(task)
     if is_done(path):
         return facts
-    start, cpu = time.perf_counter(), time.process_time()
+    # the task runs in this one thread (torch and the compiled PPO update on one thread), so
+    # its CPU time is this thread's: process time would also count the tasks of the other
+    # threads of a threaded scheduler, and a Dask worker's own threads
+    start, cpu = time.perf_counter(), time.thread_time()
     with _single_thread():
         data = simulate_cell(config, task.cell, open_cached_store(location), None if whole else task.runs)
     write_cell(path, task.cell, data)
-    facts.update(skipped=False, seconds=time.perf_counter() - start, cpu_seconds=time.process_time() - cpu)
+    facts.update(skipped=False, seconds=time.perf_counter() - start, cpu_seconds=time.thread_time() - cpu)
     return facts
 
 
