@@ -918,7 +918,8 @@ def run_sweep(
     plan_tasks(config, runs_per_task)  # a bad runs_per_task fails before any work
     # a folder that is not this config's results is refused before anything is written
     # into it (the lock included); checked again under the lock
-    _check_out(out_path, config, _metadata(config, opened, location, store is not None))
+    meta = _metadata(config, opened, location, store is not None)
+    _check_out(out_path, config, meta)
     with contextlib.ExitStack() as stack:
         remote = None  # a scheduler address is reached before out is touched
         if scheduler not in (None, "local", "threads", "sync"):
@@ -927,7 +928,7 @@ def run_sweep(
             hint = "use --scheduler local or sync"
             remote = stack.enter_context(dask_client(scheduler, 1, error=SweepError, hint=hint))
         with _exclusive(out_path):
-            _prepare_out(out_path, config, opened, location, store is not None, gold)
+            _prepare_out(out_path, config, meta, gold)
             skipped = [c.key for c in config.cells() if is_done(cell_path(out_path, c))]
             results = _dispatch(config, location, out_path, scheduler, progress, runs_per_task, remote)
     seconds: dict[str, float] = {}
@@ -1117,12 +1118,9 @@ def _check_out(out: Path, config: SweepConfig, meta: dict[str, Any]) -> None:
         raise SweepError(f"results folder {out} exists and is not a sweep's results; pass a new --out")
 
 
-def _prepare_out(
-    out: Path, config: SweepConfig, store: Any, location: str | None, override: bool, gold: str
-) -> None:
-    """Create ``out`` (or check it belongs to this config) and write sweep.json and
-    gold.csv (``gold``: its text)."""
-    meta = _metadata(config, store, location, override)
+def _prepare_out(out: Path, config: SweepConfig, meta: dict[str, Any], gold: str) -> None:
+    """Create ``out`` (or check it belongs to this config) and write sweep.json (``meta``)
+    and gold.csv (``gold``: its text)."""
     _check_out(out, config, meta)
     meta_path = out / "sweep.json"
     text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
