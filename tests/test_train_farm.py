@@ -15,7 +15,10 @@ import pytest
 from bionas_bench.cli import main
 from bionas_bench.errors import TrainingError
 from bionas_bench.store import Store
-from bionas_bench.train.farm import parse_archs, plan_farm, run_farm
+from bionas_bench.data.datasets import build_dataset
+from bionas_bench.space import get_space
+from bionas_bench.train.config import load_training_config
+from bionas_bench.train.farm import parse_archs, plan_farm, run_farm, train_and_write
 
 ARCHS = "0-23"  # 24 units: conv1d k8 x all pooling / flatten / dense choices
 COMPARED = ("val_loss", "test_loss", "auroc", "aupr", "accuracy", "epochs", "n_params")
@@ -247,9 +250,9 @@ def test_cli_trains_and_reports(tiny_train_dataset: Path, tmp_path: Path, capsys
     assert Store.open(out).done[46].all()
 
 
-def test_complete_store_is_packed_partial_is_not(tiny_train_dataset: Path, tmp_path: Path):
-    """The farm packs the store once its last unit is done (fast opening), not before."""
-    space = tmp_path / "two.toml"
+def _two_arch_space(folder: Path) -> Path:
+    """A space of two architectures (conv1d, then identity or max pooling, then flatten)."""
+    space = folder / "two.toml"
     space.write_text(
         '[space]\nname = "two"\n'
         '[[layers]]\nname = "conv"\n[[layers.choices]]\nname = "conv1d_f3_k8"\nop = "conv1d"\n'
@@ -259,6 +262,12 @@ def test_complete_store_is_packed_partial_is_not(tiny_train_dataset: Path, tmp_p
         '[[layers.choices]]\nname = "maxpool"\nop = "maxpool1d"\nparams = { pool_size = 8, stride = 8 }\n'
         '[[layers]]\nname = "flatten"\n[[layers.choices]]\nname = "flatten"\nop = "flatten"\n'
     )
+    return space
+
+
+def test_complete_store_is_packed_partial_is_not(tiny_train_dataset: Path, tmp_path: Path):
+    """The farm packs the store once its last unit is done (fast opening), not before."""
+    space = _two_arch_space(tmp_path)
     out = tmp_path / "two.zarr"
     run_farm(space, tiny_train_dataset, "smoke", out, device="cpu", archs="0", threads=1)
     assert not Store.open(out).attrs.get("packed")
@@ -266,3 +275,22 @@ def test_complete_store_is_packed_partial_is_not(tiny_train_dataset: Path, tmp_p
     packed = Store.open(out)
     assert packed.attrs.get("packed") is True
     assert packed.done.all()
+
+
+def test_a_worker_handle_lives_for_one_run(tiny_train_dataset: Path, tmp_path: Path):
+    """A long-lived Dask worker keeps no store handle from an earlier run: its writes in a
+    later run mark the packed copies (made when the earlier run completed) stale."""
+    space_path = _two_arch_space(tmp_path)
+    space, dataset = get_space(space_path), build_dataset(tiny_train_dataset)
+    config = load_training_config("smoke")
+    out = tmp_path / "two.zarr"
+    run_farm(space_path, tiny_train_dataset, "smoke", out, device="cpu", archs="0", threads=1)
+    # a worker of the first run trains the last unit through its own handle; the run packs
+    train_and_write(space, dataset, config, str(out), "first", 1, "cpu", 1)
+    Store.open(out, mode="r+").pack()
+    assert Store.open(out).attrs.get("packed") is True
+    # the same worker, in a later run, retrains a replicate
+    train_and_write(space, dataset, config, str(out), "second", 1, "cpu", 1, [0])
+    reopened = Store.open(out)
+    assert reopened.attrs.get("packed") is False
+    assert reopened.done.all()

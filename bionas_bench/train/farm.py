@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,8 +101,9 @@ class FarmReport:
 
 
 ProgressFn = Callable[[FarmProgress], None]
-#: What every task of one run shares: space, dataset, training config, store path.
-Job = tuple[ModelSpace, Any, TrainingConfig, str]
+#: What every task of one run shares: space, dataset, training config, store path and
+#: the run's token (a worker keeps one store handle per run, see ``_writable_store``).
+Job = tuple[ModelSpace, Any, TrainingConfig, str, str]
 #: Scheduler names that mean "train in this process, without Dask".
 IN_PROCESS = ("none", "sync")
 
@@ -321,7 +323,7 @@ def score_knowledge(
 
 
 _DATA_CACHE: dict[tuple, TrainData] = {}
-_STORE_CACHE: dict[str, Any] = {}
+_STORE_CACHE: dict[str, tuple[str, Any]] = {}
 _LOCK = threading.Lock()
 
 
@@ -341,13 +343,22 @@ def _device_data(dataset: Any, config: TrainingConfig, device: torch.device) -> 
         return _DATA_CACHE[key]
 
 
-def _writable_store(path: str) -> Any:
+def _writable_store(path: str, run: str) -> Any:
+    """This process's handle on the store at ``path`` for the farm run ``run``.
+
+    A handle lives for one run: a worker of a long-lived cluster that trained for an
+    earlier run would otherwise write through a handle opened before that run ended
+    (and packed the store, or the store was deleted and made anew), with stale
+    attributes -- it would leave the packed copies marked current while changing the
+    arrays under them.
+    """
     from bionas_bench.store import Store
 
     with _LOCK:
-        if path not in _STORE_CACHE:
-            _STORE_CACHE[path] = Store.open(path, mode="r+")
-        return _STORE_CACHE[path]
+        cached = _STORE_CACHE.get(path)
+        if cached is None or cached[0] != run:
+            cached = _STORE_CACHE[path] = (run, Store.open(path, mode="r+"))
+        return cached[1]
 
 
 @contextlib.contextmanager
@@ -379,6 +390,7 @@ def train_and_write(
     dataset: Any,
     config: TrainingConfig,
     out: str,
+    run: str,
     arch_id: int,
     device: str,
     threads: int | None = None,
@@ -386,6 +398,7 @@ def train_and_write(
 ) -> tuple[int, float, int]:
     """Train one unit and write it to the store at ``out`` (a Dask task, or called in-process).
 
+    ``run`` names the farm run the task belongs to (any string, one per run).
     ``replicates`` are indices into ``config.replicate_seeds`` (None: all of them);
     only those replicates are trained and written, with their own seeds and splits,
     so the others of the architecture keep what the store holds. ``threads`` sets
@@ -401,7 +414,7 @@ def train_and_write(
     plan = make_splits(dataset.splits, dataset.n_sequences, config, seeds)
     with determinism(config.deterministic, dev):
         result = train_unit(space, int(arch_id), data, plan, config, seeds)
-    _write(_writable_store(out), result, dataset, config, reps)
+    _write(_writable_store(out, run), result, dataset, config, reps)
     return int(arch_id), float(result.metrics["train_seconds"][0] * len(seeds)), int(result.failed.sum())
 
 
@@ -574,7 +587,7 @@ def run_farm(
         units = plan_units(store.done, ids, reps)
         if progress is not None:
             progress(FarmProgress(-1, 0, len(units), 0.0, 0))
-        job = (space, dataset, config, str(out_path))
+        job = (space, dataset, config, str(out_path), uuid.uuid4().hex)
         if scheduler is None:
             _run_in_process(store, job, units, device_name, threads, progress)
         elif units:
@@ -630,8 +643,8 @@ def _run_in_process(
     progress: ProgressFn | None,
 ) -> None:
     """Train the units one after the other in this process, writing through ``store``."""
-    out = job[3]
-    _STORE_CACHE[out] = store
+    out, run = job[3], job[4]
+    _STORE_CACHE[out] = (run, store)
     try:
         for n, unit in enumerate(units, start=1):
             arch, seconds, failed = train_and_write(*job, unit.arch_id, device, threads, unit.replicates)
@@ -666,7 +679,7 @@ def _run_dask(
     """
     from dask.distributed import as_completed
 
-    space, dataset, config, out = job
+    space, dataset, config, out, run = job
     data_future = client.scatter(dataset, broadcast=True)
     futures = [
         client.submit(
@@ -675,6 +688,7 @@ def _run_dask(
             data_future,
             config,
             out,
+            run,
             u.arch_id,
             device,
             threads,
