@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from bionas_bench.cli import main
-from bionas_bench.errors import TrainingError
-from bionas_bench.store import Store
 from bionas_bench.data.datasets import build_dataset
+from bionas_bench.errors import TrainingError
 from bionas_bench.space import get_space
+from bionas_bench.store import Store
 from bionas_bench.train.config import load_training_config
 from bionas_bench.train.farm import parse_archs, plan_farm, run_farm, train_and_write
 
