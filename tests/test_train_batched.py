@@ -11,6 +11,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from bionas_bench.errors import TrainingError
 from bionas_bench.space import get_space
+from bionas_bench.train import batched
 from bionas_bench.train.batched import TrainData, make_splits, resolve_device, train_unit
 from bionas_bench.train.config import load_training_config
 from bionas_bench.train.farm import determinism
@@ -105,6 +106,39 @@ def test_non_finite_training_is_recorded_as_failure():
     assert res.failed.all()
     assert np.isnan(res.metrics["val_loss"]).all() and np.isnan(res.filters).all()
     assert (res.metrics["epochs"] == 1).all()
+
+
+def test_divergence_after_a_finite_epoch_keeps_the_best_weights(monkeypatch):
+    """A replicate that diverges in its third epoch is a failure evaluated at its best
+    epoch (restored weights, as the original's best-weights checkpoint); the others are
+    untouched."""
+    data = _toy(torch.float64)
+    config = _config("float64", max_epochs=6, patience=10)
+    seeds = [0, 1, 2]
+    plan = make_splits(SPLITS, N, config, seeds)
+    clean = train_unit(SPACE, ARCHS["conv1d"], data, plan, config, seeds)
+
+    epochs_done = []
+    project = batched._project_masked
+
+    def poison(net, params, active):  # after two epochs, replicate 1's weights turn NaN
+        project(net, params, active)
+        if len(epochs_done) == 2:
+            with torch.no_grad():
+                params[0][1].fill_(float("nan"))
+
+    monkeypatch.setattr(batched, "_project_masked", poison)
+    res = train_unit(
+        SPACE, ARCHS["conv1d"], data, plan, config, seeds, on_epoch=lambda e, n: epochs_done.append(e)
+    )
+    assert res.failed.tolist() == [False, True, False]
+    assert res.metrics["epochs"][1] == 3
+    curve = res.curves["val_loss"][1]
+    assert np.isfinite(curve[:2]).all() and np.isnan(curve[2])
+    assert res.metrics["val_loss"][1] == pytest.approx(np.nanmin(curve[:2]), abs=1e-12)
+    assert np.isfinite(res.filters[1]).all()
+    for name in ("val_loss", "auroc", "accuracy"):
+        np.testing.assert_array_equal(res.metrics[name][[0, 2]], clean.metrics[name][[0, 2]])
 
 
 def test_resplit_per_replicate_is_seeded_disjoint_and_keeps_test_out():

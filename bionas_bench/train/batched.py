@@ -22,9 +22,12 @@ Because no parameter is shared and every reduction is per replicate, the batched
 result equals training each replicate alone with the same seed (tested; float64 to
 about 1e-10, float32 to rounding).
 
-A replicate whose training or validation loss becomes non-finite is a **failure**:
-it stops at once and all its metrics are NaN, with ``failed = True``; it never takes
-the others down.
+A replicate whose training or validation loss becomes non-finite is a **failure**
+(``failed = True``): it stops at once and never takes the others down. Its best weights
+are restored like any other replicate's, so one that diverged after a finite epoch is
+evaluated at its best epoch, as the original's checkpoint of the best weights would
+have it; one that diverged before any finite epoch has nothing to restore and all its
+metrics and filters are NaN.
 """
 
 from __future__ import annotations
@@ -377,11 +380,12 @@ def train_unit(
     metrics["train_seconds"] = np.full(r, seconds)
     metrics["epochs"] = epochs_run.astype(np.float64)
     metrics["n_params"] = np.full(r, float(net.n_params()))
-    if failed.any():
+    lost = failed & ~np.isfinite(best_val)  # diverged before any finite epoch: no best weights
+    if lost.any():
         for name in ("val_loss", "test_loss", "auroc", "aupr", "accuracy"):
-            metrics[name][failed] = np.nan
+            metrics[name][lost] = np.nan
         if filters is not None:
-            filters[failed] = np.nan
+            filters[lost] = np.nan
     return UnitResult(int(arch_id), metrics, curves, filters, failed)
 
 
