@@ -90,6 +90,10 @@ class Controller(ABC):
                 f"{self.name}.tell: ids and rewards must be 1-D of equal length, "
                 f"got shapes {ids.shape} and {rewards.shape}"
             )
+        if ids.size == 0:
+            raise ControllerError(
+                f"{self.name}.tell: no ids; tell the rewards of at least one architecture returned by ask()"
+            )
         if not np.all(np.isfinite(rewards)):
             raise ControllerError(f"{self.name}.tell: rewards must be finite, got {rewards.tolist()}")
         ids = ids.astype(np.int64)

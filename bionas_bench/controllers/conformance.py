@@ -19,7 +19,7 @@ check                     what it asserts
                           controllers)
 ``recommend``             ``recommend()`` is a valid id after 0 tells, after asks without
                           tells, after 1 tell and after many; calling it changes nothing
-``tell_misuse``           ids never asked, ids told twice, mismatched lengths, 2-D input,
+``tell_misuse``           no ids, ids never asked, ids told twice, mismatched lengths, 2-D input,
                           fractional ids and non-finite or non-numeric rewards raise
                           :class:`ControllerError` and leave the controller unchanged
 ``policy``                ``policy()``, when provided, is one probability vector per layer
@@ -328,6 +328,7 @@ def check_tell_misuse(subject: Subject) -> None:
     unasked = next(a for a in range(subject.space.size) if a not in set(ids.tolist()))
     once = [a for a in ids.tolist() if ids.tolist().count(a) == 1]
     bad_calls: list[tuple[str, Any, Any]] = [
+        ("no ids", [], []),
         ("an id never asked", [unasked], [0.0]),
         ("more rewards than ids", ids[:2], [0.0, 0.0, 0.0]),
         ("fewer rewards than ids", ids, [0.0]),
