@@ -15,16 +15,23 @@ Notation (per architecture ``a = (a_1..a_L)`` with reward ``R``)::
                 L = -mean( s * min(rho A, clip(rho, 1-0.2, 1+0.2) A) ) (Eq. 9)
     all:        L -= 0.001 * H,  H = entropy of the layer distributions
 
-``s`` is 1 in the paper and ``|1/R|`` in the original code. The baseline follows the
-original code exactly: an exponential moving average that lags one episode.
+``s`` is 1 in the paper and ``|1/R|`` in the original code. The baseline is the original
+code's exponential moving average that lags one episode.
 
 PPO optimisation (original hyper-parameters): Adam, lr 0.1 with inverse-time decay per
 optimiser step, ``lr_k = 0.1 / (1 + 0.999 k)`` (the original's Keras ``Adam(decay=0.999)``),
-beta 0.9/0.999, eps 1e-7; a buffer of the last 15 episodes (updates start once 15
-episodes are buffered, as in the original); up to 100 epochs over the buffer in
-minibatches of 5; after every step the mean KL(old || new) over the epoch's minibatches
-so far is checked and the update stops once it exceeds 0.01. ``pi_old`` is the policy
-that *sampled* each buffered architecture (stored probabilities), as in the original.
+beta 0.9/0.999, eps 1e-7; a buffer of the last 15 entries; no update before 15 episodes
+were told (``warmup_episodes``); up to 100 epochs over the buffer in minibatches of 5;
+after every step the mean KL(old || new) over the epoch's minibatches so far is checked
+and the update stops once it exceeds 0.01. ``pi_old`` is the policy that *sampled* each
+buffered architecture (stored probabilities), as in the original.
+
+Warm-up (``warmup``): the original's training loop finishes a buffer entry only once
+it starts training, so its first 15 episodes become **one** entry of 45 samples whose
+baseline is their own mean reward (``"pooled"``); the buffer keeps 15 *entries*, so the
+updates of episodes 16-29 see 48 to 87 samples, and every later one 45. ``"episodes"``
+(our reading of the paper's "buffer of 15 episodes") makes each episode its own entry
+from the first, with the lagged baseline from episode 1 (``b_1`` = its own mean).
 
 Where the original code departs from the paper (``variant``; each can be set alone):
 
@@ -38,7 +45,14 @@ flag                  ``"paper"``                         ``"original_code"``
 ``entropy``           ``"exact"``: sum_l H(p_l)           ``"sampled"``: -mean log p(a_l)
 ``minibatch``         ``"shuffle"`` (permutation)         ``"bootstrap"`` (draw N with
                                                           replacement each epoch)
+``warmup``            ``"episodes"``                      ``"pooled"`` (see above)
 ====================  ==================================  ==================================
+
+One more departure of the original code is not offered: its "sampled" entropy term
+takes the log-probability of a choice drawn afresh from the current policy at each
+training step; ours takes the buffered (sampling-time) choices, so that an update
+draws no random numbers beyond its minibatch orders. With weight 0.001 its effect on
+the gradient is small.
 
 The original's "ratio as a product over layers" equals ``exp(sum_l log p - log p_old)``
 (Eq. 8) up to rounding, so it is not a flag. The default variant is the one that
@@ -104,16 +118,24 @@ from bionas_bench.seeds import rng_from_seed
 from bionas_bench.space import ModelSpace
 
 VARIANTS: dict[str, dict[str, Any]] = {
-    "paper": {"feed": "action", "reward_scaling": False, "entropy": "exact", "minibatch": "shuffle"},
+    "paper": {
+        "feed": "action",
+        "reward_scaling": False,
+        "entropy": "exact",
+        "minibatch": "shuffle",
+        "warmup": "episodes",
+    },
     "original_code": {
         "feed": "probs",
         "reward_scaling": True,
         "entropy": "sampled",
         "minibatch": "bootstrap",
+        "warmup": "pooled",
     },
 }
 ENTROPIES = ("exact", "sampled")
 MINIBATCHES = ("shuffle", "bootstrap", "none")
+WARMUPS = ("episodes", "pooled")
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-7
 DEFAULT_VARIANT = "original_code"
@@ -129,6 +151,7 @@ class PPOParams:
     reward_scaling: bool | None = None  #: overrides: multiply the surrogate by |1/R|
     entropy: str | None = None  #: overrides: "exact" | "sampled"
     minibatch: str | None = None  #: overrides: "shuffle" | "bootstrap" | "none"
+    warmup: str | None = None  #: overrides: "episodes" | "pooled"
     lstm_units: int = 50
     embedding_dim: int = 8
     lr: float = 0.1
@@ -160,6 +183,10 @@ class PPOParams:
             self.minibatch is None or self.minibatch in MINIBATCHES,
             f"minibatch must be one of {MINIBATCHES} or None, got {self.minibatch!r}",
         )
+        check(
+            self.warmup is None or self.warmup in WARMUPS,
+            f"warmup must be one of {WARMUPS} or None, got {self.warmup!r}",
+        )
         for name in ("lstm_units", "embedding_dim", "max_epochs", "buffer_episodes", "sma_window"):
             _check_int(self, name, 1)
         _check_int(self, "batch_size", 0)
@@ -183,6 +210,7 @@ class PPOParams:
 class ReinforceParams(PPOParams):
     """Hyper-parameters of ``reinforce``: one full-batch step per episode on that episode."""
 
+    minibatch: str | None = "none"  #: the episode's samples, each once (Eq. 7)
     batch_size: int = 0
     max_epochs: int = 1
     kl_stop: float | None = None
@@ -254,6 +282,7 @@ class Engine:
         self.buffer: deque[Episode] = deque(maxlen=params.buffer_episodes)
         self.baseline: np.ndarray | None = None
         self.prev_mean: np.ndarray | None = None
+        self.pooled: list[tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], np.ndarray]] = []
         self.history: list[list[np.ndarray]] = []  # per episode: per layer (R, radix)
         self.episodes = 0
         self.num_updates = np.zeros(len(rngs), dtype=np.int64)  # optimiser steps taken, for diagnostics
@@ -316,12 +345,44 @@ class Engine:
         self, state: torch.Tensor, actions: torch.Tensor, probs: list[torch.Tensor], rewards: np.ndarray
     ) -> None:
         """Record one told episode (rewards ``(R, n)``) and train once enough are buffered."""
-        mean = rewards.mean(axis=1)
-        if self.baseline is None:
-            baseline = mean
+        self.history.append([p.mean(dim=1).numpy() for p in probs])
+        self.episodes += 1
+        if self.hp.setting("warmup") == "pooled" and self.episodes <= self.hp.warmup_episodes:
+            # the original code: the warm-up episodes make one buffer entry, whose
+            # baseline is the mean of all their rewards
+            self.pooled.append((state, actions, probs, rewards))
+            if self.episodes < self.hp.warmup_episodes:
+                return
+            baseline = np.concatenate([r for *_, r in self.pooled], axis=1).mean(axis=1)
+            entry = _concat([self._episode(*ep[:3], ep[3], baseline) for ep in self.pooled])
+            self.baseline, self.prev_mean, self.pooled = baseline, baseline, []
         else:
-            baseline = self.hp.baseline_decay * self.baseline + (1 - self.hp.baseline_decay) * self.prev_mean
-        self.baseline, self.prev_mean = baseline, mean
+            mean = rewards.mean(axis=1)
+            if self.baseline is None:
+                baseline = mean
+            else:
+                decay = self.hp.baseline_decay
+                baseline = decay * self.baseline + (1 - decay) * self.prev_mean
+            self.baseline, self.prev_mean = baseline, mean
+            entry = self._episode(state, actions, probs, rewards, baseline)
+        self.buffer.append(entry)
+        if self.episodes >= self.hp.warmup_episodes:
+            threads = torch.get_num_threads()  # the caller's thread budget (1 inside sweeps)
+            with single_thread():
+                if self.impl == "compiled":
+                    self._train_compiled(threads)
+                else:
+                    self._train()
+
+    def _episode(
+        self,
+        state: torch.Tensor,
+        actions: torch.Tensor,
+        probs: list[torch.Tensor],
+        rewards: np.ndarray,
+        baseline: np.ndarray,
+    ) -> Episode:
+        """The buffer entry of told samples: sampling-time log pi, advantage ``R - b``, scale."""
         reward_t = torch.tensor(rewards, dtype=DTYPE)
         scale = (
             (1.0 / (reward_t + 1e-8)).abs()
@@ -331,16 +392,7 @@ class Engine:
         chosen = [p.gather(-1, actions[..., l : l + 1])[..., 0] for l, p in enumerate(probs)]
         old_logp = torch.stack(chosen).log().sum(0)
         advantage = reward_t - torch.tensor(baseline, dtype=DTYPE)[:, None]
-        self.buffer.append(Episode(state, actions, probs, old_logp, advantage, scale))
-        self.history.append([p.mean(dim=1).numpy() for p in probs])
-        self.episodes += 1
-        if self.episodes >= self.hp.warmup_episodes:
-            threads = torch.get_num_threads()  # the caller's thread budget (1 inside sweeps)
-            with single_thread():
-                if self.impl == "compiled":
-                    self._train_compiled(threads)
-                else:
-                    self._train()
+        return Episode(state, actions, probs, old_logp, advantage, scale)
 
     def _epoch_orders(self, size: int) -> np.ndarray:
         """Per run, the sample order of every possible epoch of one update ``(R, E, N)``.
