@@ -7,10 +7,12 @@ runs in milliseconds while keeping the training noise of the original benchmark.
 Semantics (documented here, tested in ``tests/test_oracle.py``):
 
 * **Usable replicates.** A replicate of an architecture is *usable* when its unit is
-  done. ``failed="include"`` (default, as the original BioNAS oracle did: its table
-  kept the failed trainings and served them) serves failed replicates as recorded;
-  ``failed="exclude"`` never serves them (an architecture whose every done replicate
-  failed then has no usable replicate).
+  done and it has a value to serve: a finite loss, and a finite knowledge unless
+  ``lam`` is 0 (a training that diverged before any finite epoch is recorded failed
+  with NaN metrics and is never served). ``failed="include"`` (default, as the original
+  BioNAS oracle did: its table kept the failed trainings and served them) serves failed
+  replicates as recorded; ``failed="exclude"`` never serves them (an architecture whose
+  every done replicate failed then has no usable replicate).
 * **Replicate modes.** ``replicate="random"``: every query of an id draws, independently
   and uniformly, one usable replicate of that architecture, and returns all of its
   metrics together (loss and knowledge stay *paired*: they are one training's values).
@@ -20,7 +22,8 @@ Semantics (documented here, tested in ``tests/test_oracle.py``):
   "one realisation of the table" view). An ``int`` r: replicate r of the store for every
   architecture (an error where r is not usable). ``"median"``: per-architecture medians
   over usable replicates of every metric (``replicate`` is -1, reward uses the medians).
-* **Reward.** ``reward = -(loss + lam * knowledge)`` with ``loss`` a metric of the store
+* **Reward.** ``reward = -(loss + lam * knowledge)`` (``-loss`` when ``lam`` is 0, whatever
+  the knowledge) with ``loss`` a metric of the store
   (``"val_loss"`` by default) and ``knowledge`` a knowledge set (default: the store's
   ``knowledge.default_set`` attribute when recorded, else its first set, which by the
   farm's convention is the unmasked motif set).
@@ -30,8 +33,10 @@ Semantics (documented here, tested in ``tests/test_oracle.py``):
   ``epochs`` the recorded epoch count (or the number of finite curve points).
 * **Multi-fidelity.** ``query(ids, epoch=e)`` (1-based, ``1 <= e <= max_epochs``) serves
   the loss learning curve at epoch e (the curve named like the loss metric, unless
-  ``loss_curve`` says otherwise); if training stopped early before e, the last finite
-  value. Knowledge and the other metrics are the replicate's final values (knowledge is
+  ``loss_curve`` says otherwise) as early stopping would leave it had training ended at
+  epoch e: the lowest value of epochs 1..e (the restored best weights' loss; a training
+  that stopped before e keeps its best). At the last epoch this is the replicate's final
+  loss. Knowledge and the other metrics are the replicate's final values (knowledge is
   scored once, on the final filters), and the reward uses the epoch-e loss.
 * **Randomness.** No global state: each oracle owns ``np.random.default_rng(seed)``; the
   same seed gives the same stream, and a batch of n ids consumes exactly what n scalar
@@ -50,7 +55,7 @@ import numpy as np
 
 from bionas_bench.errors import OracleError, StoreError
 from bionas_bench.seeds import rng_from_seed
-from bionas_bench.store import Store, open_store
+from bionas_bench.store import Store, objective, open_store
 
 ReplicateMode = str | int
 _CORE = ("reward", "loss", "knowledge", "cost")
@@ -192,7 +197,11 @@ class BootstrapOracle:
     def _build_tables(self) -> None:
         """Dense ``[arch * K + k]`` columns of usable replicates, K = most per arch."""
         store = self.store
-        usable = store.done & ~store.failed if self.failed_policy == "exclude" else store.done.copy()
+        usable = store.done & np.isfinite(self._loss)
+        if self.lam != 0:
+            usable &= np.isfinite(self._knowledge)
+        if self.failed_policy == "exclude":
+            usable &= ~store.failed
         self.usable = usable
         counts = usable.sum(axis=1).astype(np.int64)
         num_archs = usable.shape[0]
@@ -215,7 +224,7 @@ class BootstrapOracle:
         self._columns["failed"] = dense(store.failed.astype(np.float64))
         loss, know = dense(self._loss), dense(self._knowledge)
         self._core = {
-            "reward": -(loss + self.lam * know),
+            "reward": -objective(loss, know, self.lam),
             "loss": loss,
             "knowledge": know,
             "cost": dense(seconds),
@@ -240,7 +249,7 @@ class BootstrapOracle:
         self._columns["failed"] = np.zeros(self._num_archs)
         loss, know = med(self._loss, mask), med(self._knowledge, mask)
         self._core = {
-            "reward": -(loss + self.lam * know),
+            "reward": -objective(loss, know, self.lam),
             "loss": loss,
             "knowledge": know,
             "cost": med(self._seconds(), mask),
@@ -289,6 +298,7 @@ class BootstrapOracle:
         if ids.dtype.kind not in "iu":
             ids = self.store.space.check_ids(ids)  # floats that are whole numbers, or an error
         self._check_range(ids)
+        ids = ids.astype(np.int64, copy=False)  # table rows are ids * K: no small or unsigned types
         rows = self._rows(ids)
         if epoch is not None:
             return self._query_epoch(ids, rows, epoch)
@@ -317,6 +327,8 @@ class BootstrapOracle:
                 self._raise_empty(a)
             row = a * self._k + int(self._rng.random() * count)
         elif mode == "median":
+            if self._counts_list[a] == 0:
+                self._raise_empty(a)
             row = a
         else:
             row = int((self._fixed_rows if mode == "fixed" else self._given_rows)[a])
@@ -373,7 +385,9 @@ class BootstrapOracle:
             rows += u.astype(np.int64)
             return rows
         if mode == "median":
-            return ids.astype(np.int64, copy=False)
+            if self._has_empty and ids.size and np.any(self.counts.take(ids) == 0):
+                self._raise_empty(int(ids[self.counts.take(ids) == 0].flat[0]))
+            return ids
         table = self._fixed_rows if mode == "fixed" else self._given_rows
         rows = table.take(ids)
         if rows.size and rows.min() < 0:
@@ -409,14 +423,14 @@ class BootstrapOracle:
             self._replicate_of(rows_b, scalar),
             out(loss),
             out(knowledge),
-            out(-(loss + self.lam * knowledge)),
+            out(-objective(loss, knowledge, self.lam)),
             out(cost),
             out(rows_b.copy()),
             self._columns,
         )
 
     def _curve(self) -> np.ndarray:
-        """The loss curve as ``[row, epoch]``, forward-filled past early stopping."""
+        """The loss curve as ``[row, epoch]``: the lowest value up to each epoch."""
         if self._curve_table is not None:
             return self._curve_table
         store = self.store
@@ -425,7 +439,7 @@ class BootstrapOracle:
                 f"epoch queries need learning curve {self.loss_curve!r}; store {store.location} has "
                 f"curves {store.curve_names or 'none'} (pass loss_curve=... or query without epoch)"
             )
-        raw = _forward_fill(store.curve(self.loss_curve).astype(np.float64))  # [arch, rep, epoch]
+        raw = np.fmin.accumulate(store.curve(self.loss_curve).astype(np.float64), axis=2)
         finite = np.isfinite(store.curve(self.loss_curve)).sum(axis=2).astype(np.float64)
         if "epochs" in store.metric_names:
             recorded = store.metric("epochs")
@@ -465,7 +479,7 @@ class BootstrapOracle:
                     "name": space.arch_names(),
                     "loss": loss,
                     "knowledge": know,
-                    "objective": loss + self.lam * know,
+                    "objective": objective(loss, know, self.lam),
                 },
                 index=pd.RangeIndex(space.size, name="arch"),
             )
@@ -513,16 +527,6 @@ def _check_mode(replicate: Any, num_replicates: int) -> ReplicateMode:
     raise OracleError(
         f"replicate={replicate!r} is not a mode; use 'random', 'fixed', 'median' or an int index"
     )
-
-
-def _forward_fill(values: np.ndarray) -> np.ndarray:
-    """Carry the last finite value forward along the last axis (early-stopped curves)."""
-    finite = np.isfinite(values)
-    idx = np.where(finite, np.arange(values.shape[-1]), 0)
-    np.maximum.accumulate(idx, axis=-1, out=idx)
-    filled = np.take_along_axis(values, idx, axis=-1)
-    seen = np.maximum.accumulate(finite, axis=-1)
-    return np.where(seen, filled, np.nan)
 
 
 def _masked_nanmedian(values: np.ndarray, mask: np.ndarray) -> np.ndarray:

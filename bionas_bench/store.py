@@ -81,6 +81,12 @@ _PACKED = "packed"
 
 
 # ---------------------------------------------------------------------- helpers
+def objective(loss: Any, knowledge: Any, lam: float) -> Any:
+    """The BioNAS objective ``loss + lam * knowledge`` (Zhang et al. 2019); at
+    ``lam = 0`` the loss alone, even where knowledge is NaN (a model without filters)."""
+    return loss + lam * knowledge if lam != 0 else loss + 0.0
+
+
 def utc_now() -> str:
     """The current UTC time as an ISO-8601 string (for provenance)."""
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
@@ -808,8 +814,8 @@ class Store:
         if knowledge is not None:
             columns[f"knowledge ({knowledge})"] = self.arch_medians(self.knowledge(knowledge))
         if loss is not None and knowledge is not None:
-            columns[f"objective (lam={lam:g})"] = (
-                columns[f"loss ({loss})"] + lam * columns[f"knowledge ({knowledge})"]
+            columns[f"objective (lam={lam:g})"] = objective(
+                columns[f"loss ({loss})"], columns[f"knowledge ({knowledge})"], lam
             )
         for label, values in columns.items():
             if top:

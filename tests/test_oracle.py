@@ -227,3 +227,58 @@ def test_empty_store_and_empty_arch(tmp_path: Path) -> None:
     fixed = BootstrapOracle(store, replicate="fixed")
     with pytest.raises(OracleError, match="architecture 5"):
         fixed.query(5)
+
+
+def test_epoch_query_serves_the_best_loss_so_far(tmp_path: Path) -> None:
+    """A curve that rises after its best epoch (early stopping's patience): epoch e serves
+    the lowest loss of epochs 1..e, so the last epoch serves the final (restored) loss."""
+    store = Store.create(
+        tmp_path / "c.zarr",
+        space="bionas-conv1d",
+        num_replicates=1,
+        metrics=["val_loss", "epochs"],
+        knowledge_sets=["k"],
+        curves=["val_loss"],
+        max_epochs=5,
+    )
+    curve = np.array([[0.5, 0.3, 0.35, 0.4]])
+    store.write_unit(
+        0, metrics={"val_loss": [0.3], "epochs": [4]}, knowledge={"k": [1.0]}, curves={"val_loss": curve}
+    )
+    oracle = BootstrapOracle(store, replicate=0)
+    served = [float(oracle.query(0, epoch=e).loss) for e in range(1, 6)]
+    np.testing.assert_allclose(served, [0.5, 0.3, 0.3, 0.3, 0.3], rtol=1e-6)
+    assert served[-1] == pytest.approx(float(oracle.query(0).loss), rel=1e-6)
+
+
+def test_replicates_without_values_are_never_served(tmp_path: Path) -> None:
+    """A diverged training (failed, NaN metrics) is not served even with failed="include";
+    a NaN knowledge only matters when lam > 0; at lam = 0 the reward is -loss."""
+    store = Store.create(
+        tmp_path / "n.zarr",
+        space="bionas-conv1d",
+        num_replicates=3,
+        metrics=["val_loss"],
+        knowledge_sets=["k"],
+    )
+    nan = float("nan")
+    store.write_unit(
+        0, metrics={"val_loss": [0.2, nan, 0.4]}, knowledge={"k": [1.0, nan, nan]}, failed=[0, 1, 0]
+    )
+    store.write_unit(1, metrics={"val_loss": [0.1, 0.1, 0.1]}, knowledge={"k": [1.0, 1.0, 1.0]})
+    ids = np.zeros(200, dtype=np.int64)
+    res = BootstrapOracle(store, lam=1.0, seed=0).query(ids)
+    assert set(res.replicate.tolist()) == {0} and np.isfinite(res.reward).all()
+    gold = BootstrapOracle(store, lam=1.0).gold_standard()
+    assert gold.loc[0, "n_replicates"] == 1 and gold.loc[0, "objective"] == pytest.approx(1.2)
+    at_zero = BootstrapOracle(store, lam=0.0, seed=0)
+    res0 = at_zero.query(ids)
+    assert set(res0.replicate.tolist()) == {0, 2}
+    np.testing.assert_array_equal(res0.reward, -res0.loss)
+    assert at_zero.gold_standard().loc[0, "objective"] == pytest.approx(0.3)
+    median = BootstrapOracle(store, replicate="median")
+    for bad in (2, np.array([1, 2])):
+        with pytest.raises(OracleError, match="architecture 2 "):
+            median.query(bad)
+    np.testing.assert_allclose(median.query(np.array([1, 1], dtype=np.uint8)).loss, [0.1, 0.1])
+    np.testing.assert_allclose(BootstrapOracle(store).query(np.array([1], dtype=np.uint16)).loss, [0.1])
