@@ -105,11 +105,21 @@ def recommended(results: SweepResults) -> pd.DataFrame:
 
 
 def summary(results: SweepResults, level: float = 0.95) -> pd.DataFrame:
-    """Per controller and lambda: n runs, and mean with CI of every rank and median value."""
+    """Per controller and lambda: n runs, and mean with CI of every rank and median value.
+
+    ``unranked`` counts the runs whose recommended architecture has no gold-standard
+    value (no usable replicate in the store: possible on a partial store); the means
+    are over the other runs.
+    """
     rec = recommended(results)
     rows = []
     for (label, lam), group in rec.groupby(["controller", "lam"], sort=False):
-        row: dict[str, Any] = {"controller": label, "lam": lam, "n": len(group)}
+        row: dict[str, Any] = {
+            "controller": label,
+            "lam": lam,
+            "n": len(group),
+            "unranked": int(group["objective_rank"].isna().sum()),
+        }
         for column in (*RANK_COLUMNS, *VALUE_COLUMNS):
             mean, lo, hi = mean_ci(group[column], level)
             row[column] = mean
@@ -253,6 +263,8 @@ def compare(results: SweepResults, metric: str = "objective_rank", alpha: float 
     of unknown, often tied and skewed, distributions); p-values Holm-corrected over every
     row of the table. ``p_a_better`` is the common-language effect size: the probability
     that a random run of ``a`` has a lower (better) value than one of ``b``, ties half.
+    Runs without a value (a recommendation without gold standard) are left out; ``n_a``
+    and ``n_b`` are the runs compared.
     """
     from statsmodels.stats.multitest import multipletests
 
@@ -262,22 +274,26 @@ def compare(results: SweepResults, metric: str = "objective_rank", alpha: float 
         at = rec[rec["lam"] == lam]
         labels = [label for label in results.labels if (at["controller"] == label).any()]
         for a, b in itertools.combinations(labels, 2):
-            xa = at.loc[at["controller"] == a, metric].to_numpy()
-            xb = at.loc[at["controller"] == b, metric].to_numpy()
+            xa, xb = (_finite(at.loc[at["controller"] == c, metric]) for c in (a, b))
+            if not (xa.size and xb.size):
+                continue
             u, p = _mann_whitney(xa, xb)
             rows.append(
                 {
                     "lam": lam,
                     "a": a,
                     "b": b,
+                    "n_a": xa.size,
+                    "n_b": xb.size,
                     "mean_a": float(np.mean(xa)),
                     "mean_b": float(np.mean(xb)),
                     "U": u,
                     "p": p,
-                    "p_a_better": 1.0 - u / (len(xa) * len(xb)),
+                    "p_a_better": 1.0 - u / (xa.size * xb.size),
                 }
             )
-    table = pd.DataFrame(rows, columns=["lam", "a", "b", "mean_a", "mean_b", "U", "p", "p_a_better"])
+    columns = ["lam", "a", "b", "n_a", "n_b", "mean_a", "mean_b", "U", "p", "p_a_better"]
+    table = pd.DataFrame(rows, columns=columns)
     if len(table):
         reject, p_holm, _, _ = multipletests(table["p"].to_numpy(), alpha=alpha, method="holm")
         table["p_holm"] = p_holm
@@ -286,6 +302,11 @@ def compare(results: SweepResults, metric: str = "objective_rank", alpha: float 
         table["p_holm"] = []
         table["significant"] = []
     return table
+
+
+def _finite(values: Any) -> np.ndarray:
+    x = np.asarray(values, dtype=np.float64)
+    return x[np.isfinite(x)]
 
 
 def _mann_whitney(xa: np.ndarray, xb: np.ndarray) -> tuple[float, float]:

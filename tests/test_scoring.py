@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -83,6 +85,22 @@ def test_compare_uses_holm(toy_results):
     assert len(table) == 3
     assert (table["p_holm"] >= table["p"] - 1e-15).all()
     assert table["p_a_better"].between(0, 1).all()
+
+
+def test_runs_without_gold_value_are_counted_and_left_out(toy_results):
+    """A run whose recommended architecture has no gold value (NaN ranks) is counted as
+    unranked; the means and the test use the other runs (the pair is not lost)."""
+    res = copy.deepcopy(toy_results)
+    ranks = res.cell("toy-random", 1.0).runs["objective_rank"]
+    ranks[0] = np.nan
+    row = scoring.summary(res).set_index(["controller", "lam"]).loc[("toy-random", 1.0)]
+    assert row["n"] == 6 and row["unranked"] == 1
+    assert row["objective_rank"] == pytest.approx(np.mean(ranks[1:]))
+    table = scoring.compare(res)
+    pair = table[(table["lam"] == 1.0)].iloc[0]
+    sizes = {pair["a"]: pair["n_a"], pair["b"]: pair["n_b"]}
+    assert sizes == {"toy-random": 5, "toy-policy": 6} and np.isfinite(pair["p"])
+    assert (scoring.summary(toy_results)["unranked"] == 0).all()
 
 
 def test_compare_all_ties_gives_p_one():

@@ -206,11 +206,19 @@ class _Builder:
             "median K",
             "most frequent arch (share of runs)",
         ]
+        unranked = int(s["unranked"].sum())
+        note = (
+            f" {unranked} of {int(s['n'].sum())} runs recommended an architecture without a usable "
+            "replicate in the store (no gold-standard value); they are left out of the means (column "
+            "`unranked` of the data)."
+            if unranked
+            else ""
+        )
         return (
             "## Ranks of the recommended architectures\n\n"
             f"Mean over runs [95% t-interval] of the gold-standard ranks (1 = best of {self.n_archs}, ties "
             "averaged) of each run's recommended architecture, and the mean of its median loss and median "
-            f"knowledge over replicates. Data: [`{name}`]({name}).\n\n" + table(header, rows) + "\n"
+            f"knowledge over replicates.{note} Data: [`{name}`]({name}).\n\n" + table(header, rows) + "\n"
         )
 
     def lambda_figure(self, cols: list[tuple[str, str]], stem: str, title: str, caption: str) -> str:
