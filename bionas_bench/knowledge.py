@@ -107,6 +107,18 @@ def _check_temperature(temperature: float) -> float:
     return t
 
 
+def _unpadded_sizes(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per model of ``(M, J, W, 4)``: filters and width without trailing all-NaN padding."""
+    finite = np.isfinite(arr)
+    return _extent(finite.any(axis=(2, 3))), _extent(finite.any(axis=(1, 3)))
+
+
+def _extent(present: np.ndarray) -> np.ndarray:
+    """Per row of ``(M, N)`` bools: one past the last True (0 when none)."""
+    last = present.shape[1] - np.argmax(present[:, ::-1], axis=1)
+    return np.where(present.any(axis=1), last, 0)
+
+
 def _as_filters(filters: ArrayLike) -> tuple[NDArray[np.float64], bool]:
     """Validate raw filters; return them as float64 ``(M, J, width, 4)`` and whether batched.
 
@@ -282,7 +294,10 @@ def knowledge_dissimilarity(
     Args:
         filters: raw first-layer weights, ``(J, width, 4)`` for one model or
             ``(M, J, width, 4)`` for ``M`` models (base axis last, A, C, G, T).
-            A model with any non-finite weight scores NaN.
+            Trailing filters and trailing positions that are all NaN are padding
+            (a store keeps the filters of every architecture in one array padded to
+            the largest) and are dropped, so models of different sizes score in one
+            call; a model with any other non-finite weight scores NaN.
         motifs: a non-empty sequence of :class:`Motif` or ``(n, 4)`` probability
             matrices (lengths may differ), or a ``(k, n, 4)`` array.
         temperature: softmax temperature of the decoding (original code: 0.1).
@@ -318,16 +333,17 @@ def knowledge_dissimilarity(
     arr, batched = _as_filters(filters)
     pwms = _as_motifs(motifs)
 
-    bad_model = ~np.all(np.isfinite(arr), axis=(1, 2, 3))
-    clean = np.where(np.isfinite(arr), arr, 0.0)  # keeps NaN out of the arithmetic
-    log_f = _log_decode(clean, t)
-
-    n_filters = arr.shape[1]
-    per_motif = np.empty((arr.shape[0], len(pwms)), dtype=np.float64)
-    for k, pwm in enumerate(pwms):
-        per_motif[:, k] = np.min(_min_window_kl(log_f, pwm, padding), axis=1)
-    per_motif += penalty * n_filters
-    per_motif[bad_model] = np.nan
+    n_filters, width = _unpadded_sizes(arr)
+    per_motif = np.full((arr.shape[0], len(pwms)), np.nan)
+    for j, w in set(zip(n_filters.tolist(), width.tolist(), strict=True)):
+        models = np.flatnonzero((n_filters == j) & (width == w))
+        real = arr[models, :j, :w]
+        good = np.all(np.isfinite(real), axis=(1, 2, 3))
+        if j == 0 or not good.any():
+            continue
+        log_f = _log_decode(real[good], t)
+        for k, pwm in enumerate(pwms):
+            per_motif[models[good], k] = np.min(_min_window_kl(log_f, pwm, padding), axis=1) + penalty * j
 
     result = per_motif if reduce_motifs == "none" else np.mean(per_motif, axis=1)
     if batched:

@@ -389,3 +389,24 @@ def test_decode_bad_input_raises() -> None:
         decode_filters(GOOD_FILTERS, temperature=0)
     with pytest.raises(KnowledgeError, match="last axis"):
         decode_filters(np.zeros((3, 8, 2)))
+
+
+def test_padded_models_of_different_sizes_score_as_alone():
+    """Models NaN-padded to one array (as a store keeps them) score as each alone; NaN
+    inside a model's own weights, or a model all NaN, scores NaN."""
+    rng = np.random.default_rng(7)
+    motif = rng.dirichlet(np.ones(4), size=6)
+    small, large = rng.normal(size=(2, 8, 4)), rng.normal(size=(3, 14, 4))
+    batch = np.full((4, 3, 14, 4), np.nan)
+    batch[0, :2, :8] = small
+    batch[1] = large
+    batch[2, :2, :8] = small
+    batch[2, 1, 3, 2] = np.nan  # a diverged weight inside the model
+    got = knowledge_dissimilarity(batch, [motif], per_filter_penalty=0.01)
+    assert got[0] == pytest.approx(
+        knowledge_dissimilarity(small, [motif], per_filter_penalty=0.01), rel=1e-12
+    )
+    assert got[1] == pytest.approx(
+        knowledge_dissimilarity(large, [motif], per_filter_penalty=0.01), rel=1e-12
+    )
+    assert np.isnan(got[2]) and np.isnan(got[3])

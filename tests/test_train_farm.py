@@ -15,6 +15,7 @@ import pytest
 from bionas_bench.cli import main
 from bionas_bench.data.datasets import build_dataset
 from bionas_bench.errors import TrainingError
+from bionas_bench.knowledge import knowledge_dissimilarity
 from bionas_bench.space import get_space
 from bionas_bench.store import Store
 from bionas_bench.train.config import load_training_config
@@ -294,3 +295,14 @@ def test_a_worker_handle_lives_for_one_run(tiny_train_dataset: Path, tmp_path: P
     reopened = Store.open(out)
     assert reopened.attrs.get("packed") is False
     assert reopened.done.all()
+
+
+def test_knowledge_rescored_from_the_stored_filters(reference: Store):
+    """The store's filters (NaN-padded to the widest kernel) re-score to the stored K with
+    the motifs and settings of its attributes: K can be computed for new motifs later."""
+    ids = parse_archs(ARCHS, 216)
+    knowledge = reference.attrs["knowledge"]
+    motifs = [np.asarray(m["pwm"]) for m in knowledge["motif_sets"]["myc"]]
+    filters = reference.filters(ids).astype(np.float64)  # (24, R, 3, 20, 4), NaN past width 8
+    scored = knowledge_dissimilarity(filters.reshape(-1, *filters.shape[2:]), motifs, **knowledge["settings"])
+    np.testing.assert_allclose(scored.reshape(filters.shape[:2]), reference.knowledge("myc")[ids], rtol=1e-12)
