@@ -406,12 +406,12 @@ def hypervolumes(results: SweepResults, level: float = 0.95) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------- per-step curves
 def band(per_run: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean over runs (axis 0) and the band mean +- 1.96 SD / sqrt(n)."""
+    """Mean over runs (axis 0) and the band mean +- 1.96 SD / sqrt(n) (NaN for one run)."""
     n = np.isfinite(per_run).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(per_run, axis=0) if per_run.size else np.array([])
-        sd = np.nanstd(per_run, axis=0, ddof=1) if per_run.shape[0] > 1 else np.zeros_like(mean)
+        sd = np.nanstd(per_run, axis=0, ddof=1) if per_run.shape[0] > 1 else np.full_like(mean, np.nan)
         half = 1.96 * sd / np.sqrt(np.maximum(n, 1))
     return mean, mean - half, mean + half
 

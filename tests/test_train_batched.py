@@ -184,6 +184,11 @@ def test_metrics_match_scikit_learn():
         assert average_precision(probs, labels)[r] == pytest.approx(ap)
         assert accuracy(probs, labels)[r] == pytest.approx(np.mean((probs[r] > 0.5) == labels[r]))
     assert np.isnan(auroc(probs, np.zeros_like(labels))).all()
+    diverged = probs.copy()
+    diverged[1, 5, 0] = np.nan  # one replicate with a non-finite prediction: NaN from every metric
+    for metric in (auroc, average_precision, accuracy):
+        got = metric(diverged, labels)
+        assert got[0] == pytest.approx(metric(probs, labels)[0]) and np.isnan(got[1]), metric.__name__
 
 
 def test_device_resolution():

@@ -3,7 +3,8 @@
 All functions take probabilities ``(R, N, T)`` and 0/1 labels ``(R, N, T)`` or
 ``(N, T)`` and return one value per replicate, the mean over labels of the per-label
 metric (macro average). A label with a single class in the evaluated set has no
-AUROC / AUPR and is left out of the mean (all labels single-class gives NaN).
+AUROC / AUPR and is left out of the mean (all labels single-class gives NaN). A
+replicate with any non-finite probability (a diverged model) gets NaN from each.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def auroc(probs: NDArray, labels: NDArray) -> NDArray[np.float64]:
     with np.errstate(invalid="ignore", divide="ignore"):
         per_label = (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
     per_label = np.where((n_pos > 0) & (n_neg > 0), per_label, np.nan)
-    return _nanmean_labels(per_label)
+    return _finite_only(probs, _nanmean_labels(per_label))
 
 
 def average_precision(probs: NDArray, labels: NDArray) -> NDArray[np.float64]:
@@ -47,7 +48,7 @@ def average_precision(probs: NDArray, labels: NDArray) -> NDArray[np.float64]:
     for i in range(r):
         for j in range(t):
             out[i, j] = _ap_one(probs[i, :, j], labels[i, :, j])
-    return _nanmean_labels(out)
+    return _finite_only(probs, _nanmean_labels(out))
 
 
 def _ap_one(scores: NDArray, positive: NDArray) -> float:
@@ -68,7 +69,12 @@ def _ap_one(scores: NDArray, positive: NDArray) -> float:
 def accuracy(probs: NDArray, labels: NDArray) -> NDArray[np.float64]:
     """Fraction of correct calls at probability threshold 0.5, over samples and labels."""
     probs, labels = _broadcast(probs, labels)
-    return ((probs > 0.5) == labels).mean(axis=(1, 2))
+    return _finite_only(probs, ((probs > 0.5) == labels).mean(axis=(1, 2)))
+
+
+def _finite_only(probs: NDArray, values: NDArray) -> NDArray[np.float64]:
+    """``values`` per replicate, NaN where the replicate has a non-finite probability."""
+    return np.where(np.isfinite(probs).all(axis=(1, 2)), values, np.nan)
 
 
 def _nanmean_labels(per_label: NDArray) -> NDArray[np.float64]:
