@@ -2,8 +2,9 @@
 
 All three train the LSTM controller of :mod:`bionas_bench.controllers.lstm_policy`
 (Zhang et al. 2019, "Automated neural architecture search with knowledge-guided ...",
-section 2.3) on the rewards the sweep tells them; one ``ask(n)`` is one *episode* of
-``n`` architectures (the paper uses 3) and the ``tell`` that answers it triggers an update.
+section 2.3) on the rewards the sweep tells them; one ``tell`` is one *episode* (the
+answer to one ``ask(n)`` of ``n`` architectures, the paper uses 3; a tell of part of an
+ask is an episode of that part) and triggers an update.
 
 Notation (per architecture ``a = (a_1..a_L)`` with reward ``R``)::
 
