@@ -56,9 +56,8 @@ draws no random numbers beyond its minibatch orders. With weight 0.001 its effec
 the gradient is small.
 
 The original's "ratio as a product over layers" equals ``exp(sum_l log p - log p_old)``
-(Eq. 8) up to rounding, so it is not a flag. The default variant is the one that
-reproduced the paper's lambda trend best on the imported table (see the README's
-"Controllers: BioNAS PPO" section for the measurement).
+(Eq. 8) up to rounding, so it is not a flag. The default variant is the original
+code's, which produced the paper's figures (see the README's "Controllers: BioNAS PPO").
 
 ``recommend()`` is the original rule: per layer, argmax of the last value of a
 window-10 simple moving average of the per-episode mean choice probabilities.
@@ -163,7 +162,7 @@ class PPOParams:
     batch_size: int = 5  #: 0 = the whole buffer in one minibatch
     max_epochs: int = 100
     kl_stop: float | None = 0.01  #: None = never stop early
-    buffer_episodes: int = 15
+    buffer_episodes: int = 15  #: buffer entries kept: episodes (a pooled warm-up is one)
     warmup_episodes: int = 15  #: no update before this many episodes were told
     sma_window: int = 10
 
