@@ -97,6 +97,12 @@ def dask_client(
     except OSError as exc:  # TimeoutError included
         message = f"cannot reach the Dask scheduler at {scheduler!r}: {exc}; start one, or {hint}"
         raise error(message) from None
+    except (ValueError, TypeError) as exc:  # not an address at all ("missing port number")
+        message = (
+            f"--scheduler {scheduler!r} is neither a known value nor a Dask scheduler address "
+            f"like tcp://host:8786 ({exc}); {hint}"
+        )
+        raise error(message) from None
     with client:
         yield client
 

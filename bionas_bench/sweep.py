@@ -895,8 +895,8 @@ def run_sweep(
     """Run every cell of ``config`` and write the results folder ``out``.
 
     ``scheduler``: None or ``"local"`` (a local Dask cluster, one process per core),
-    ``"threads"`` (a local in-process cluster), ``"sync"`` (in order, in this process),
-    or a Dask scheduler address. ``store`` overrides the config's store with a path.
+    ``"threads"`` (a local in-process cluster), ``"sync"`` (in order, in this process;
+    ``"none"`` is the same), or a Dask scheduler address. ``store`` overrides the config's store with a path.
     Finished cells in ``out`` are kept (resume); ``out`` made by another config is an
     error. ``runs_per_task`` splits each cell into tasks of that many runs, 0 runs whole
     cells, None (default) chooses from the runs and the workers (see :func:`plan_tasks`;
@@ -912,6 +912,7 @@ def run_sweep(
     """
     if not isinstance(config, SweepConfig):
         config = load_sweep_config(config)
+    scheduler = _scheduler_name(scheduler)
     start = time.perf_counter()
     out_path = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="bionas-sweep-"))
     location, opened, gold = _checked_inputs(config, store)
@@ -925,7 +926,7 @@ def run_sweep(
         if scheduler not in (None, "local", "threads", "sync"):
             from bionas_bench.cluster import dask_client
 
-            hint = "use --scheduler local or sync"
+            hint = "use --scheduler local, threads or sync (none = sync)"
             remote = stack.enter_context(dask_client(scheduler, 1, error=SweepError, hint=hint))
         with _exclusive(out_path):
             _prepare_out(out_path, config, meta, gold)
@@ -1002,7 +1003,7 @@ def plan_sweep(
     if not isinstance(config, SweepConfig):
         config = load_sweep_config(config)
     location, opened, _ = _checked_inputs(config, store)
-    workers = local_workers(scheduler)
+    workers = local_workers(_scheduler_name(scheduler))
     tasks = plan_tasks(config, runs_per_task, workers)
     out_path = Path(out) if out is not None else None
     if out_path is not None:
@@ -1259,6 +1260,14 @@ def _dispatch(
     tracker = _Tracker(plan_tasks(config, runs_per_task, workers=max(1, workers)), out, progress)
     _run_on(remote, config, tracker.pending(), location, out, tracker)
     return tracker.results
+
+
+def _scheduler_name(scheduler: str | None) -> str | None:
+    """``scheduler`` stripped, with ``"none"`` (the farm's word for in-process) as ``"sync"``."""
+    if scheduler is None:
+        return None
+    name = scheduler.strip()
+    return "sync" if name.lower() in ("none", "sync") else name
 
 
 def local_workers(scheduler: str | None) -> int:

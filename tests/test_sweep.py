@@ -511,6 +511,17 @@ def test_unreachable_scheduler_is_a_sweep_error(tmp_path, toy_store, toy_control
     assert not (tmp_path / "out").exists()  # the address is tried before the results folder is made
 
 
+def test_a_scheduler_name_that_is_no_address_is_one_line(tmp_path, toy_store, toy_controllers, capsys):
+    """A mistyped --scheduler (Dask itself raises ValueError on it) is one line naming the
+    values there are, exit 2, nothing written; the farm's "none" means "sync" here."""
+    config = toy_config(tmp_path, toy_store)
+    assert main(["sweep", config.path, "--out", str(tmp_path / "out"), "--scheduler", "bogus"]) == 2
+    err = capsys.readouterr().err
+    assert "--scheduler 'bogus' is neither" in err and "local, threads or sync" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+    assert main(["sweep", config.path, "--out", str(tmp_path / "out"), "--scheduler", "none", "--quiet"]) == 0
+
+
 # ---------------------------------------------------------------------- command line
 @pytest.mark.parametrize("flag", [None, "--quiet", "--no-progress"])
 def test_quiet_hides_the_progress_bar(tmp_path, toy_store, toy_controllers, capsys, flag):

@@ -228,6 +228,14 @@ def test_unreachable_scheduler_leaves_no_store(tiny_train_dataset: Path, tmp_pat
     assert not (tmp_path / "s.zarr").exists()
 
 
+def test_a_scheduler_name_that_is_no_address_is_one_line(tiny_train_dataset: Path, tmp_path: Path, capsys):
+    argv = ["train", "--dataset", str(tiny_train_dataset), "--training", "smoke", "--archs", "0"]
+    assert main([*argv, "--out", str(tmp_path / "s.zarr"), "--scheduler", "threads"]) == 2
+    err = capsys.readouterr().err
+    assert "--scheduler 'threads' is neither" in err and "none (in this process)" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "s.zarr").exists()
+
+
 def test_cli_trains_and_reports(tiny_train_dataset: Path, tmp_path: Path, capsys):
     """The default local Dask cluster trains one replicate; in-process training adds the other."""
     out = tmp_path / "cli.zarr"
