@@ -45,6 +45,7 @@ and seeds give byte-identical files whatever the scheduler and the slicing.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -1030,7 +1031,47 @@ def _checked_inputs(config: SweepConfig, store: str | Path | None) -> tuple[str 
         gold = _gold_csv(config, opened)
     except (StoreError, OracleError) as exc:
         raise SweepError(f"sweep config {config.path or config.name} [oracle]: {exc}") from None
+    _check_servable(config, opened, pd.read_csv(io.StringIO(gold)))
+    _check_fidelities(config, opened)
     return location, opened, gold
+
+
+def _check_servable(config: SweepConfig, store: Any, gold: pd.DataFrame) -> None:
+    """Every architecture has a replicate to serve: a controller may ask for any of them,
+    and the oracle cannot answer one without (a partial store fails mid-sweep)."""
+    empty = gold.loc[gold["loss"].isna(), "arch"].unique()  # no usable replicate: no median
+    if empty.size:
+        raise SweepError(
+            f"store {store.location} has no usable replicate for {empty.size} of {store.num_archs} "
+            f"architectures (e.g. {int(empty[0])}, {store.space.arch_name(int(empty[0]))}), so the "
+            f"oracle cannot answer a controller that asks for one; finish training the store "
+            f"('bionas-bench train' with the same options trains what is missing) or use another "
+            f"(sweep config {config.path or config.name})"
+        )
+
+
+def _check_fidelities(config: SweepConfig, store: Any) -> None:
+    """Multi-fidelity controllers ask for epochs up to their ``max_epochs``; the store's
+    learning curves must be that long."""
+    from bionas_bench import controllers
+    from bionas_bench.controllers.base import make_params
+
+    epochs = store.max_epochs
+    for spec in config.controllers:
+        cls = controllers.get(spec.name)
+        wanted = getattr(make_params(cls, spec.hparams), "max_epochs", None)
+        if not cls.uses_fidelity or wanted is None or wanted <= epochs:
+            continue
+        fix = (
+            f"set params = {{ max_epochs = {epochs} }} for it (and min_epochs <= {epochs})"
+            if epochs
+            else "use a store with learning curves"
+        )
+        raise SweepError(
+            f"sweep config {config.path or config.name}: controller {spec.label!r} asks for up to "
+            f"{wanted} training epochs, but store {store.location} has learning curves of {epochs} "
+            f"epochs; {fix}"
+        )
 
 
 def _check_controllers(config: SweepConfig) -> None:

@@ -113,8 +113,9 @@ def toy_controllers(monkeypatch):
     monkeypatch.setitem(controllers.BUILTIN, "toy-random", f"{__name__}:ToyRandom")
 
 
-def make_store(path: Path, replicates: int = 5, seed: int = 0) -> Path:
-    """A synthetic 216-arch store with a loss/knowledge trade-off driven by layer 0."""
+def make_store(path: Path, replicates: int = 5, seed: int = 0, done: np.ndarray | None = None) -> Path:
+    """A synthetic 216-arch store with a loss/knowledge trade-off driven by layer 0
+    (``done``: the done mask, default all)."""
     from bionas_bench.space import get_space
     from bionas_bench.store import Store
 
@@ -137,7 +138,7 @@ def make_store(path: Path, replicates: int = 5, seed: int = 0) -> Path:
         metrics={"val_loss": loss, "accuracy": 1 - loss, "train_seconds": rng.uniform(10, 100, shape)},
         knowledge={"motif": know},
         failed=np.zeros(shape, dtype=bool),
-        done=np.ones(shape, dtype=bool),
+        done=np.ones(shape, dtype=bool) if done is None else done,
     )
     return path
 
@@ -509,6 +510,26 @@ def test_unreachable_scheduler_is_a_sweep_error(tmp_path, toy_store, toy_control
     ):
         run_sweep(config, tmp_path / "out", scheduler="tcp://nowhere:1")
     assert not (tmp_path / "out").exists()  # the address is tried before the results folder is made
+
+
+def test_a_store_the_oracle_cannot_serve_is_refused_first(tmp_path, toy_controllers, synthetic_store_path):
+    """A partial store (a controller may ask for an untrained architecture) and a
+    multi-fidelity controller asking for more epochs than the store's curves hold both
+    fail before the results folder is made, naming the fix."""
+    done = np.ones((216, 5), dtype=bool)
+    done[5] = False
+    partial = make_store(tmp_path / "partial.zarr", done=done)
+    with pytest.raises(
+        SweepError, match=r"no usable replicate for 1 of 216 architectures \(e.g. 5,.*bionas-bench train"
+    ):
+        run_sweep(toy_config(tmp_path, partial), tmp_path / "out", scheduler="sync")
+    text = TOY_CONFIG.replace('name = "toy-policy"\nparams = {{ lr = 0.5 }}', 'name = "hyperband"')
+    config = toy_config(tmp_path, synthetic_store_path, text)
+    with pytest.raises(
+        SweepError, match=r"'hyperband' asks for up to 81 .* 10 epochs; set params = \{ max_epochs = 10 \}"
+    ):
+        run_sweep(config, tmp_path / "out", scheduler="sync")
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_scheduler_name_that_is_no_address_is_one_line(tmp_path, toy_store, toy_controllers, capsys):
