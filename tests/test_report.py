@@ -11,6 +11,7 @@ from test_sweep import TOY_CONFIG, make_store, toy_config  # noqa: F401 - shared
 
 from bionas_bench import controllers
 from bionas_bench.cli import main
+from bionas_bench.errors import SweepError
 from bionas_bench.report import write_report
 from bionas_bench.sweep import run_sweep
 
@@ -131,7 +132,7 @@ def test_cli_out_a_file_is_one_line(toy_run, tmp_path, capsys):
             f"--out {a_file} is a file; pass a folder for the report",
         ),
         (["demo", "--out", str(a_file)], f"--out {a_file} is a file; pass a folder for the demo's results"),
-        (["report", str(run.out), "--out", str(a_file / "sub")], f"Not a directory: {a_file / 'sub'}"),
+        (["report", str(run.out), "--out", str(a_file / "sub")], f"{a_file} is a file, not a folder"),
         (  # checked before the sweep runs
             ["sweep", str(toy_tmp / "toy.toml"), "--out", str(tmp_path / "r"), "--report", str(a_file)],
             f"--report {a_file} is a file; pass a folder for the report",
@@ -143,3 +144,34 @@ def test_cli_out_a_file_is_one_line(toy_run, tmp_path, capsys):
         assert captured.err.count("\n") == 1 and message in captured.err, captured.err
         assert captured.out == ""
     assert a_file.read_text() == "kept" and sorted(tmp_path.iterdir()) == [a_file]
+
+
+def test_rewriting_a_report_replaces_its_files_and_keeps_the_rest(toy_run, tmp_path, monkeypatch):
+    """An earlier report's files (a figure the new one lacks included) are replaced as a
+    whole; NOTES.md and other folders stay; an interrupted rewrite leaves the earlier
+    report as it was; a store or a results folder is refused as --out."""
+    _, run = toy_run
+    out = tmp_path / "rep"
+    first = write_report(run.out, out)
+    (out / "policy_gone.png").write_bytes(b"stale figure of an earlier report")
+    (out / "NOTES.md").write_text("kept notes\n")
+    (out / "results").mkdir()
+    (out / "results" / "x.txt").write_text("kept")
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("bionas_bench.report.figures.pareto", interrupted)  # late in the report
+    with pytest.raises(KeyboardInterrupt):
+        write_report(run.out, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]  # no work folder left
+    monkeypatch.undo()
+    second = write_report(run.out, out)
+    assert not (out / "policy_gone.png").exists() and (out / "results" / "x.txt").read_text() == "kept"
+    assert "kept notes" in second.markdown.read_text()
+    assert {p.name for p in first.figures} == {p.name for p in second.figures}
+    for folder in (run.out, next(run.out.glob("cells/*.zarr"))):
+        with pytest.raises(SweepError, match="pass another folder for the report"):
+            write_report(run.out, folder)

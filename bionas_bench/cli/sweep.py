@@ -101,12 +101,13 @@ def progress_bar(config: SweepConfig, quiet: bool) -> Iterator[Callable[[TaskPro
 
 
 def run(args: argparse.Namespace) -> int:
-    from bionas_bench.sweep import check_folder, load_sweep_config, run_sweep
+    from bionas_bench.report import check_report_folder
+    from bionas_bench.sweep import load_sweep_config, run_sweep
 
     config = load_sweep_config(args.config)
     checked_store(args.store, SweepError)
     if args.report is not None:  # before the sweep, not after it
-        check_folder(args.report, "the report", flag="--report")
+        check_report_folder(args.report, flag="--report")
     if args.runs_per_task is not None and args.runs_per_task < 0:
         raise SweepError(f"--runs-per-task must be >= 0 (0: whole cells), got {args.runs_per_task}")
     if args.dry_run:

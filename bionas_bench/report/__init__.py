@@ -13,10 +13,18 @@ A file ``NOTES.md`` already in the output folder is kept and included verbatim a
 end of the report: hand-written commentary (e.g. where a reproduction differs from the
 paper) survives regeneration. The report text holds no timestamps, so regenerating it
 from the same results gives the same Markdown and CSV files.
+
+The report is built in a new folder beside ``out`` and then moved in: an interrupted
+run leaves the previous report as it was, and the files of an earlier report (its
+``report.md``, CSVs and PNGs) are replaced as a whole, so none of them lingers. Other
+files and folders in ``out`` are kept (``NOTES.md``, the demo's ``results/``). A store
+or a sweep's results folder is refused as ``out``.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from bionas_bench import scoring
+from bionas_bench.errors import SweepError
 from bionas_bench.report import figures
 from bionas_bench.report.markdown import fmt, pvalue, table, with_ci
 from bionas_bench.sweep import SweepResults, check_folder, load_results
@@ -50,22 +59,63 @@ def write_report(
 ) -> ReportFiles:
     """Write ``report.md``, its figures and CSVs for a results folder into ``out``."""
     out = Path(out)
-    check_folder(out, "the report")
+    check_report_folder(out)
     res = results if isinstance(results, SweepResults) else load_results(results)
-    out.mkdir(parents=True, exist_ok=True)
-    builder = _Builder(res, out)
-    text = builder.build(title)
-    markdown = out / "report.md"
-    markdown.write_text(text, encoding="utf-8")
-    return ReportFiles(out, markdown, builder.figures, builder.tables, builder.summary, res.missing)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = out.with_name(f".{out.name}.writing-{os.getpid()}")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    try:
+        if (out / NOTES_FILE).is_file():
+            shutil.copy2(out / NOTES_FILE, work / NOTES_FILE)
+        builder = _Builder(res, work, shown=out)
+        (work / "report.md").write_text(builder.build(title), encoding="utf-8")
+        _put_in_place(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    figures_out = [out / p.name for p in builder.figures]
+    tables_out = [out / p.name for p in builder.tables]
+    return ReportFiles(out, out / "report.md", figures_out, tables_out, builder.summary, res.missing)
+
+
+def check_report_folder(out: Path, flag: str = "--out") -> None:
+    """Refuse an ``out`` for a report that is a file, a Zarr store or a sweep's results."""
+    check_folder(out, "the report", flag)
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise SweepError(f"{flag} {out}: {blocking} is a file, not a folder; pass a folder for the report")
+    for marker, what in (("zarr.json", "a Zarr store"), ("sweep.json", "a sweep's results folder")):
+        if (out / marker).is_file():
+            raise SweepError(f"{flag} {out} is {what}; pass another folder for the report")
+
+
+def _report_file(path: Path) -> bool:
+    return path.is_file() and (path.name == "report.md" or path.suffix in (".csv", ".png"))
+
+
+def _put_in_place(work: Path, out: Path) -> None:
+    """Move the finished report in ``work`` into ``out``, the earlier report's files out."""
+    out.mkdir(exist_ok=True)
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    shutil.rmtree(old, ignore_errors=True)
+    old.mkdir()
+    for path in list(out.iterdir()):
+        if _report_file(path):
+            os.replace(path, old / path.name)
+    for path in list(work.iterdir()):
+        os.replace(path, out / path.name)
+    work.rmdir()
+    shutil.rmtree(old, ignore_errors=True)
 
 
 class _Builder:
     """Assembles the report section by section, writing each figure and its CSV."""
 
-    def __init__(self, res: SweepResults, out: Path):
+    def __init__(self, res: SweepResults, out: Path, shown: Path):
         self.res = res
-        self.out = out
+        self.out = out  # where the files are written
+        self.shown = shown  # where they will be (the report's command names it)
         self.labels = [label for label in res.labels if any(res.has_cell(label, lam) for lam in res.lambdas)]
         self.figures: list[Path] = []
         self.tables: list[Path] = []
@@ -480,7 +530,7 @@ class _Builder:
         name = Path(config.path).stem if config.path else config.name
         return (
             "## Regenerate\n\n```bash\n"
-            f"bionas-bench sweep {name} --out RESULTS --report {self.out.as_posix()}\n"
+            f"bionas-bench sweep {name} --out RESULTS --report {self.shown.as_posix()}\n"
             "```\n\n"
             "(or `bionas-bench sweep ... --out RESULTS` then `bionas-bench report RESULTS --out DIR`). "
             "The sweep is deterministic: the same config and seeds give byte-identical results on any "
