@@ -86,6 +86,10 @@ def _check_kind(kind: str) -> None:
 def _resolve(kind: str, name_or_path: str | Path) -> Path:
     candidate = Path(name_or_path)
     if candidate.suffix == ".toml" or candidate.exists():
+        if candidate.is_dir():
+            raise ManifestError(
+                f"{kind} manifest {candidate} is a folder; pass a .toml file (or a shipped name)"
+            )
         if not candidate.is_file():
             raise ManifestError(f"{kind} manifest file {candidate} does not exist; check the path")
         return candidate

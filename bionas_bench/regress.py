@@ -376,6 +376,10 @@ def write_baseline(path: str | Path, document: Mapping[str, Any]) -> None:
 def read_baseline(path: str | Path) -> dict[str, Any]:
     """Read and validate a baseline JSON written by :func:`record`."""
     path = Path(path)
+    if path.is_dir():
+        raise RegressError(
+            f"baseline {path} is a folder; pass the baseline JSON file written by 'regress record'"
+        )
     if not path.is_file():
         raise RegressError(
             f"baseline {path} does not exist; record one with "
@@ -515,16 +519,16 @@ class CheckReport:
         return pd.DataFrame(rows)
 
     def failures(self) -> list[str]:
-        """One line per reason the check failed (empty when it passed)."""
-        out = []
+        """One line per reason the check failed (empty when it passed). Changed inputs are
+        the only reason given when not allowed: the cells were not compared like for like."""
         if self.input_failure:
-            out.append(
+            return [
                 "inputs changed since the baseline: "
                 + "; ".join(self.input_changes)
                 + ". The comparison would not be like for like: re-record the baseline "
                 "('bionas-bench regress record'), or pass --allow-input-change to compare anyway"
-            )
-        out.extend(self.structure)
+            ]
+        out = list(self.structure)
         for c in self.regressions:
             out.append(
                 f"regression in {c.cell} ({c.label}, lambda={c.lam:g}) on {c.metric}: "

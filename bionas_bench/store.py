@@ -266,7 +266,10 @@ def check_new_store_path(path: str | Path, overwrite: bool) -> None:
     if local is None or not local.exists():
         return
     if not overwrite:
-        raise StoreError(f"{path} already exists; choose another path or pass overwrite=True (--overwrite)")
+        raise StoreError(
+            f"{path} already exists; choose another path, or overwrite it (--overwrite on the command "
+            "line, overwrite=True from Python)"
+        )
     try:
         Store.open(local)
     except Exception:  # any failure to read it as a store: not a store

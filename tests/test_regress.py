@@ -293,7 +293,7 @@ def test_input_change_fails_unless_allowed(setup, rerun):
     report = compare(doc, scores)
     assert not report.passed
     assert "inputs changed since the baseline: gold_sha256 (000000000000 ->" in report.failures()[0]
-    assert "--allow-input-change" in report.failures()[0]
+    assert "--allow-input-change" in report.failures()[0] and len(report.failures()) == 1
     assert compare(doc, scores, allow_input_change=True).passed
 
 
@@ -301,7 +301,10 @@ def test_cli_names_changed_config(setup, toy, synthetic_store_path, tmp_path, ca
     _, baseline = setup
     other = write_config(tmp_path, synthetic_store_path, seed=9)
     assert main(["regress", "check", str(other), "--baseline", str(baseline)]) == 1
-    assert "config_sha256" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "config_sha256" in captured.err
+    # cells of another config are not compared: one FAIL line, no table, no verdict
+    assert captured.err.count("FAIL:") == 1 and "significant regression" not in captured.out
 
 
 def test_missing_cells_fail(setup, rerun):
@@ -315,6 +318,8 @@ def test_bad_baseline_and_alpha(tmp_path, setup, toy):
     config, baseline = setup
     with pytest.raises(RegressError, match="does not exist; record one"):
         read_baseline(tmp_path / "nope.json")
+    with pytest.raises(RegressError, match="is a folder; pass the baseline JSON"):
+        read_baseline(tmp_path)
     (tmp_path / "bad.json").write_text(json.dumps({"format": "other"}))
     with pytest.raises(RegressError, match="expected 'bionas-bench-regress-baseline/1'"):
         read_baseline(tmp_path / "bad.json")

@@ -144,6 +144,8 @@ def test_unknown_choice_and_space(conv1d):
 
 
 def test_malformed_manifests(tmp_path):
+    with pytest.raises((ManifestError, SpaceError), match="is a folder; pass a .toml file"):
+        get_space(tmp_path)
     bad_toml = tmp_path / "broken.toml"
     bad_toml.write_text("[space\nname = 1")
     with pytest.raises(SpaceError, match="not valid TOML"):

@@ -145,7 +145,8 @@ def run_check(args: argparse.Namespace) -> int:
             keep=args.keep,
             progress=progress,
         )
-    print(render_check(report, all_metrics=args.all_metrics))
+    if not report.input_failure:  # else the cells are not comparable: no table, no verdict
+        print(render_check(report, all_metrics=args.all_metrics))
     failures = report.failures()
     for line in failures:
         print(f"bionas-bench regress check: FAIL: {line}", file=sys.stderr)
