@@ -53,6 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p_build.add_argument("name", metavar="NAME_OR_PATH", help="dataset manifest name or path to a .toml file")
     p_build.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for the cache files")
     p_build.add_argument("--force", action="store_true", help="rebuild even if a matching cache exists")
+    p_build.add_argument("--quiet", action="store_true", help="no progress bar")
     p_build.set_defaults(func=_cmd_build)
 
     p_show = sub.add_parser(
@@ -76,13 +77,22 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_build(args: argparse.Namespace) -> int:
     out: Path = args.out
     start = time.perf_counter()
-    with tqdm(desc="building", unit=" stage", leave=False) as bar:
+    bar: tqdm | None = None
 
-        def progress(stage: str) -> None:
-            bar.set_postfix_str(stage)
-            bar.update(1)
+    def progress(stage: str) -> None:  # the bar appears with the first stage, after the checks
+        nonlocal bar
+        if args.quiet:
+            return
+        if bar is None:
+            bar = tqdm(desc="building", unit=" stage", leave=False)
+        bar.set_postfix_str(stage)
+        bar.update(1)
 
+    try:
         dataset = build_dataset(args.name, cache_dir=out, progress=progress, force=args.force)
+    finally:
+        if bar is not None:
+            bar.close()
     seconds = time.perf_counter() - start
     _print_summary(dataset)
     print(f"cache:     {out / (dataset.name + '.json')} (+ .npz)  [{seconds:.2f} s]")
