@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 
@@ -175,3 +176,28 @@ def test_rewriting_a_report_replaces_its_files_and_keeps_the_rest(toy_run, tmp_p
     for folder in (run.out, next(run.out.glob("cells/*.zarr"))):
         with pytest.raises(SweepError, match="pass another folder for the report"):
             write_report(run.out, folder)
+
+
+def test_an_output_where_one_may_not_write_is_refused_first(toy_run, tmp_path, capsys, monkeypatch):
+    """--out / --report in a folder without write permission: one line before any work
+    (the permission is what os.access says; tests run as root, so it is stubbed)."""
+    toy_tmp, run = toy_run
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, mode: False if str(p) == str(locked) else real_access(p, mode)
+    )
+    cases = [
+        (["report", str(run.out), "--out", str(locked / "rep")], "--out"),
+        (
+            ["sweep", str(toy_tmp / "toy.toml"), "--out", str(tmp_path / "r"), "--report", str(locked)],
+            "--report",
+        ),
+        (["data", "build", "myc-mini", "--out", str(locked / "cache" / "deeper")], "--out"),
+    ]
+    for argv, flag in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert f"no permission to write in {locked}; choose another {flag}" in err and err.count("\n") == 1
+    assert list(locked.iterdir()) == [] and not (tmp_path / "r").exists()

@@ -47,6 +47,26 @@ def checked_store(value: str | os.PathLike[str] | None, error: type[BionasError]
     return text
 
 
+#: options that name where a command writes, checked for permission before any work
+OUTPUT_OPTIONS = ("out", "report", "keep")
+
+
+def check_outputs_writable(args: argparse.Namespace) -> None:
+    """Refuse an output path (``--out``, ``--report``, ``--keep``) in a folder this user may
+    not write in, before any work (a long run would otherwise fail only when it writes)."""
+    for name in OUTPUT_OPTIONS:
+        value = getattr(args, name, None)
+        if value is None or "://" in os.fspath(value):
+            continue
+        path = os.path.abspath(os.fspath(value))
+        folder = path if os.path.isdir(path) else os.path.dirname(path)
+        while not os.path.exists(folder):
+            folder = os.path.dirname(folder)
+        if os.path.isdir(folder) and not os.access(folder, os.W_OK | os.X_OK):
+            flag = f"--{name}"
+            raise BionasError(f"{flag} {value}: no permission to write in {folder}; choose another {flag}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bionas-bench",
@@ -68,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_outputs_writable(args)
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # output still buffered meets a closed pipe here, inside this try
         return code
