@@ -434,6 +434,11 @@ class Store:
                     f"store {self.location} lists array {name!r} in its attributes but lacks it; "
                     f"the store is damaged: re-create or re-import it"
                 ) from None
+            except (RuntimeError, ValueError) as exc:  # a chunk that cannot be decoded
+                raise StoreError(
+                    f"store {self.location} is damaged: array {name!r} cannot be read ({exc}); "
+                    f"re-create or re-import it"
+                ) from None
         self._cache = cache
 
     def _packed_group(self) -> Any | None:

@@ -363,3 +363,16 @@ def test_cli_output_into_a_closed_pipe_stops_quietly(buffered: bool) -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == cli.EXIT_BROKEN_PIPE, err
     assert err == ""
+
+
+def test_a_damaged_chunk_is_a_store_error(tmp_path: Path) -> None:
+    """A chunk that cannot be decoded (disk damage, a truncated copy) is one StoreError
+    naming the array, not a codec's traceback."""
+    store = _small_store(tmp_path / "s.zarr")
+    store.write_unit(0, **_unit())
+    chunk = next(
+        p for p in (tmp_path / "s.zarr" / "done").rglob("*") if p.is_file() and p.name != "zarr.json"
+    )
+    chunk.write_bytes(bytes(range(64)))
+    with pytest.raises(StoreError, match="is damaged: array 'done' cannot be read"):
+        Store.open(tmp_path / "s.zarr")
