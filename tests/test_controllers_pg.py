@@ -172,6 +172,19 @@ def test_warmup_buffer_and_baselines(space, warmup):
             assert got.size == sizes[e], e
 
 
+@pytest.mark.parametrize("name", ["reinforce", "diverse_pg"])
+def test_reinforce_steps_on_each_sample_of_the_episode_once(space, name):
+    """One full-batch step per episode on that episode's samples, each once (Eq. 7): the
+    default equals minibatch="none" and differs from a bootstrap resample of the episode."""
+    runs = {mb: controllers.create(name, space, seed=2, minibatch=mb) for mb in ("none", "bootstrap")}
+    runs[None] = controllers.create(name, space, seed=2)  # the default
+    for ctrl in runs.values():
+        _drive(ctrl, 6, _table())
+    flat = {mb: ctrl.engine.flat.numpy() for mb, ctrl in runs.items()}
+    np.testing.assert_array_equal(flat[None], flat["none"])
+    assert not np.array_equal(flat[None], flat["bootstrap"])
+
+
 def test_recommend_is_sma_argmax(space):
     ctrl = controllers.create("reinforce", space, seed=0, sma_window=3)
     _drive(ctrl, 5, _table())
