@@ -45,7 +45,6 @@ and seeds give byte-identical files whatever the scheduler and the slicing.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import math
 import os
@@ -1028,12 +1027,12 @@ def _checked_inputs(config: SweepConfig, store: str | Path | None) -> tuple[str 
     location = str(store) if store is not None else resolve_store(config.store)
     opened = open_cached_store(location)
     try:
-        gold = _gold_csv(config, opened)
+        gold = _gold_frame(config, opened)
     except (StoreError, OracleError) as exc:
         raise SweepError(f"sweep config {config.path or config.name} [oracle]: {exc}") from None
-    _check_servable(config, opened, pd.read_csv(io.StringIO(gold)))
+    _check_servable(config, opened, gold)
     _check_fidelities(config, opened)
-    return location, opened, gold
+    return location, opened, gold.to_csv(index=False, float_format="%.17g")
 
 
 def _check_servable(config: SweepConfig, store: Any, gold: pd.DataFrame) -> None:
@@ -1201,8 +1200,8 @@ def _metadata(config: SweepConfig, store: Any, location: str | None, override: b
     }
 
 
-def _gold_csv(config: SweepConfig, store: Any) -> str:
-    """gold.csv: the gold standard (medians and ranks) of every lambda of the sweep."""
+def _gold_frame(config: SweepConfig, store: Any) -> pd.DataFrame:
+    """The rows of gold.csv: the gold standard (medians and ranks) of every lambda."""
     frames = []
     for li, lam in enumerate(config.lambdas):
         gold = gold_table(make_oracle(store, lam, 0, config.oracle))
@@ -1210,7 +1209,7 @@ def _gold_csv(config: SweepConfig, store: Any) -> str:
         gold.insert(0, "lam_index", li)
         gold.insert(3, "arch_name", store.space.arch_names(gold["arch"].tolist()))
         frames.append(gold)
-    return pd.concat(frames, ignore_index=True).to_csv(index=False, float_format="%.17g")
+    return pd.concat(frames, ignore_index=True)
 
 
 def _atomic_write(path: Path, text: str) -> None:
