@@ -201,3 +201,14 @@ def test_an_output_where_one_may_not_write_is_refused_first(toy_run, tmp_path, c
         err = capsys.readouterr().err
         assert f"no permission to write in {locked}; choose another {flag}" in err and err.count("\n") == 1
     assert list(locked.iterdir()) == [] and not (tmp_path / "r").exists()
+
+
+def test_report_into_the_current_folder(toy_run, tmp_path, monkeypatch):
+    """--out . (a path with no name to put a work folder beside) works."""
+    _, run = toy_run
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    written = write_report(run.out, ".")
+    assert (here / "report.md").is_file() and written.markdown.resolve() == here / "report.md"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["here"]

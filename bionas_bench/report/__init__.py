@@ -61,16 +61,17 @@ def write_report(
     out = Path(out)
     check_report_folder(out)
     res = results if isinstance(results, SweepResults) else load_results(results)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = out.with_name(f".{out.name}.writing-{os.getpid()}")
+    place = out.resolve()  # "." has no name to put a work folder beside
+    place.parent.mkdir(parents=True, exist_ok=True)
+    work = place.with_name(f".{place.name}.writing-{os.getpid()}")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     try:
-        if (out / NOTES_FILE).is_file():
-            shutil.copy2(out / NOTES_FILE, work / NOTES_FILE)
+        if (place / NOTES_FILE).is_file():
+            shutil.copy2(place / NOTES_FILE, work / NOTES_FILE)
         builder = _Builder(res, work, shown=out)
         (work / "report.md").write_text(builder.build(title), encoding="utf-8")
-        _put_in_place(work, out)
+        _put_in_place(work, place)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
