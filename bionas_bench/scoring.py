@@ -441,12 +441,14 @@ def per_step(
 
 
 def policy_curves(results: SweepResults, label: str, lam: float, window: int = SMA_WINDOW) -> pd.DataFrame:
-    """Per layer and choice: the choice probability over episodes, averaged over runs, SMA."""
+    """Per layer and choice: the choice probability over episodes, averaged over runs, SMA;
+    episodes outside a run's GPU-seconds budget are left out (as in :func:`per_step`)."""
     cell = results.cell(label, lam)
     space_layers = layer_choices(results)
     frames = []
     for layer, probs in cell.policy.items():
-        smooth = sma(probs, window, axis=1)
+        inside = np.where(cell.within_budget[:, :, None], probs, np.nan)
+        smooth = sma(inside, window, axis=1)
         mean, lo, hi = band(smooth)
         names = space_layers.get(layer, [str(i) for i in range(probs.shape[2])])
         for c in range(probs.shape[2]):

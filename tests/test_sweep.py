@@ -497,6 +497,20 @@ def test_gpu_seconds_budget_cuts_runs(tmp_path, toy_store, toy_controllers):
     np.testing.assert_array_equal(cell.within_budget, before < 600.0)
     last = cell.within_budget.sum(axis=1) - 1
     np.testing.assert_array_equal(cell.runs["recommended"], cell.incumbent[np.arange(4), last])
+    # the report's per-episode curves leave out what a run did past its budget
+    from bionas_bench import scoring
+
+    policy = res.cell("toy-policy", 0.01)  # its runs leave the budget at different episodes
+    inside = policy.within_budget
+    mixed = np.flatnonzero(inside.any(axis=0) & ~inside.all(axis=0))
+    assert mixed.size, "some episode should have runs on both sides of the budget"
+    e = int(mixed[0])
+    loss = scoring.per_step(res, "toy-policy", 0.01, "loss", window=1)
+    assert loss["mean"].iloc[e] == pytest.approx(policy.steps["loss"].mean(axis=2)[inside[:, e], e].mean())
+    layer, probs = next(iter(policy.policy.items()))
+    curves = scoring.policy_curves(res, "toy-policy", 0.01, window=1)
+    first = curves[(curves["layer"] == layer) & (curves["choice"] == curves["choice"].iloc[0])]
+    assert first["mean"].iloc[e] == pytest.approx(probs[inside[:, e], e, 0].mean())
 
 
 def test_unreachable_scheduler_is_a_sweep_error(tmp_path, toy_store, toy_controllers, monkeypatch):
