@@ -385,8 +385,10 @@ class BootstrapOracle:
             rows += u.astype(np.int64)
             return rows
         if mode == "median":
-            if self._has_empty and ids.size and np.any(self.counts.take(ids) == 0):
-                self._raise_empty(int(ids[self.counts.take(ids) == 0].flat[0]))
+            if self._has_empty:
+                empty = self.counts.take(ids) == 0
+                if np.any(empty):
+                    self._raise_empty(int(ids[empty].flat[0]))
             return ids
         table = self._fixed_rows if mode == "fixed" else self._given_rows
         rows = table.take(ids)

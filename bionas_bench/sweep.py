@@ -1058,8 +1058,10 @@ def _check_fidelities(config: SweepConfig, store: Any) -> None:
     epochs = store.max_epochs
     for spec in config.controllers:
         cls = controllers.get(spec.name)
+        if not cls.uses_fidelity:
+            continue
         wanted = getattr(make_params(cls, spec.hparams), "max_epochs", None)
-        if not cls.uses_fidelity or wanted is None or wanted <= epochs:
+        if wanted is None or wanted <= epochs:
             continue
         fix = (
             f"set params = {{ max_epochs = {epochs} }} for it (and min_epochs <= {epochs})"

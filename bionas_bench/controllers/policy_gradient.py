@@ -354,7 +354,7 @@ class Engine:
             if self.episodes < self.hp.warmup_episodes:
                 return
             baseline = np.concatenate([r for *_, r in self.pooled], axis=1).mean(axis=1)
-            entry = _concat([self._episode(*ep[:3], ep[3], baseline) for ep in self.pooled])
+            entry = _concat([self._episode(*episode, baseline) for episode in self.pooled])
             self.baseline, self.prev_mean, self.pooled = baseline, baseline, []
         else:
             mean = rewards.mean(axis=1)
