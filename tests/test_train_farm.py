@@ -236,6 +236,18 @@ def test_a_scheduler_name_that_is_no_address_is_one_line(tiny_train_dataset: Pat
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "s.zarr").exists()
 
 
+@pytest.mark.parametrize("scheduler", ["none", "tcp://127.0.0.1:1"])
+def test_workers_without_a_local_cluster_is_refused(tiny_train_dataset: Path, tmp_path: Path, capsys, scheduler):
+    """--workers chooses a local cluster's processes: with any other scheduler it would be
+    silently ignored, so it is refused (before any scheduler is reached or store made)."""
+    argv = ["train", "--dataset", str(tiny_train_dataset), "--training", "smoke", "--archs", "0"]
+    argv += ["--out", str(tmp_path / "s.zarr"), "--scheduler", scheduler, "--workers", "3"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"--workers 3 applies to --scheduler local only; --scheduler {scheduler} trains" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "s.zarr").exists()
+
+
 def test_cli_trains_and_reports(tiny_train_dataset: Path, tmp_path: Path, capsys):
     """The default local Dask cluster trains one replicate; in-process training adds the other."""
     out = tmp_path / "cli.zarr"

@@ -61,7 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "address (tcp://host:port), or 'none' to train in this process without Dask (for "
         "debugging: plain tracebacks, pdb, no worker processes)",
     )
-    parser.add_argument("--workers", type=int, default=2, help="processes of --scheduler local (default 2)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="processes of --scheduler local (default 2; local only)"
+    )
     parser.add_argument(
         "--threads",
         type=int,

@@ -106,6 +106,8 @@ ProgressFn = Callable[[FarmProgress], None]
 Job = tuple[ModelSpace, Any, TrainingConfig, str, str]
 #: Scheduler names that mean "train in this process, without Dask".
 IN_PROCESS = ("none", "sync")
+#: processes of a local cluster when ``workers`` is not given
+LOCAL_WORKERS = 2
 
 
 # ------------------------------------------------------------------------- inputs
@@ -530,7 +532,7 @@ def run_farm(
     archs: Any = None,
     replicates: Any = None,
     scheduler: str | None = None,
-    workers: int = 2,
+    workers: int | None = None,
     threads: int | None = None,
     progress: ProgressFn | None = None,
 ) -> FarmReport:
@@ -554,7 +556,8 @@ def run_farm(
             call should do unless asked. ``"local"`` starts a Dask LocalCluster of
             ``workers`` processes (the ``bionas-bench train`` default); anything else
             is the address of a running Dask scheduler (``tcp://host:8786``).
-        workers: processes of the ``"local"`` cluster.
+        workers: processes of the ``"local"`` cluster (None: 2); refused with any
+            other scheduler, whose workers are not this call's to choose.
         threads: torch CPU threads per process (None: torch's default in-process, and
             ``cpu_count // workers`` per local-cluster worker so workers do not
             oversubscribe the cores; small networks often run fastest on 1).
@@ -572,7 +575,7 @@ def run_farm(
     config = _as_config(training)
     ids = _check_archs(space, archs)
     reps = _check_replicates(config, replicates)
-    scheduler = _check_scheduler(scheduler, workers)
+    scheduler, workers = _check_scheduler(scheduler, workers)
     if threads is not None and threads < 1:
         raise TrainingError(f"--threads must be >= 1, got {threads}")
     dataset = _as_dataset(dataset)
@@ -606,18 +609,25 @@ def run_farm(
     )
 
 
-def _check_scheduler(scheduler: str | None, workers: int) -> str | None:
-    """None for in-process training, else ``"local"`` or a scheduler address."""
+def _check_scheduler(scheduler: str | None, workers: int | None) -> tuple[str | None, int]:
+    """``(None, 1)`` for in-process training, else ``("local", workers)`` or ``(address, 0)``."""
     name = None if scheduler is None else scheduler.strip()
-    if name is None or name.lower() in IN_PROCESS:
-        return None
-    if not name:
+    if name is not None and not name:
         raise TrainingError("--scheduler is empty; give 'local', 'none' or an address like tcp://host:8786")
-    if name.lower() == "local":
+    if name is not None and name.lower() == "local":
+        workers = LOCAL_WORKERS if workers is None else workers
         if workers < 1:
             raise TrainingError(f"--workers must be >= 1, got {workers}")
-        return "local"
-    return name
+        return "local", workers
+    if workers is not None:
+        where = "in this process" if name is None or name.lower() in IN_PROCESS else f"on {name}'s workers"
+        raise TrainingError(
+            f"--workers {workers} applies to --scheduler local only; --scheduler {scheduler or 'none'} trains "
+            f"{where}: drop --workers, or use --scheduler local --workers {workers}"
+        )
+    if name is None or name.lower() in IN_PROCESS:
+        return None, 1
+    return name, 0
 
 
 def _pack_when_complete(out_path: Path) -> None:
