@@ -237,7 +237,7 @@ def test_a_scheduler_name_that_is_no_address_is_one_line(tiny_train_dataset: Pat
 
 
 @pytest.mark.parametrize("scheduler", ["none", "tcp://127.0.0.1:1"])
-def test_workers_without_a_local_cluster_is_refused(tiny_train_dataset: Path, tmp_path: Path, capsys, scheduler):
+def test_workers_need_a_local_cluster(tiny_train_dataset: Path, tmp_path: Path, capsys, scheduler):
     """--workers chooses a local cluster's processes: with any other scheduler it would be
     silently ignored, so it is refused (before any scheduler is reached or store made)."""
     argv = ["train", "--dataset", str(tiny_train_dataset), "--training", "smoke", "--archs", "0"]

@@ -620,10 +620,11 @@ def _check_scheduler(scheduler: str | None, workers: int | None) -> tuple[str | 
             raise TrainingError(f"--workers must be >= 1, got {workers}")
         return "local", workers
     if workers is not None:
-        where = "in this process" if name is None or name.lower() in IN_PROCESS else f"on {name}'s workers"
+        here = name is None or name.lower() in IN_PROCESS
+        where = f"{name or 'none'} trains in this process" if here else f"{name} trains on its own workers"
         raise TrainingError(
-            f"--workers {workers} applies to --scheduler local only; --scheduler {scheduler or 'none'} trains "
-            f"{where}: drop --workers, or use --scheduler local --workers {workers}"
+            f"--workers {workers} applies to --scheduler local only; --scheduler {where}: "
+            f"drop --workers, or use --scheduler local --workers {workers}"
         )
     if name is None or name.lower() in IN_PROCESS:
         return None, 1
