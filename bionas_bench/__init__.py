@@ -8,19 +8,57 @@ Public face (see DESIGN in the README)::
     oracle = bb.BootstrapOracle(bb.open_store(PATH), lam=1.0, seed=0)
 """
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = version("bionas-bench")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
-from bionas_bench import controllers, knowledge, scoring  # noqa: E402
-from bionas_bench.errors import BionasError  # noqa: E402
-from bionas_bench.oracle import BootstrapOracle  # noqa: E402
-from bionas_bench.space import ModelSpace, get_space, list_spaces  # noqa: E402
-from bionas_bench.store import Store, open_store  # noqa: E402
-from bionas_bench.sweep import load_results, load_sweep_config, plan_sweep, run_sweep  # noqa: E402
+# The names below are imported on first use (PEP 562), not here: the command line imports
+# this package before it can handle Ctrl-C, and `bionas-bench --help` needs none of
+# pandas, scipy or torch, which the modules behind these names bring in.
+_LAZY = {
+    "BionasError": "bionas_bench.errors",
+    "BootstrapOracle": "bionas_bench.oracle",
+    "ModelSpace": "bionas_bench.space",
+    "get_space": "bionas_bench.space",
+    "list_spaces": "bionas_bench.space",
+    "Store": "bionas_bench.store",
+    "open_store": "bionas_bench.store",
+    "load_results": "bionas_bench.sweep",
+    "load_sweep_config": "bionas_bench.sweep",
+    "plan_sweep": "bionas_bench.sweep",
+    "run_sweep": "bionas_bench.sweep",
+}
+_SUBMODULES = ("controllers", "knowledge", "scoring")
+
+if TYPE_CHECKING:
+    from bionas_bench import controllers, knowledge, scoring
+    from bionas_bench.errors import BionasError
+    from bionas_bench.oracle import BootstrapOracle
+    from bionas_bench.space import ModelSpace, get_space, list_spaces
+    from bionas_bench.store import Store, open_store
+    from bionas_bench.sweep import load_results, load_sweep_config, plan_sweep, run_sweep
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first use and keep it (later lookups skip this function)."""
+    if name in _SUBMODULES:
+        value = importlib.import_module(f"bionas_bench.{name}")
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    else:
+        raise AttributeError(f"module 'bionas_bench' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "BionasError",

@@ -13,6 +13,8 @@ cluster of worker *processes* it arranges what a command-line user expects of Ct
   they log only critical messages: a task's error reaches this process, which raises
   it, while what a worker logs as it is killed (its heartbeat to a scheduler that has
   closed) is teardown noise;
+* a Ctrl-C while the cluster starts is held until it is up (a second one is not), then
+  raised as below: Dask cannot tear down a cluster whose start was cut short;
 * when the body of the ``with`` block raises (KeyboardInterrupt included), the client
   is closed first, which releases its futures (tasks not yet started never start),
   then the worker processes are killed at once instead of being asked to finish their
@@ -37,6 +39,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -113,21 +116,29 @@ def _local_client(workers: int, processes: bool) -> Iterator[Client]:
 
     The scheduler runs in this process, so its teardown logs are silenced here.
     """
-    with LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=processes,
-        # The scheduler always serves HTTP (health checks, metrics); None would mean port
-        # 8787 and a warning when another cluster has it: any free port, this host only,
-        # and no dashboard on it.
-        dashboard_address="127.0.0.1:0",
-        scheduler_kwargs={"dashboard": False},
-        silence_logs=logging.ERROR,
-    ) as cluster:
-        client = Client(cluster)
+    with _sigint_held() as held:
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=processes,
+            # The scheduler always serves HTTP (health checks, metrics); None would mean port
+            # 8787 and a warning when another cluster has it: any free port, this host only,
+            # and no dashboard on it.
+            dashboard_address="127.0.0.1:0",
+            scheduler_kwargs={"dashboard": False},
+            silence_logs=logging.ERROR,
+        )
         try:
+            client = Client(cluster)
             if processes:  # a worker thread may not set signal handlers (nor need to)
                 client.register_plugin(QuietWorker())
+        except BaseException:
+            cluster.close()
+            raise
+    with cluster:
+        try:
+            if held:
+                raise KeyboardInterrupt
             yield client
         except BaseException:
             with silence_logging_cmgr(logging.CRITICAL):
@@ -138,6 +149,35 @@ def _local_client(workers: int, processes: bool) -> Iterator[Client]:
             raise
         finally:
             client.close()
+
+
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[list[int]]:
+    """Hold a Ctrl-C that comes while a local cluster starts; the list says if one came.
+
+    Dask cannot clean up a LocalCluster whose start was interrupted (its exit handler
+    then prints tracebacks about workers in the wrong state), so the first SIGINT is
+    only noted, and the caller raises it once the cluster is up and can be torn down
+    cleanly (a second of waiting). A second SIGINT is not held. Only possible in the
+    main thread with Python's own handler installed; elsewhere nothing is held.
+    """
+    held: list[int] = []
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield held
+        return
+
+    def hold(signum: int, frame: Any) -> None:
+        if held:
+            raise KeyboardInterrupt
+        held.append(signum)
+
+    previous = signal.signal(signal.SIGINT, hold)
+    try:
+        yield held
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 async def _kill_workers(cluster: LocalCluster) -> None:

@@ -85,8 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:  # while the command modules load
+        print("bionas-bench: interrupted", file=sys.stderr)
+        return 130
     try:
         check_outputs_writable(args)
         code = int(args.func(args) or 0)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+from typing import TYPE_CHECKING
 
-from bionas_bench import controllers
-from bionas_bench.controllers.base import Controller
 from bionas_bench.errors import BionasError
+
+if TYPE_CHECKING:  # the commands import the registry (and torch with it): `--help` stays fast
+    from bionas_bench.controllers.base import Controller
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,6 +54,8 @@ def defaults(cls: type[Controller]) -> list[tuple[str, str, str]]:
 
 
 def run_list(args: argparse.Namespace) -> int:
+    from bionas_bench import controllers
+
     rows = []
     for name in controllers.list():
         try:
@@ -71,6 +75,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
+    from bionas_bench import controllers
+
     cls = controllers.get(args.name)
     source = "built-in" if args.name in controllers.BUILTIN else "plugin"
     print(f"{args.name}  ({source}: {cls.__module__}.{cls.__qualname__})")

@@ -5,17 +5,12 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tqdm import tqdm
+if TYPE_CHECKING:  # the commands import what they use: `--help` stays fast
+    from tqdm import tqdm
 
-from bionas_bench.data.datasets import (
-    Dataset,
-    build_dataset,
-    list_datasets,
-    load_spec_motifs,
-    parse_dataset_manifest,
-)
-from bionas_bench.manifests import load_manifest
+    from bionas_bench.data.datasets import Dataset
 
 _EPILOG = """examples:
   bionas-bench data list
@@ -67,6 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    from bionas_bench.data.datasets import list_datasets
+
     rows = list_datasets()
     width = max((len(n) for n, _ in rows), default=0)
     for name, description in rows:
@@ -75,6 +72,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from bionas_bench.data.datasets import build_dataset
+
     out: Path = args.out
     start = time.perf_counter()
     bar: tqdm | None = None
@@ -114,6 +115,9 @@ def _print_summary(dataset: Dataset) -> None:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
+    from bionas_bench.data.datasets import load_spec_motifs, parse_dataset_manifest
+    from bionas_bench.manifests import load_manifest
+
     manifest = load_manifest("datasets", args.name)
     spec = parse_dataset_manifest(manifest)
     print(f"dataset:   {spec.name}  ({manifest.path})")

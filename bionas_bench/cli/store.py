@@ -12,10 +12,10 @@ import numpy as np
 
 from bionas_bench.errors import StoreError
 from bionas_bench.ids import format_ids, parse_ids
-from bionas_bench.store import CHANCE_LOSS, ChoiceStats, Store, StoreSummary, open_store
 
 if TYPE_CHECKING:
     from bionas_bench.agreement import Agreement
+    from bionas_bench.store import ChoiceStats, Store, StoreSummary
 
 EXAMPLES = """\
 examples:
@@ -157,6 +157,7 @@ def run_import(args: argparse.Namespace) -> int:
 
 def run_info(args: argparse.Namespace) -> int:
     from bionas_bench.oracle import _check_lam
+    from bionas_bench.store import open_store
 
     lam = _check_lam(args.lam)
     store = open_store(args.store)
@@ -176,6 +177,8 @@ def run_info(args: argparse.Namespace) -> int:
 
 def render_choices(rows: list[ChoiceStats], loss: str | None, knowledge: str | None) -> str:
     """The ``--by-choice`` table: one line per layer choice."""
+    from bionas_bench.store import CHANCE_LOSS
+
     width = max(len(r.choice) for r in rows)
     lines = [
         f"by layer choice (medians over done units; at chance: {loss} > {CHANCE_LOSS}):",
@@ -196,6 +199,8 @@ def render_choices(rows: list[ChoiceStats], loss: str | None, knowledge: str | N
 
 
 def run_validate(args: argparse.Namespace) -> int:
+    from bionas_bench.store import open_store
+
     store = open_store(args.store)
     store.validate()
     print(
@@ -206,6 +211,7 @@ def run_validate(args: argparse.Namespace) -> int:
 
 def run_compare(args: argparse.Namespace) -> int:
     from bionas_bench.agreement import compare_stores
+    from bionas_bench.store import open_store
 
     a, b = open_store(args.store_a), open_store(args.store_b)
     rows = compare_stores(
@@ -247,6 +253,8 @@ def _strict_json(value: object) -> str:
 
 def render_summary(s: StoreSummary) -> str:
     """A plain-text rendering of a store summary."""
+    from bionas_bench.store import CHANCE_LOSS
+
     lines = [
         f"store      {s.location}",
         f"space      {s.space} ({s.num_archs} architectures), {s.num_replicates} replicates",

@@ -1,0 +1,41 @@
+"""The Dask client helper's handling of Ctrl-C while a local cluster starts."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+from distributed import LocalCluster
+from distributed.core import Status
+
+from bionas_bench import cluster
+from bionas_bench.errors import SweepError
+
+
+def test_a_ctrl_c_during_startup_is_held_then_raised_after_a_clean_teardown(monkeypatch):
+    """Dask cannot tear down a cluster whose constructor was interrupted (its exit handler
+    prints tracebacks); the SIGINT must wait for the cluster, which is then closed."""
+    made: list[LocalCluster] = []
+
+    class InterruptedWhileStarting(LocalCluster):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+            signal.raise_signal(signal.SIGINT)  # the user's Ctrl-C, before the client exists
+
+    monkeypatch.setattr(cluster, "LocalCluster", InterruptedWhileStarting)
+    client = cluster.dask_client("local", 1, error=SweepError, hint="", processes=False)
+    with pytest.raises(KeyboardInterrupt), client:
+        pytest.fail("the body ran after a Ctrl-C")
+    assert made and made[0].status == Status.closed
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_only_the_first_ctrl_c_is_held():
+    """A second Ctrl-C (a cluster that hangs while starting) interrupts at once."""
+    with pytest.raises(KeyboardInterrupt), cluster._sigint_held() as held:
+        signal.raise_signal(signal.SIGINT)
+        assert held == [signal.SIGINT]
+        signal.raise_signal(signal.SIGINT)
+        pytest.fail("the second Ctrl-C was held")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
