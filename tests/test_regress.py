@@ -333,6 +333,19 @@ def test_bad_baseline_and_alpha(tmp_path, setup, toy):
     assert list(tmp_path.glob("folder*")) == [folder] and not list(folder.iterdir())
 
 
+def test_keep_folder_errors_name_keep(setup, toy, tmp_path, capsys):
+    """The rerun's results go to --keep: its errors name --keep, not the sweep's --out."""
+    config, baseline = setup
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "notes.txt").write_text("x")
+    for keep, message in [("file", "is a file"), ("used", "is not a sweep's results")]:
+        argv = ["regress", "check", str(config), "--baseline", str(baseline), "--keep", str(tmp_path / keep)]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and "--keep" in err and "--out" not in err
+
+
 # ---------------------------------------------------------------------- statistics
 def test_mann_whitney_direction_and_ties():
     base = np.arange(30, dtype=float)
