@@ -87,8 +87,6 @@ QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 POWER = 0.8
 #: asymptotic relative efficiency of the Mann-Whitney U test to the t test (normal data)
 MWU_ARE = 3.0 / math.pi
-#: input-hash keys that may differ without counting as an input change
-INPUT_IGNORED = ("location",)
 
 
 # ---------------------------------------------------------------------- scores
@@ -640,11 +638,14 @@ def _holm(rows: list[Comparison], alpha: float) -> list[Comparison]:
 
 
 def input_changes(base: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
-    """Human-readable differences of two input-hash trees (the store location is ignored)."""
+    """Human-readable differences of two input-hash trees (leaving out what differs between
+    copies of one store: :data:`~bionas_bench.sweep.STORE_COPY_KEYS`)."""
+    from bionas_bench.sweep import STORE_COPY_KEYS
+
     base_flat, now_flat = _flatten(base), _flatten(now)
     out = []
     for key in sorted(set(base_flat) | set(now_flat)):
-        if key.split(".")[-1] in INPUT_IGNORED:
+        if key.split(".")[-1] in STORE_COPY_KEYS:
             continue
         b, n = base_flat.get(key, "<absent>"), now_flat.get(key, "<absent>")
         if b != n:

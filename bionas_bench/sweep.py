@@ -455,6 +455,11 @@ def make_oracle(store: Any, lam: float, seed: int, spec: OracleSpec) -> Any:
     return BootstrapOracle(store, lam=lam, seed=seed, **spec.kwargs())
 
 
+#: keys of :func:`store_hashes` that differ between copies of one store (where it lies;
+#: when and from which folder it was made or imported), not between their contents
+STORE_COPY_KEYS = ("location", "created", "source_path")
+
+
 def store_hashes(store: Any, location: str | None) -> dict[str, Any]:
     """The input hashes a store records: space, dataset, training manifests, provenance."""
     attrs = dict(getattr(store, "attrs", {}) or {})
@@ -914,13 +919,14 @@ def run_sweep(
         config = load_sweep_config(config)
     scheduler = _scheduler_name(scheduler)
     start = time.perf_counter()
-    out_path = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="bionas-sweep-"))
+    # absolute: the workers of a scheduler address run in folders of their own
+    out_path = Path(out).absolute() if out is not None else Path(tempfile.mkdtemp(prefix="bionas-sweep-"))
     location, opened, gold = _checked_inputs(config, store)
     plan_tasks(config, runs_per_task)  # a bad runs_per_task fails before any work
     # a folder that is not this config's results is refused before anything is written
     # into it (the lock included); checked again under the lock
     meta = _metadata(config, opened, location, store is not None)
-    _check_out(out_path, config, meta)
+    _check_out(out_path, config, meta, gold)
     with contextlib.ExitStack() as stack:
         remote = None  # a scheduler address is reached before out is touched
         if scheduler not in (None, "local", "threads", "sync"):
@@ -932,6 +938,7 @@ def run_sweep(
             _prepare_out(out_path, config, meta, gold)
             skipped = [c.key for c in config.cells() if is_done(cell_path(out_path, c))]
             results = _dispatch(config, location, out_path, scheduler, progress, runs_per_task, remote)
+            _check_written(config, out_path, scheduler)
     seconds: dict[str, float] = {}
     cpu: dict[str, float] = {}
     for r in results:
@@ -1002,12 +1009,12 @@ def plan_sweep(
     """
     if not isinstance(config, SweepConfig):
         config = load_sweep_config(config)
-    location, opened, _ = _checked_inputs(config, store)
+    location, opened, gold = _checked_inputs(config, store)
     workers = local_workers(_scheduler_name(scheduler))
     tasks = plan_tasks(config, runs_per_task, workers)
     out_path = Path(out) if out is not None else None
     if out_path is not None:
-        _check_out(out_path, config, _metadata(config, opened, location, store is not None))
+        _check_out(out_path, config, _metadata(config, opened, location, store is not None), gold)
     cells = []
     for cell in config.cells():
         mine = [t for t in tasks if t.cell == cell]
@@ -1025,6 +1032,8 @@ def _checked_inputs(config: SweepConfig, store: str | Path | None) -> tuple[str 
     fails here, before ``out`` is touched)."""
     _check_controllers(config)
     location = str(store) if store is not None else resolve_store(config.store)
+    if location is not None and "://" not in location:  # workers may run in other folders
+        location = os.path.abspath(location)
     opened = open_cached_store(location)
     try:
         gold = _gold_frame(config, opened)
@@ -1145,26 +1154,59 @@ def check_folder(out: Path, what: str = "the results", flag: str = "--out") -> N
         raise SweepError(f"{flag} {out} is a file; pass a folder for {what}")
 
 
-def _check_out(out: Path, config: SweepConfig, meta: dict[str, Any]) -> None:
-    """Refuse an ``out`` that is a file, another config's or store's results, or a folder
-    that is not a sweep's results; a missing or empty ``out`` is fine."""
+def same_store(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two ``store`` entries of sweep.json (source and :func:`store_hashes`) name the
+    same store content: the keys of :data:`STORE_COPY_KEYS` are left out."""
+
+    def content(tree: Any) -> Any:
+        if not isinstance(tree, Mapping):
+            return tree
+        return {k: content(v) for k, v in tree.items() if k not in STORE_COPY_KEYS}
+
+    return content(a) == content(b)
+
+
+def _check_out(out: Path, config: SweepConfig, meta: dict[str, Any], gold: str | None = None) -> None:
+    """Refuse an ``out`` that is a file, another config's or store's results (``gold``, the
+    text of gold.csv: also another gold standard), or a folder that is not a sweep's
+    results; a missing or empty ``out`` is fine."""
     check_folder(out)
     meta_path = out / "sweep.json"
     if meta_path.is_file():
         old = json.loads(meta_path.read_text())
-        if old.get("config", {}).get("sha256") != config.sha256 or old.get("store") != meta["store"]:
+        name = old.get("config", {}).get("name")
+        if old.get("config", {}).get("sha256") != config.sha256:
             raise SweepError(
-                f"results folder {out} was made by another sweep config or store "
-                f"({old.get('config', {}).get('name')!r}); pass a new --out or delete the folder"
+                f"results folder {out} was made by another sweep config ({name!r}, or an edited "
+                f"{config.name!r}); pass a new --out or delete the folder"
+            )
+        if not same_store(old.get("store", {}), meta["store"]):
+            raise SweepError(
+                f"results folder {out} was made from another store ({_store_label(old)}; now "
+                f"{_store_label(meta)}); pass a new --out or delete the folder"
+            )
+        old_gold = out / "gold.csv"
+        if gold is not None and old_gold.is_file() and old_gold.read_text() != gold:
+            raise SweepError(
+                f"results folder {out} was scored against another gold standard: the store's "
+                "values changed since; pass a new --out or delete the folder"
             )
     elif out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()):
         raise SweepError(f"results folder {out} exists and is not a sweep's results; pass a new --out")
 
 
+def _store_label(meta: Mapping[str, Any]) -> str:
+    """The store of a sweep.json, in a few words: source, dataset, where."""
+    store = meta.get("store", {})
+    hashes = store.get("hashes", {})
+    dataset = hashes.get("dataset", {}).get("name", "?")
+    return f"{store.get('source', '?')} store of dataset {dataset} at {hashes.get('location', '?')}"
+
+
 def _prepare_out(out: Path, config: SweepConfig, meta: dict[str, Any], gold: str) -> None:
     """Create ``out`` (or check it belongs to this config) and write sweep.json (``meta``)
     and gold.csv (``gold``: its text)."""
-    _check_out(out, config, meta)
+    _check_out(out, config, meta, gold)
     meta_path = out / "sweep.json"
     text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
     (out / "cells").mkdir(parents=True, exist_ok=True)
@@ -1302,6 +1344,18 @@ def _dispatch(
     tracker = _Tracker(plan_tasks(config, runs_per_task, workers=max(1, workers)), out, progress)
     _run_on(remote, config, tracker.pending(), location, out, tracker)
     return tracker.results
+
+
+def _check_written(config: SweepConfig, out: Path, scheduler: str | None) -> None:
+    """Every cell is marked done in ``out`` as this process sees it; a cell missing after
+    all tasks reported success was written where only the workers see it."""
+    missing = [c.key for c in config.cells() if not is_done(cell_path(out, c))]
+    if missing:
+        raise SweepError(
+            f"the workers of {scheduler} finished {len(missing)} cell(s) (e.g. {missing[0]}) but "
+            f"{out} does not hold them: --out (and a store given by path) must be on a file system "
+            "that this machine and every worker share, at the same path"
+        )
 
 
 def _scheduler_name(scheduler: str | None) -> str | None:

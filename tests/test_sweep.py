@@ -21,6 +21,7 @@ from bionas_bench.errors import ManifestError, SweepError
 from bionas_bench.manifests import parse_manifest
 from bionas_bench.sweep import (
     RUNS_PER_TASK,
+    _check_written,
     is_done,
     load_results,
     load_sweep_config,
@@ -443,6 +444,34 @@ def test_results_of_another_config_are_refused(tmp_path, toy_store, toy_controll
     other = toy_config(tmp_path, toy_store, TOY_CONFIG.replace("seed = 7", "seed = 8"))
     with pytest.raises(SweepError, match="another sweep config"):
         run_sweep(other, tmp_path / "out", scheduler="sync")
+
+
+def test_results_resume_on_a_copy_of_the_store_but_not_on_other_values(tmp_path, toy_store, toy_controllers):
+    """A results folder belongs to a store's content, not to where the store lies (an
+    imported table's cache moves with $BIONAS_BENCH_CACHE); other values are refused."""
+    config = toy_config(tmp_path, toy_store)
+    out = tmp_path / "out"
+    run_sweep(config, out, scheduler="sync", store=toy_store)
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(toy_store, copy)
+    again = run_sweep(config, out, scheduler="sync", store=copy)
+    assert set(again.skipped) == {c.key for c in config.cells()}
+    other = make_store(tmp_path / "other.zarr", seed=1)
+    with pytest.raises(SweepError, match="scored against another gold standard"):
+        run_sweep(config, out, scheduler="sync", store=other)
+
+
+def test_a_relative_out_is_made_absolute_and_every_cell_is_checked(
+    tmp_path, toy_store, toy_controllers, monkeypatch
+):
+    """Workers of a scheduler address run in their own folders: they get absolute paths,
+    and cells the workers wrote where this machine cannot see them are an error."""
+    config = toy_config(tmp_path, toy_store)
+    monkeypatch.chdir(tmp_path)
+    done = run_sweep(config, "rel", scheduler="sync")
+    assert done.out == tmp_path / "rel" and done.out.is_absolute()
+    with pytest.raises(SweepError, match="must be on a file system that this machine and every worker share"):
+        _check_written(config, tmp_path / "elsewhere", "tcp://host:8786")
 
 
 def test_unknown_controller_fails_before_work(tmp_path, toy_store, toy_controllers):

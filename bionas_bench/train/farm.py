@@ -581,7 +581,7 @@ def run_farm(
     dataset = _as_dataset(dataset)
     device_name = device or config.device
     dev = resolve_device(device_name)
-    out_path = Path(out)
+    out_path = Path(out).absolute()  # the workers of a scheduler address run in their own folders
     with contextlib.ExitStack() as stack:
         # a scheduler address is reached before the store is made: a wrong one leaves nothing
         remote = scheduler not in (None, "local")
@@ -600,7 +600,7 @@ def run_farm(
             _run_dask(client, job, units, device_name, threads, progress)
     _pack_when_complete(out_path)
     return FarmReport(
-        store=str(out_path),
+        store=str(out),
         trained=tuple(u.arch_id for u in units),
         skipped=len(ids) - len(units),
         device=_device_name(dev),
