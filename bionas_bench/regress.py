@@ -395,7 +395,49 @@ def read_baseline(path: str | Path) -> dict[str, Any]:
             f"baseline {path} has format {document.get('format') if isinstance(document, dict) else None!r}, "
             f"expected {BASELINE_FORMAT!r}; record it again with 'bionas-bench regress record'"
         )
+    problem = _baseline_problem(document)
+    if problem:
+        raise RegressError(
+            f"baseline {path} is damaged or was edited: {problem}; record it again with "
+            "'bionas-bench regress record'"
+        )
     return document
+
+
+def _baseline_problem(document: Mapping[str, Any]) -> str | None:
+    """What makes a baseline document unusable (None when nothing does): a missing or
+    mistyped field, a metric without one value per run, or a summary that its values do
+    not give (the values are what the check compares; the summary is what people read)."""
+    config = document.get("config")
+    if not isinstance(config, Mapping) or not all(isinstance(config.get(k), str) for k in ("name", "sha256")):
+        return "no config name and sha256"
+    if not isinstance(document.get("inputs"), Mapping):
+        return "no input hashes"
+    cells = document.get("cells")
+    if not isinstance(cells, list) or not cells:
+        return "no cells"
+    fields = {"key": str, "label": str, "controller": str, "digest": str, "runs": int}
+    fields.update(first_ask_distinct=int, lam=float)
+    for i, cell in enumerate(cells):
+        if not isinstance(cell, Mapping):
+            return f"cells[{i}] is not an object"
+        for name, kind in fields.items():
+            value = cell.get(name)
+            if isinstance(value, bool) or not isinstance(value, int | float if kind is float else kind):
+                return f"cells[{i}].{name} is missing or not a {kind.__name__}"
+        where = f"cell {cell['key']}"
+        metrics = cell.get("metrics")
+        for metric in METRICS:
+            entry = metrics.get(metric) if isinstance(metrics, Mapping) else None
+            values = entry.get("values") if isinstance(entry, Mapping) else None
+            if not isinstance(values, list) or len(values) != cell["runs"]:
+                return f"{where}, {metric}: expected {cell['runs']} per-run values"
+            if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+                return f"{where}, {metric}: a per-run value is not a number"
+            summary = {k: v for k, v in entry.items() if k != "values"}
+            if summary != summarize(np.asarray(values, dtype=np.float64)):
+                return f"{where}, {metric}: its summary does not match its per-run values"
+    return None
 
 
 # ---------------------------------------------------------------------- statistics
@@ -671,13 +713,17 @@ def _short(value: Any) -> str:
 
 # ---------------------------------------------------------------------- exact mode
 def exact_differences(baseline: Mapping[str, Any], scores: SweepScores) -> list[str]:
-    """Cells whose results are not bit-identical to the baseline's (same seeds)."""
+    """Cells whose results are not bit-identical to the baseline's (same seeds): the digest
+    of their trajectories, or any per-run score, differs."""
     out = []
     for cell in baseline["cells"]:
         now = scores.cells.get(cell["key"])
-        if now is None or now.digest == cell["digest"]:
+        if now is None:
             continue
         detail = _first_value_difference(cell, now)
+        if detail is None and now.digest == cell["digest"]:
+            continue
+        detail = detail or "per-run scores equal, but the recorded trajectories differ"
         out.append(
             f"{cell['key']}: results are not bit-identical to the baseline for the same seeds ({detail}); "
             "if the change is intended, re-record the baseline with 'bionas-bench regress record'"
@@ -685,7 +731,7 @@ def exact_differences(baseline: Mapping[str, Any], scores: SweepScores) -> list[
     return out
 
 
-def _first_value_difference(base: Mapping[str, Any], now: CellScores) -> str:
+def _first_value_difference(base: Mapping[str, Any], now: CellScores) -> str | None:
     for metric in METRICS:
         b = np.asarray(base["metrics"][metric]["values"], dtype=np.float64)
         n = now.values[metric]
@@ -695,7 +741,7 @@ def _first_value_difference(base: Mapping[str, Any], now: CellScores) -> str:
         if differ.size:
             r = int(differ[0])
             return f"{differ.size} runs differ in {metric}, first run {r}: {float(b[r])!r} -> {float(n[r])!r}"
-    return "per-run scores equal, but the recorded trajectories differ"
+    return None
 
 
 def repeat_differences(config: Any, results: Any, store: str | Path | None = None) -> list[str]:
@@ -743,6 +789,14 @@ def check(
     _check_alpha(alpha)
     document = baseline if isinstance(baseline, Mapping) else read_baseline(baseline)
     config = load_config(config)
+    recorded = document["config"]
+    if recorded["sha256"] != config.sha256 and not allow_input_change:  # no rerun to compare
+        change = (
+            f"config_sha256 ({_short(recorded['sha256'])} -> {_short(config.sha256)}): the baseline "
+            f"was recorded from config {recorded['name']!r}, this is {config.name!r}"
+            + (" (edited since)" if recorded["name"] == config.name else "")
+        )
+        return CheckReport(config.name, alpha, [], 0, math.nan, input_changes=[change])
     scores, results = run_scores(config, store=store, scheduler=scheduler, keep=keep, progress=progress)
     report = compare(document, scores, alpha=alpha, allow_input_change=allow_input_change)
     if exact:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from bionas_bench.regress import (
     METRICS,
     compare,
     detectable_d,
+    exact_differences,
     false_alarm_rate,
     mann_whitney_worse,
     power_at,
@@ -305,6 +307,11 @@ def test_cli_names_changed_config(setup, toy, synthetic_store_path, tmp_path, ca
     assert "config_sha256" in captured.err
     # cells of another config are not compared: one FAIL line, no table, no verdict
     assert captured.err.count("FAIL:") == 1 and "significant regression" not in captured.out
+    # found before any rerun: no progress bar; both configs named
+    assert "regress-toy:" not in captured.err
+    assert "the baseline was recorded from config 'regress-toy', this is 'regress-toy' (edited since)" in (
+        captured.err
+    )
 
 
 def test_missing_cells_fail(setup, rerun):
@@ -331,6 +338,39 @@ def test_bad_baseline_and_alpha(tmp_path, setup, toy):
     with pytest.raises(RegressError, match="is a folder; give the path of the baseline JSON file"):
         record(config, folder)
     assert list(tmp_path.glob("folder*")) == [folder] and not list(folder.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.pop("cells"), "no cells"),
+        (lambda d: d.update(cells={}), "no cells"),
+        (lambda d: d["config"].pop("sha256"), "no config name and sha256"),
+        (lambda d: d["cells"][0].pop("runs"), "cells[0].runs is missing or not a int"),
+        (lambda d: d["cells"][0]["metrics"].pop("loss_rank"), "loss_rank: expected 30 per-run values"),
+        (lambda d: d["cells"][0]["metrics"]["loss_rank"]["values"].pop(), "expected 30 per-run values"),
+        (lambda d: d["cells"][0]["metrics"]["loss_rank"]["values"].__setitem__(0, "x"), "is not a number"),
+        (lambda d: d["cells"][0]["metrics"]["loss_rank"]["values"].__setitem__(0, 99.0), "summary does not"),
+    ],
+)
+def test_a_damaged_baseline_is_refused_before_the_rerun(setup, tmp_path, edit, message):
+    doc = read_baseline(setup[1])
+    edit(doc)
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(RegressError, match="is damaged or was edited: .*" + re.escape(message)):
+        read_baseline(path)
+
+
+def test_exact_compares_the_values_as_well_as_the_digest(setup, rerun):
+    """A baseline whose per-run values (and their summary) differ while its digests match
+    is not bit-identical."""
+    doc = read_baseline(setup[1])
+    assert not exact_differences(doc, rerun[0])
+    cell = doc["cells"][0]
+    cell["metrics"]["objective_rank"]["values"][3] += 20.0
+    differences = exact_differences(doc, rerun[0])
+    assert len(differences) == 1 and "1 runs differ in objective_rank, first run 3" in differences[0]
 
 
 def test_keep_folder_errors_name_keep(setup, toy, tmp_path, capsys):
