@@ -49,3 +49,16 @@ def test_demo_runs_on_the_embedded_store_and_writes_its_report(tmp_path, capsys)
     # rerun quietly: the finished sweep is kept, the report written again, nothing on stderr
     assert cli_main(["demo", "--out", str(out), "--quiet"]) == 0
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("marker", ["zarr.json", "sweep.json"])
+def test_demo_refuses_a_store_or_results_folder_before_running(tmp_path, capsys, marker):
+    """The demo writes its results inside --out: a store or a sweep's results folder is
+    refused before the sweep runs, and nothing is added to it."""
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / marker).write_text("{}")
+    assert cli_main(["demo", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pass another folder for the report" in err
+    assert [p.name for p in out.iterdir()] == [marker]

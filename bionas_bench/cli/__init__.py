@@ -99,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bionas-bench {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print(f"bionas-bench {args.command}: interrupted", file=sys.stderr)
+        hint = getattr(args, "interrupt_hint", None)  # a resumable command says how to resume
+        tail = f"; {hint.format(**vars(args))}" if hint else ""
+        print(f"bionas-bench {args.command}: interrupted{tail}", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # The reader went away (`bionas-bench store info | head`): stop quietly, as a

@@ -72,12 +72,13 @@ def demo_store(explicit: str | Path | None) -> tuple[str | None, str]:
 def run(args: argparse.Namespace) -> int:
     from bionas_bench.cli.report import rank_table
     from bionas_bench.cli.sweep import progress_bar
-    from bionas_bench.report import write_report
+    from bionas_bench.report import check_report_folder, write_report
     from bionas_bench.space import get_space
     from bionas_bench.sweep import check_folder, load_sweep_config, run_sweep
 
     start = time.perf_counter()
     check_folder(args.out, "the demo's results and report")
+    check_report_folder(args.out)  # before the sweep writes its results into it
     config = load_sweep_config(args.config)
     location, which = demo_store(args.store)
     space = get_space("bionas-conv1d")

@@ -73,7 +73,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="show the cells, the tasks and what --out already holds, then stop: nothing is run or written",
     )
     add_quiet_option(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(
+        func=run, interrupt_hint="finished cells are kept in {out}: the same command goes on from there"
+    )
 
 
 @contextlib.contextmanager

@@ -78,7 +78,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "trained or written",
     )
     add_quiet_option(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(
+        func=run, interrupt_hint="finished units are kept in {out}: the same command trains the rest"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
