@@ -246,6 +246,8 @@ def test_workers_need_a_local_cluster(tiny_train_dataset: Path, tmp_path: Path, 
     err = capsys.readouterr().err
     assert f"--workers 3 applies to --scheduler local only; --scheduler {scheduler} trains" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "s.zarr").exists()
+    assert main([*argv, "--dry-run"]) == 2
+    assert "--workers 3 applies to --scheduler local only" in capsys.readouterr().err
 
 
 def test_cli_trains_and_reports(tiny_train_dataset: Path, tmp_path: Path, capsys):

@@ -21,7 +21,8 @@
 #      360 s). The store is resumable: a next call that carries .gpu/ continues it.
 # $OUT gets log.txt, bench.json, info.json (store info) and myc-single.tar.gz (the store,
 # to unpack into .gpu/ here; at most 16 MiB comes back per file).
-# A dry run on the CPU machine checks the script itself in a few minutes:
+# A dry run on the CPU machine checks the script itself in a few minutes (its store goes
+# to $OUT/dry-run/, never into .gpu/):
 #   OUT=/tmp/gpu-out DEVICE=cpu SKIP_INSTALL=1 STORE_SECONDS=30 bash tools/gpu_session.sh run
 set -euo pipefail
 
@@ -74,6 +75,11 @@ PY
 run() {
     : "${OUT:?run on the device machine, where OUT is set}"
     local seconds=${STORE_SECONDS:-360} device=${DEVICE:-cuda}
+    # the paper-scale store lives in .gpu/ (carried from call to call); a dry run on
+    # another device trains into $OUT, so that it never mixes into the GPU store
+    local stores=.gpu
+    [ "$device" = cuda ] || stores="$OUT/dry-run"
+    mkdir -p "$OUT" "$stores"
     exec > >(tee "$OUT/log.txt") 2>&1
     if [ -z "${SKIP_INSTALL:-}" ]; then
         python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -95,13 +101,12 @@ run() {
         --benchmark-enable --benchmark-json "$OUT/bench.json" || true
 
     echo "== paper-scale store (myc-single x 20 replicates, default manifest) on $device, up to $seconds s"
-    mkdir -p .gpu
     local start=$SECONDS
     timeout "$seconds" python3 -m bionas_bench train --space bionas-conv1d --dataset myc-single \
-        --training default --out .gpu/myc-single.zarr --device "$device" --scheduler none --quiet || true
+        --training default --out "$stores/myc-single.zarr" --device "$device" --scheduler none --quiet || true
     echo "store: $((SECONDS - start)) s of training this call"
-    python3 -m bionas_bench store info .gpu/myc-single.zarr --json > "$OUT/info.json" || true
-    tar -czf "$OUT/myc-single.tar.gz" -C .gpu myc-single.zarr
+    python3 -m bionas_bench store info "$stores/myc-single.zarr" --json > "$OUT/info.json" || true
+    tar -czf "$OUT/myc-single.tar.gz" -C "$stores" myc-single.zarr
     ls -l "$OUT"
 }
 

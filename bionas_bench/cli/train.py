@@ -87,10 +87,11 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from bionas_bench.ids import format_ids
-    from bionas_bench.train.farm import FarmProgress, parse_archs, run_farm
+    from bionas_bench.train.farm import FarmProgress, check_scheduler, parse_archs, run_farm
 
     space = get_space(args.space)
     archs = parse_archs(args.archs, space.size) if args.archs is not None else None
+    check_scheduler(args.scheduler, args.workers)  # a dry run makes the same checks
     if args.dry_run:
         return dry_run(args, archs)
     bar: list[tqdm] = []

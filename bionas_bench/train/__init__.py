@@ -9,6 +9,6 @@
 """
 
 from bionas_bench.train.config import TrainingConfig, load_training_config
-from bionas_bench.train.farm import FarmProgress, FarmReport, run_farm
+from bionas_bench.train.farm import FarmProgress, FarmReport, plan_farm, run_farm
 
-__all__ = ["FarmProgress", "FarmReport", "TrainingConfig", "load_training_config", "run_farm"]
+__all__ = ["FarmProgress", "FarmReport", "TrainingConfig", "load_training_config", "plan_farm", "run_farm"]

@@ -575,7 +575,7 @@ def run_farm(
     config = _as_config(training)
     ids = _check_archs(space, archs)
     reps = _check_replicates(config, replicates)
-    scheduler, workers = _check_scheduler(scheduler, workers)
+    scheduler, workers = check_scheduler(scheduler, workers)
     if threads is not None and threads < 1:
         raise TrainingError(f"--threads must be >= 1, got {threads}")
     dataset = _as_dataset(dataset)
@@ -609,7 +609,7 @@ def run_farm(
     )
 
 
-def _check_scheduler(scheduler: str | None, workers: int | None) -> tuple[str | None, int]:
+def check_scheduler(scheduler: str | None, workers: int | None) -> tuple[str | None, int]:
     """``(None, 1)`` for in-process training, else ``("local", workers)`` or ``(address, 0)``."""
     name = None if scheduler is None else scheduler.strip()
     if name is not None and not name:
