@@ -123,8 +123,8 @@ def _agreement(quantity: str, name_a: str, name_b: str, med_a: np.ndarray, med_b
     n = int(both.sum())
     if n < MIN_ARCHS:
         raise StoreError(
-            f"only {n} architectures have a median {quantity} in both stores; at least {MIN_ARCHS} "
-            "are needed (train more architectures, or check --loss / --knowledge)"
+            f"{n} architecture{'' if n == 1 else 's'} with a median {quantity} in both stores; "
+            f"at least {MIN_ARCHS} are needed (train more architectures, or check --loss / --knowledge)"
         )
     ids = np.flatnonzero(both)
     x, y = med_a[both], med_b[both]

@@ -86,7 +86,7 @@ def test_too_few_common_architectures_is_an_error(tmp_path, synthetic_store, bas
     done = np.zeros(loss.shape, dtype=bool)
     done[:2] = True
     other = _store(tmp_path / "b.zarr", loss, myc, done=done)
-    with pytest.raises(StoreError, match=r"only 2 architectures have a median loss in both stores"):
+    with pytest.raises(StoreError, match=r"2 architectures with a median loss in both stores; at least"):
         compare_stores(synthetic_store, other)
 
 

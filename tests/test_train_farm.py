@@ -262,7 +262,7 @@ def test_cli_trains_and_reports(tiny_train_dataset: Path, tmp_path: Path, capsys
     assert Store.open(out).done[46].tolist() == [False, True]
     assert main(["store", "info", str(out)]) == 0
     info = capsys.readouterr().out
-    assert "1 archs x 1 of 2, 215 archs x 0 of 2 done" in info
+    assert "1 arch x 1 of 2, 215 archs x 0 of 2 done" in info
     assert f"source     farm: dataset {tiny_train_dataset.stem}, training smoke, device cpu, torch " in info
     assert main([*argv, "--scheduler", "none"]) == 0
     assert (

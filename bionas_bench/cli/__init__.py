@@ -12,6 +12,7 @@ import argparse
 import importlib
 import os
 import sys
+import textwrap
 
 from bionas_bench import __version__
 from bionas_bench.errors import BionasError
@@ -21,6 +22,24 @@ COMMAND_MODULES = ("demo", "data", "train", "store", "sweep", "report", "control
 
 EXIT_BAD_INPUT = 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a command its reader closed
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and epilogs keep their line breaks (examples stay as written), and a
+    line longer than the terminal is wrapped (a description written as one paragraph)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        lines = []
+        for line in text.splitlines():
+            if len(indent + line) <= width:
+                lines.append(indent + line)
+            else:
+                lead = indent + line[: len(line) - len(line.lstrip())]
+                wrapped = textwrap.wrap(
+                    line.strip(), width, initial_indent=lead, subsequent_indent=lead, break_on_hyphens=False
+                )
+                lines.extend(wrapped)
+        return "\n".join(lines)
 
 
 def add_quiet_option(parser: argparse.ArgumentParser) -> None:
@@ -76,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
             "through a bootstrap oracle, and compare search controllers by rank."
         ),
         epilog="Run 'bionas-bench COMMAND --help' for the options of one command.",
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def summary(cls: type[Controller]) -> str:
     """The first line of a controller's docstring."""
     doc = inspect.getdoc(cls) or ""
-    return doc.splitlines()[0] if doc else "(no description)"
+    return doc.splitlines()[0].replace("``", "") if doc else "(no description)"
 
 
 def defaults(cls: type[Controller]) -> list[tuple[str, str, str]]:

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bionas_bench.cli import HelpFormatter, add_quiet_option
+
 if TYPE_CHECKING:  # the commands import what they use: `--help` stays fast
     from tqdm import tqdm
 
@@ -27,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="list, build and show datasets",
         description="Datasets from manifests in data_manifests/datasets/ (simulated or FASTA).",
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
@@ -43,19 +45,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "An existing cache built from the same manifest text is reused unless --force."
         ),
         epilog="example:\n  bionas-bench data build ctcf-irf-myc-multitask --out cache/",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p_build.add_argument("name", metavar="NAME_OR_PATH", help="dataset manifest name or path to a .toml file")
     p_build.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for the cache files")
     p_build.add_argument("--force", action="store_true", help="rebuild even if a matching cache exists")
-    p_build.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet_option(p_build)
     p_build.set_defaults(func=_cmd_build)
 
     p_show = sub.add_parser(
         "show",
         help="show a dataset manifest's settings and knowledge motifs (without building)",
         epilog="example:\n  bionas-bench data show ctcf-irf-myc-multitask",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p_show.add_argument("name", metavar="NAME_OR_PATH", help="dataset manifest name or path to a .toml file")
     p_show.set_defaults(func=_cmd_show)

@@ -37,7 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_store_option(parser, "run on this store instead of the default")
     parser.add_argument("--config", default="demo", help="sweep manifest to run (default: demo)")
     parser.add_argument(
-        "--scheduler", default="sync", help="Dask scheduler: sync (default, in-process), local, or an address"
+        "--scheduler",
+        default="sync",
+        help="sync (default: in this process), local (a local Dask cluster), threads, or a Dask "
+        "scheduler address",
     )
     add_quiet_option(parser)
     parser.set_defaults(func=run)

@@ -70,8 +70,10 @@ def _check_parser(actions: argparse._SubParsersAction) -> None:
         "check",
         help="rerun the sweep and compare it with a baseline",
         description="Rerun the sweep and compare each cell with the baseline (one-sided Mann-Whitney U "
-        "on the per-run objective rank and anytime AUC, Holm-corrected over all cells). Exit 1 on a "
-        "significant regression or changed inputs.",
+        "on the per-run objective rank and anytime AUC, Holm-corrected over all cells and both metrics). "
+        "Exit 1 on a significant regression, changed inputs, missing cells, a controller that ignores "
+        "its seed, or (--exact) results that differ from the baseline's or between two runs; exit 2 on "
+        "bad input (a missing or damaged baseline, a bad option).",
     )
     _common(parser)
     parser.add_argument("--baseline", required=True, type=Path, help="baseline JSON from 'regress record'")

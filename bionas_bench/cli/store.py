@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bionas_bench.cli import HelpFormatter
 from bionas_bench.errors import StoreError
 from bionas_bench.ids import format_ids, parse_ids
 
@@ -32,7 +33,7 @@ examples:
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "store",
-        help="inspect, validate and import results stores",
+        help="inspect, validate, compare and import results stores",
         description=(
             "Results stores hold every replicate of every architecture (Zarr v3). 'info' shows "
             "completion, failures, medians and the best architectures; 'validate' checks shapes "
@@ -40,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "'compare' measures how two stores of one space agree (Spearman of per-architecture medians)."
         ),
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     cmds = parser.add_subparsers(dest="store_command", metavar="SUBCOMMAND", required=True)
 
@@ -55,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "leaves nothing."
         ),
         epilog="example:\n  bionas-bench store import-bionas-pub ../shared/bionas_pub --out bionas-pub.zarr",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     imp.add_argument("dir", metavar="DIR", help="the bionas_pub folder (or its mock_black_box folder)")
     imp.add_argument("--out", required=True, metavar="STORE", help="path of the store to write")
@@ -70,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "examples:\n  bionas-bench store info bionas-pub.zarr --lam 0.1 --top 5\n"
             "  bionas-bench store info --by-choice   # the embedded store, per layer choice"
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     info.add_argument(
         "store",
@@ -119,13 +120,14 @@ def register(sub: argparse._SubParsersAction) -> None:
             "examples:\n"
             "  # our rebuild of the original table against the authors' own\n"
             "  bionas-bench store import-bionas-pub ../shared/bionas_pub --out bionas-pub.zarr\n"
-            "  bionas-bench train --dataset bionas-pub-myc --training bionas-pub-myc --out pub-myc.zarr\n"
+            "  bionas-bench train --dataset bionas-pub-myc --training bionas-pub-myc --out pub-myc.zarr \\\n"
+            "      --replicates 0 --device cpu --scheduler none --threads 1   # one replicate: ~1.5 CPU-h\n"
             "  bionas-bench store compare pub-myc.zarr bionas-pub.zarr\n"
             "  # the ceiling for a one-replicate rebuild: one replicate of a table vs the rest of it\n"
             "  bionas-bench store compare bionas-pub.zarr bionas-pub.zarr \\\n"
             "      --replicates-a 0 --replicates-b 1-19"
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     cmp.add_argument("store_a", metavar="STORE_A", help="store path or fsspec URL")
     cmp.add_argument("store_b", metavar="STORE_B", help="store path or fsspec URL")
@@ -263,13 +265,14 @@ def render_summary(s: StoreSummary) -> str:
         f"completion {s.units_done}/{s.units_total} units ({100 * s.completion:.1f}%), "
         f"{s.archs_complete} architectures complete, {s.archs_empty} empty",
         f"replicates {_replicate_line(s)}",
-        f"failures   {s.units_failed} done units failed"
+        f"failures   {s.units_failed} done unit{'' if s.units_failed == 1 else 's'} failed"
         + (f" ({100 * s.units_failed / s.units_done:.1f}%)" if s.units_done else ""),
         *(
             []
             if s.units_chance is None
             else [
-                f"at chance  {s.units_chance} done units with {s.loss} > {CHANCE_LOSS}"
+                f"at chance  {s.units_chance} done unit{'' if s.units_chance == 1 else 's'} with "
+                f"{s.loss} > {CHANCE_LOSS}"
                 + (f" ({100 * s.units_chance / s.units_done:.1f}%)" if s.units_done else "")
                 + f"; a constant guess on balanced labels scores ln 2 = {math.log(2):.4f}"
             ]
@@ -322,6 +325,8 @@ def render_agreement(location_a: str, location_b: str, rows: list[Agreement]) ->
 
 def _replicate_line(s: StoreSummary) -> str:
     """How many replicates each architecture has done, e.g. ``216 archs x 2 of 20 done``."""
-    groups = ", ".join(f"{n} archs x {k} of {s.num_replicates}" for k, n in s.replicate_counts.items())
+    groups = ", ".join(
+        f"{n} arch{'' if n == 1 else 's'} x {k} of {s.num_replicates}" for k, n in s.replicate_counts.items()
+    )
     everywhere = format_ids(s.replicates_complete)
     return f"{groups} done" + (f"; replicates {everywhere} done for every architecture" if everywhere else "")

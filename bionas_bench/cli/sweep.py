@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bionas_bench.cli import add_quiet_option, add_store_option, checked_store
+from bionas_bench.cli import HelpFormatter, add_quiet_option, add_store_option, checked_store
 from bionas_bench.errors import SweepError
 
 if TYPE_CHECKING:
@@ -40,11 +40,12 @@ def register(sub: argparse._SubParsersAction) -> None:
             "  bionas-bench sweep paper-fig2 --out results/fig2 --scheduler tcp://host:8786 \\\n"
             "      --runs-per-task 5   # 280 tasks of 5 runs, for a cluster of many workers"
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "config",
-        help="sweep manifest name (paper-fig2, paper-fig2-quick, paper-fig2-pub, demo) or .toml path",
+        help="sweep manifest name (paper-fig2, paper-fig2-quick, paper-fig2-pub, demo, regress) "
+        "or .toml path",
     )
     parser.add_argument(
         "--out", required=True, type=Path, help="results folder (created; resumed if present)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bionas_bench.cli import add_quiet_option
+from bionas_bench.cli import HelpFormatter, add_quiet_option
 from bionas_bench.space import get_space
 
 
@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "  # debugging: in this process, no Dask\n"
             "  bionas-bench train --dataset myc-single --out runs/s.zarr --archs 46 --scheduler none"
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--space", default="bionas-conv1d", help="space name or manifest path")
     parser.add_argument("--dataset", required=True, help="dataset name or manifest path (e.g. myc-single)")
