@@ -7,7 +7,11 @@ the median over its replicates of loss and knowledge, and of the objective
 scoring needs nothing but the results folder.
 
 * :func:`recommended` -- per run the recommended (converged) architecture and its ranks.
-* :func:`summary` -- per controller and lambda, means with t-based confidence intervals.
+* :func:`summary` -- per controller and lambda, means with percentile-bootstrap
+  confidence intervals (:func:`mean_ci`: ranks are bounded and skewed, so a t interval
+  could reach below rank 1).
+* :func:`trend_check` -- the paper's qualitative result per controller, with a paired
+  Wilcoxon signed-rank test of loss rank against knowledge rank at the end lambdas.
 * :func:`anytime` -- best-so-far objective rank and regret against samples or simulated
   GPU seconds.
 * :func:`compare` -- pairwise controller comparisons per lambda: two-sided Mann-Whitney U
@@ -20,7 +24,8 @@ scoring needs nothing but the results folder.
   every architecture's point counts (>= 0) and the true front's hypervolume is the most
   any set can reach; hypervolumes are also given as a fraction of the front's.
 * :func:`per_step`, :func:`policy_curves` -- per-episode means over runs with a 95% band
-  (mean +- 1.96 SD / sqrt(n)) after a trailing simple moving average, as in the paper.
+  (mean +- t SD / sqrt(n), t of the runs at that step) after a trailing simple moving
+  average, as in the paper.
 """
 
 from __future__ import annotations
@@ -39,6 +44,11 @@ from bionas_bench.sweep import CellData, SweepResults
 
 #: moving-average window of the paper's per-step figures
 SMA_WINDOW = 10
+#: resamples of the percentile bootstrap of :func:`mean_ci` (seeded: the same values give
+#: the same interval)
+BOOTSTRAP_RESAMPLES = 2000
+#: significance level of :func:`trend_check`'s tests
+TREND_ALPHA = 0.05
 RANK_COLUMNS = ("loss_rank", "knowledge_rank", "objective_rank")
 VALUE_COLUMNS = ("loss", "knowledge", "objective")
 
@@ -51,16 +61,31 @@ def gold_at(results: SweepResults, lam: float) -> pd.DataFrame:
 
 
 def mean_ci(values: Any, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and its two-sided t confidence interval (NaNs dropped; NaN when n < 1)."""
+    """Mean and its two-sided percentile-bootstrap confidence interval (NaNs dropped;
+    NaN when n < 1, the interval NaN when n < 2). See :func:`mean_ci_columns`."""
+    mean, lo, hi = mean_ci_columns(np.asarray(values, dtype=np.float64).reshape(-1, 1), level)
+    return float(mean[0]), float(lo[0]), float(hi[0])
+
+
+def mean_ci_columns(values: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per column of ``values (n, k)``: the mean of its finite entries and the percentile
+    bootstrap interval of that mean (:data:`BOOTSTRAP_RESAMPLES` resamples of the rows,
+    shared by the columns, from a fixed seed). Unlike a t interval it stays within the
+    values' range, which matters for ranks (bounded, skewed); its coverage is close to
+    nominal for the 20-100 runs of a sweep cell."""
     x = np.asarray(values, dtype=np.float64)
-    x = x[np.isfinite(x)]
-    if x.size == 0:
-        return math.nan, math.nan, math.nan
-    mean = float(x.mean())
-    if x.size < 2:
-        return mean, math.nan, math.nan
-    half = float(stats.t.ppf(0.5 + level / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
-    return mean, mean - half, mean + half
+    finite = np.isfinite(x)
+    count = finite.sum(axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.where(count > 0, np.nansum(x, axis=0) / np.maximum(count, 1), np.nan)
+        rows = np.random.default_rng(0).integers(0, x.shape[0], size=(BOOTSTRAP_RESAMPLES, x.shape[0]))
+        sample = x[rows]  # (resamples, n, k)
+        means = np.nanmean(sample, axis=1)  # a resample of only NaNs gives NaN: left out below
+        alpha = 1.0 - level
+        lo, hi = np.nanquantile(means, [alpha / 2, 1 - alpha / 2], axis=0)
+    small = count < 2
+    return mean, np.where(small, np.nan, lo), np.where(small, np.nan, hi)
 
 
 def sma(values: np.ndarray, window: int = SMA_WINDOW, axis: int = -1) -> np.ndarray:
@@ -134,35 +159,68 @@ def summary(results: SweepResults, level: float = 0.95) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class TrendCheck:
-    """The paper's qualitative result, checked on a summary for one controller."""
+    """The paper's qualitative result for one controller: the direction of the mean ranks
+    at the smallest and largest lambda, and whether each is significant (two-sided paired
+    Wilcoxon signed-rank test of each run's loss rank against its knowledge rank)."""
 
     controller: str
     small_lam: float
     large_lam: float
-    small_ok: bool  # at the smallest lambda: loss rank < knowledge rank
-    large_ok: bool  # at the largest lambda: knowledge rank < loss rank
+    small_ok: bool  # at the smallest lambda: mean loss rank < mean knowledge rank
+    large_ok: bool  # at the largest lambda: mean knowledge rank < mean loss rank
+    small_p: float = math.nan  # p of the test at the smallest lambda
+    large_p: float = math.nan
+
+    @property
+    def significant(self) -> bool:
+        """Both ends' differences significant at :data:`TREND_ALPHA`."""
+        return bool(self.small_p < TREND_ALPHA and self.large_p < TREND_ALPHA)
 
     @property
     def reproduced(self) -> bool:
-        return self.small_ok and self.large_ok
+        """Both directions as in the paper, and both significant."""
+        return self.small_ok and self.large_ok and self.significant
+
+    @property
+    def verdict(self) -> str:
+        if self.reproduced:
+            return "reproduced"
+        if self.small_ok and self.large_ok:
+            return "same direction, not significant"
+        return "not reproduced"
 
 
-def trend_check(table: pd.DataFrame) -> list[TrendCheck]:
-    """Per controller: low loss / high knowledge rank at small lambda, the reverse at large."""
+def trend_check(results: SweepResults) -> list[TrendCheck]:
+    """Per controller: low loss / high knowledge rank at the smallest lambda, the reverse
+    at the largest, over the runs' recommended architectures."""
+    rec = recommended(results)
     out = []
-    for label, group in table.groupby("controller", sort=False):
-        group = group.sort_values("lam")
-        small, large = group.iloc[0], group.iloc[-1]
+    for label, group in rec.groupby("controller", sort=False):
+        lams = sorted(group["lam"].unique())
+        ends = [group[group["lam"] == lam] for lam in (lams[0], lams[-1])]
+        diffs = [(g["loss_rank"] - g["knowledge_rank"]).dropna().to_numpy() for g in ends]
         out.append(
             TrendCheck(
                 str(label),
-                float(small["lam"]),
-                float(large["lam"]),
-                bool(small["loss_rank"] < small["knowledge_rank"]),
-                bool(large["knowledge_rank"] < large["loss_rank"]),
+                float(lams[0]),
+                float(lams[-1]),
+                bool(diffs[0].size and diffs[0].mean() < 0),
+                bool(diffs[1].size and diffs[1].mean() > 0),
+                _signed_rank_p(diffs[0]),
+                _signed_rank_p(diffs[1]),
             )
         )
     return out
+
+
+def _signed_rank_p(diff: np.ndarray) -> float:
+    """Two-sided p of the Wilcoxon signed-rank test that ``diff`` is centred on 0 (1 when
+    every difference is 0, NaN with fewer than 2 runs)."""
+    if diff.size < 2:
+        return math.nan
+    if not np.any(diff):
+        return 1.0
+    return float(stats.wilcoxon(diff, zero_method="wilcox").pvalue)
 
 
 # ---------------------------------------------------------------------- anytime curves
@@ -236,10 +294,11 @@ def anytime(
         for j, xj in enumerate(x):
             row: dict[str, Any] = {"controller": label, "lam": lam, "x": xj}
             row["n"] = int(np.isfinite(curves["rank"][:, j]).sum())
-            for name, values in curves.items():
-                mean, lo, hi = mean_ci(values[:, j], level)
-                row[name], row[f"{name}_lo"], row[f"{name}_hi"] = mean, lo, hi
             rows.append(row)
+        for name, values in curves.items():
+            mean, lo, hi = mean_ci_columns(values, level)
+            for j, row in enumerate(rows[len(rows) - len(x) :]):
+                row[name], row[f"{name}_lo"], row[f"{name}_hi"] = mean[j], lo[j], hi[j]
     return pd.DataFrame(rows)
 
 
@@ -406,13 +465,15 @@ def hypervolumes(results: SweepResults, level: float = 0.95) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------- per-step curves
 def band(per_run: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean over runs (axis 0) and the band mean +- 1.96 SD / sqrt(n) (NaN for one run)."""
+    """Mean over runs (axis 0) and the 95% band mean +- t SD / sqrt(n), t with n - 1 degrees
+    of freedom for the n runs at that step (NaN for one run)."""
     n = np.isfinite(per_run).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(per_run, axis=0) if per_run.size else np.array([])
         sd = np.nanstd(per_run, axis=0, ddof=1) if per_run.shape[0] > 1 else np.full_like(mean, np.nan)
-        half = 1.96 * sd / np.sqrt(np.maximum(n, 1))
+        t = stats.t.ppf(0.975, np.maximum(n - 1, 1))
+        half = t * sd / np.sqrt(np.maximum(n, 1))
     return mean, mean - half, mean + half
 
 

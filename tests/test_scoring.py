@@ -7,6 +7,7 @@ import copy
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from test_sweep import TOY_CONFIG, make_store, toy_config  # noqa: F401 - shared stand-ins
 
 from bionas_bench import controllers, scoring
@@ -35,8 +36,44 @@ def test_sma_and_mean_ci():
     assert np.isnan(out[:9]).all()
     np.testing.assert_allclose(out[9:], [4.5, 5.5, 6.5])
     mean, lo, hi = scoring.mean_ci([1.0, 2.0, 3.0])
-    assert mean == 2.0 and lo < 2.0 < hi
-    np.testing.assert_allclose(hi - mean, 4.302652729911275 * 1.0 / np.sqrt(3))
+    assert mean == 2.0 and 1.0 <= lo < 2.0 < hi <= 3.0
+    assert scoring.mean_ci([1.0, 2.0, 3.0]) == (mean, lo, hi)  # seeded: the same interval
+    assert np.isnan(scoring.mean_ci([5.0])[1]) and np.isnan(scoring.mean_ci([np.nan])[0])
+
+
+def test_mean_ci_stays_within_the_ranks_and_covers_the_mean():
+    """A skewed sample of bounded ranks: the t interval reaches below rank 1, the
+    bootstrap interval does not; with many runs the two agree."""
+    skewed = np.array([1.0] * 18 + [100.0, 200.0])
+    mean, lo, hi = scoring.mean_ci(skewed)
+    half_t = 2.093 * skewed.std(ddof=1) / np.sqrt(skewed.size)
+    assert mean - half_t < 1.0 <= lo < mean < hi <= skewed.max()
+    rng = np.random.default_rng(1)
+    normal = rng.normal(50.0, 10.0, 400)
+    m, lo, hi = scoring.mean_ci(normal)
+    half_t = 1.966 * normal.std(ddof=1) / np.sqrt(normal.size)
+    np.testing.assert_allclose([lo, hi], [m - half_t, m + half_t], rtol=0.01)
+    columns = np.column_stack([normal, normal[::-1], np.full(400, np.nan)])
+    means, los, his = scoring.mean_ci_columns(columns)
+    np.testing.assert_allclose(means[:2], [m, m])
+    assert np.isnan([means[2], los[2], his[2]]).all()
+
+
+def test_trend_check_tests_both_ends(toy_results, monkeypatch):
+    """Directions from the mean ranks, significance from a paired signed-rank test."""
+    rec = scoring.recommended(toy_results)
+    checks = {c.controller: c for c in scoring.trend_check(toy_results)}
+    for label, check in checks.items():
+        small = rec[(rec["controller"] == label) & (rec["lam"] == check.small_lam)]
+        diff = (small["loss_rank"] - small["knowledge_rank"]).to_numpy()
+        assert check.small_ok == (diff.mean() < 0)
+        if np.any(diff):
+            assert check.small_p == pytest.approx(stats.wilcoxon(diff).pvalue)
+        assert check.reproduced == (check.small_ok and check.large_ok and check.significant)
+    same = scoring.TrendCheck("c", 0.001, 1000.0, True, True, 0.01, 0.2)
+    assert same.verdict == "same direction, not significant" and not same.reproduced
+    assert scoring.TrendCheck("c", 0.001, 1000.0, True, True, 0.01, 0.02).verdict == "reproduced"
+    assert scoring.TrendCheck("c", 0.001, 1000.0, False, True, 0.01, 0.02).verdict == "not reproduced"
 
 
 def test_pareto_front_and_hypervolume():
@@ -66,7 +103,7 @@ def test_recommended_and_summary(toy_results):
     s = scoring.summary(toy_results)
     assert set(s["controller"]) == {"toy-policy", "toy-random"} and (s["n"] == 6).all()
     assert (s["loss_rank_lo"] <= s["loss_rank"]).all() and (s["loss_rank"] <= s["loss_rank_hi"]).all()
-    checks = scoring.trend_check(s)
+    checks = scoring.trend_check(toy_results)
     assert {c.controller for c in checks} == {"toy-policy", "toy-random"}
 
 

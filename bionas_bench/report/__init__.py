@@ -176,9 +176,9 @@ class _Builder:
         dataset = hashes.get("dataset", {})
         rows = [
             ("sweep config", f"`{meta['config'].get('file') or config.name}` sha256 `{config.sha256[:16]}…`"),
-            ("store", f"{store.get('source')}: `{hashes.get('location')}`"),
+            ("store", _store_text(store.get("source"), hashes.get("location"))),
             ("store provenance", ", ".join(f"{k} = {v}" for k, v in prov.items()) or "-"),
-            ("dataset", ", ".join(f"{k} `{str(v)[:16]}`" for k, v in dataset.items() if v) or "-"),
+            ("dataset", ", ".join(_hash_text(k, v) for k, v in dataset.items() if v) or "-"),
             (
                 "space",
                 f"{meta['space']['name']} ({self.n_archs} architectures), "
@@ -209,12 +209,14 @@ class _Builder:
         return text
 
     def headline(self) -> str:
-        checks = scoring.trend_check(self.summary)
+        checks = scoring.trend_check(self.res)
         ends = self.res.lambdas[0], self.res.lambdas[-1]
         lines = ["## The paper's qualitative result\n"]
         lines.append(
             "The paper's Figure 2: at a small lambda the converged architecture has a low loss rank and a "
-            "high knowledge rank; at a large lambda the reverse.\n"
+            "high knowledge rank; at a large lambda the reverse. Each end is tested with a two-sided "
+            "paired Wilcoxon signed-rank test of the runs' loss rank against their knowledge rank; "
+            f"**reproduced** needs both directions as in the paper and both p < {scoring.TREND_ALPHA:g}.\n"
         )
         for c in checks:
             unfinished = [lam for lam in ends if not self.res.has_cell(c.controller, lam)]
@@ -223,10 +225,10 @@ class _Builder:
                     f"- `{c.controller}`: **not checked** (its cell at λ = {unfinished[0]:g} is not finished)"
                 )
                 continue
-            verdict = "**reproduced**" if c.reproduced else "**not reproduced**"
             lines.append(
-                f"- `{c.controller}`: {verdict} (λ = {c.small_lam:g}: loss rank < knowledge rank: "
-                f"{fmt(c.small_ok)}; λ = {c.large_lam:g}: knowledge rank < loss rank: {fmt(c.large_ok)})"
+                f"- `{c.controller}`: **{c.verdict}** (λ = {c.small_lam:g}: loss rank < knowledge rank: "
+                f"{fmt(c.small_ok)}, {_p(c.small_p)}; λ = {c.large_lam:g}: knowledge rank < loss "
+                f"rank: {fmt(c.large_ok)}, {_p(c.large_p)})"
             )
         return "\n".join(lines) + "\n"
 
@@ -284,7 +286,7 @@ class _Builder:
         text = ["## Figure 2 of the paper\n"]
         cols_a = [
             ("loss", "median validation loss (BCE, nats)"),
-            ("knowledge", "median knowledge dissimilarity K"),
+            ("knowledge", "median knowledge dissimilarity K (KL, nats per motif position)"),
         ]
         text.append(
             self.lambda_figure(
@@ -336,7 +338,7 @@ class _Builder:
                 path,
                 f"(c, d) Loss and knowledge of the architectures sampled at each controller step, averaged "
                 f"over runs after a trailing moving average of {scoring.SMA_WINDOW} steps; band = mean ± "
-                "1.96 SD/√n (n = runs).",
+                "t SD/√n (n = runs; t of n - 1 degrees of freedom).",
                 name,
             )
         )
@@ -477,7 +479,7 @@ class _Builder:
         picks["share"] = picks["runs"] / picks.groupby("controller")["runs"].transform("sum")
         hv = scoring.hypervolumes(self.res)
         name = self.csv(front, "pareto_front")
-        self.csv(picks, "pareto_picks")
+        picks_name = self.csv(picks, "pareto_picks")
         hv_name = self.csv(hv, "hypervolume")
         path = figures.pareto(
             front,
@@ -505,7 +507,7 @@ class _Builder:
                 path,
                 f"Every architecture's median loss and median knowledge; the {len(on)} non-dominated "
                 "architectures form the Pareto front; markers: architectures the controllers recommended "
-                "(over all lambdas), sized by their share of runs.",
+                f"(over all lambdas), sized by their share of runs (data: [`{picks_name}`]({picks_name})).",
                 name,
             )
             + "\nHypervolume (both objectives minimised) of the set of architectures one run recommends "
@@ -524,19 +526,59 @@ class _Builder:
         hand = self.out / NOTES_FILE
         if hand.is_file():
             parts.append(hand.read_text(encoding="utf-8").strip())
-        return ("## Notes\n\n" + "\n\n".join(parts) + "\n") if parts else ""
+        if not parts:
+            return ""
+        text = "\n\n".join(parts) + "\n"
+        return text if text.startswith("#") else "## Notes\n\n" + text  # notes with headings of their own
 
     def files(self) -> str:
         config = self.res.config
-        name = Path(config.path).stem if config.path else config.name
+        if _is_shipped(config):
+            name, where = config.name, ""
+        else:  # a config of the user's: name its file, whose text the results keep
+            name = Path(config.path).name if config.path else f"{config.name}.toml"
+            where = f"`{name}` is the config this sweep ran; its text is also in `RESULTS/sweep.json`. "
         return (
-            "## Regenerate\n\n```bash\n"
+            f"## Regenerate\n\n```bash\n"
             f"bionas-bench sweep {name} --out RESULTS --report {self.shown.as_posix()}\n"
-            "```\n\n"
+            f"```\n\n{where}"
             "(or `bionas-bench sweep ... --out RESULTS` then `bionas-bench report RESULTS --out DIR`). "
             "The sweep is deterministic: the same config and seeds give byte-identical results on any "
             "scheduler.\n"
         )
+
+
+def _p(p: float) -> str:
+    """``p = 0.049`` or ``p < 1e-12``."""
+    text = pvalue(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
+def _is_shipped(config: Any) -> bool:
+    """Whether ``config`` is the shipped sweep manifest of its name, unedited."""
+    from bionas_bench.errors import BionasError
+    from bionas_bench.sweep import load_sweep_config
+
+    try:
+        return load_sweep_config(config.name).sha256 == config.sha256
+    except BionasError:
+        return False
+
+
+def _store_text(source: str | None, location: str | None) -> str:
+    """The inputs table's store row; an imported table's cache path (this machine's) is
+    left out: its name holds the table's content hash."""
+    if source == "embedded" or location in (None, "embedded"):
+        return "the embedded default store"
+    if source == "bionas-pub":
+        return f"the original BioNAS table, imported (`{Path(location).name}` in the cache)"
+    return f"{source}: `{location}`"
+
+
+def _hash_text(key: str, value: Any) -> str:
+    """``key `value` ``, a hash cut to 16 hex digits."""
+    text = str(value)
+    return f"{key} `{text[:16]}…`" if key.endswith("sha256") and len(text) > 16 else f"{key} `{text}`"
 
 
 def _three(lambdas: tuple[float, ...]) -> list[float]:

@@ -80,7 +80,10 @@ def lambda_panels(
 def per_step_grid(table: pd.DataFrame, title: str, path: Path, labels: list[str]) -> Path:
     """Rows: loss, knowledge; columns: smallest and largest lambda; mean with 95% band."""
     lambdas = sorted(table["lam"].unique())
-    fields = [("loss", "validation loss (BCE, nats)"), ("knowledge", "knowledge dissimilarity K")]
+    fields = [
+        ("loss", "validation loss (BCE, nats)"),
+        ("knowledge", "knowledge dissimilarity K (KL, nats per motif position)"),
+    ]
     fig, axes = plt.subplots(
         len(fields), len(lambdas), figsize=(5.2 * len(lambdas), 6.4), squeeze=False, layout="constrained"
     )
@@ -102,7 +105,7 @@ def per_step_grid(table: pd.DataFrame, title: str, path: Path, labels: list[str]
             ax.set_xlabel("controller step (episode)")
             ax.set_ylabel(ylabel)
             ax.grid(True, alpha=0.3)
-    axes[0][0].legend(title="mean ± 1.96 SD/√n", fontsize=8)
+    axes[0][0].legend(title="mean ± t SD/√n (95%)", fontsize=8)
     fig.suptitle(title)
     return _save(fig, path)
 
@@ -214,7 +217,7 @@ def pareto(front: pd.DataFrame, picks: pd.DataFrame, hv: pd.DataFrame, title: st
         if mine.empty:
             continue
         hv_row = hv[hv["controller"] == label]
-        share = f", HV {hv_row['fraction_mean'].iloc[0]:.0%} of front" if len(hv_row) else ""
+        share = f"; HV {hv_row['fraction_mean'].iloc[0]:.0%} of the front's" if len(hv_row) else ""
         ax.scatter(
             mine["loss"],
             mine["knowledge"],
@@ -223,15 +226,16 @@ def pareto(front: pd.DataFrame, picks: pd.DataFrame, hv: pd.DataFrame, title: st
             edgecolors=colour[label],
             marker=markers[i % len(markers)],
             lw=1.3,
-            label=f"{label}: recommended (size = share of runs){share}",
+            label=f"{label} picks (size: share of runs){share}",
             zorder=4,
         )
     ref = (hv["ref_loss"].iloc[0], hv["ref_knowledge"].iloc[0]) if len(hv) else None
     if ref is not None:
-        ax.plot(*ref, marker="x", color="grey", ms=8, ls="none", label="hypervolume reference (nadir)")
+        ax.plot(*ref, marker="x", color="grey", ms=8, ls="none", label="HV reference (nadir)")
     ax.set_xlabel("median validation loss over replicates (BCE, nats)")
-    ax.set_ylabel("median knowledge dissimilarity K")
+    ax.set_ylabel("median knowledge dissimilarity K (KL, nats per position)")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
+    # below the axes, inside the figure (constrained layout makes room for it)
+    fig.legend(fontsize=8, loc="outside lower center", ncol=2, frameon=False)
     return _save(fig, path)
