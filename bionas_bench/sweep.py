@@ -1230,7 +1230,9 @@ def _metadata(config: SweepConfig, store: Any, location: str | None, override: b
         },
         "store": {
             "source": "path (override)" if override else config.store.source,
-            "hashes": store_hashes(store, location if config.store.source != "embedded" else None),
+            "hashes": store_hashes(
+                store, location if override or config.store.source != "embedded" else None
+            ),
         },
         "space": {
             "name": store.space.name,

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import bionas_bench as bb
+from bionas_bench import controllers
 from bionas_bench.controllers.bayesopt import ArchitectureEncoding, BayesianLinearRegression
 from bionas_bench.controllers.conformance import tiny_space
 from bionas_bench.controllers.multifidelity import rung_budgets
@@ -324,3 +325,26 @@ def test_tell_misuse_is_a_controller_error() -> None:
         ctrl.tell(ids, [0.0])
     with pytest.raises(ControllerError, match="finite"):
         ctrl.tell(ids, [0.0, float("nan")])
+
+
+@pytest.mark.parametrize("name", sorted(controllers.BUILTIN))
+def test_every_builtin_documents_its_hyper_parameters(name):
+    """`bionas-bench controllers show NAME` prints the docstring: every hyper-parameter is
+    described there, or (a variant of another controller) there by reference."""
+    import dataclasses
+    import inspect
+
+    cls = controllers.get(name)
+    doc = inspect.getdoc(cls) or ""
+    fields = [f.name for f in dataclasses.fields(cls.Params)] if dataclasses.is_dataclass(cls.Params) else []
+    if not fields:
+        return
+    assert "Hyper-parameters\n----------------" in doc, name
+    section = doc.split("Hyper-parameters\n----------------", 1)[1]
+    referenced = [other for other in controllers.BUILTIN if f"controllers show {other}" in doc]
+    inherited = set()
+    for other in referenced:
+        other_cls = controllers.get(other)
+        inherited |= {f.name for f in dataclasses.fields(other_cls.Params)}
+    missing = [f for f in fields if f"\n{f} :" not in "\n" + section and f not in inherited]
+    assert not missing, f"{name}: undocumented hyper-parameters {missing}"

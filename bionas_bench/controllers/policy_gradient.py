@@ -681,7 +681,70 @@ class PolicyGradientController(Controller):
 
 
 class PPOController(PolicyGradientController):
-    """BioNAS's LSTM controller trained with PPO (Eq. 6-9), original hyper-parameters."""
+    """BioNAS's LSTM controller trained with PPO (Eq. 6-9), original hyper-parameters.
+
+    An LSTM samples one choice per layer; each ``tell`` is one episode (tell a whole
+    ``ask(n)`` at once). Advantage = reward - baseline, the baseline an exponential moving
+    average of past episodes' mean rewards; clipped surrogate (Eq. 9) plus an entropy
+    bonus, Adam with Keras inverse-time decay, up to ``max_epochs`` epochs over the buffer
+    per update with an early stop on KL(old || new). ``recommend()``: per layer, the argmax
+    of the final value of a moving average (``sma_window``) of the per-episode mean choice
+    probabilities (the original rule).
+
+    Hyper-parameters
+    ----------------
+    variant : str = "original_code"
+        "original_code" (what produced the paper's figures) or "paper" (the paper's text);
+        sets ``feed``, ``reward_scaling``, ``entropy``, ``minibatch`` and ``warmup`` at
+        once. Each of those five, when not None, overrides its variant's value.
+    feed : str | None = None
+        LSTM inputs. "probs" (original_code): a random state vector per episode, the next
+        layer's input a dense map of the previous layer's probabilities. "action" (paper):
+        a learned start vector, the next input the embedding of the sampled choice.
+    reward_scaling : bool | None = None
+        True (original_code): each sample's surrogate is multiplied by ``|1/R|``.
+    entropy : str | None = None
+        "sampled" (original_code): ``-mean log p`` of the buffered choices; "exact"
+        (paper): the sum over layers of the policy's entropy.
+    minibatch : str | None = None
+        Order of the buffer's samples in an epoch: "bootstrap" (original_code: N draws with
+        replacement), "shuffle" (paper: a permutation), "none" (each sample once, in order).
+    warmup : str | None = None
+        "pooled" (original_code): the first ``warmup_episodes`` episodes form one buffer
+        entry whose baseline is their own mean reward; "episodes" (paper): each episode is
+        an entry, the baseline lagged from the first episode.
+    lstm_units : int = 50
+        LSTM hidden units.
+    embedding_dim : int = 8
+        Width of the LSTM's input embedding.
+    lr : float = 0.1
+        Adam's initial learning rate.
+    lr_decay : float = 0.999
+        Inverse-time decay per optimiser step k: ``lr / (1 + lr_decay * k)``.
+    entropy_weight : float = 0.001
+        Weight of the entropy bonus.
+    baseline_decay : float = 0.2
+        Weight of the previous baseline in its moving average (0.8 on the new mean).
+    clip : float = 0.2
+        PPO clip range of the probability ratio.
+    batch_size : int = 5
+        Minibatch size of an update (0: the whole buffer at once).
+    max_epochs : int = 100
+        Most epochs over the buffer per update.
+    kl_stop : float | None = 0.01
+        Stop an update once the mean KL(old || new) of the epoch's minibatches exceeds
+        this (checked after every step); None never stops early.
+    buffer_episodes : int = 15
+        Buffer entries kept (a pooled warm-up counts as one).
+    warmup_episodes : int = 15
+        No update before this many episodes were told.
+    sma_window : int = 10
+        Window of the moving average behind ``recommend()``.
+
+    Reference: Z. Zhang, L. Zhou, L. Gou and Y. N. Wu, "Neural architecture search for
+    joint optimization of predictive power and biological knowledge", arXiv:1909.00337
+    (2019); PPO: J. Schulman et al., arXiv:1707.06347 (2017).
+    """
 
     name = "ppo"
     Params = PPOParams
@@ -689,7 +752,31 @@ class PPOController(PolicyGradientController):
 
 
 class ReinforceController(PolicyGradientController):
-    """The BioNAS LSTM controller trained with the REINFORCE gradient (Eq. 7)."""
+    """The BioNAS LSTM controller trained with the REINFORCE gradient (Eq. 7).
+
+    The network, baseline, entropy bonus, optimiser and ``recommend()`` of ``ppo``; each
+    episode is followed by one full-batch REINFORCE step on that episode's samples, each
+    used once. Its hyper-parameters are ``ppo``'s (``bionas-bench controllers show ppo``)
+    with these defaults changed:
+
+    Hyper-parameters
+    ----------------
+    minibatch : str | None = "none"
+        The episode's samples, each once ("shuffle" or "bootstrap" reorder or resample them).
+    batch_size : int = 0
+        The whole episode in one step.
+    max_epochs : int = 1
+        One step per episode.
+    kl_stop : float | None = None
+        No KL stop (one step).
+    buffer_episodes : int = 1
+        Only the last episode.
+    warmup_episodes : int = 1
+        Updates from the first episode on.
+
+    Reference: R. J. Williams, "Simple statistical gradient-following algorithms for
+    connectionist reinforcement learning", Machine Learning 8 (1992).
+    """
 
     name = "reinforce"
     Params = ReinforceParams
@@ -697,7 +784,25 @@ class ReinforceController(PolicyGradientController):
 
 
 class DiversePGController(PolicyGradientController):
-    """REINFORCE plus a hinge penalty on the similarity of architectures sampled together."""
+    """REINFORCE plus a hinge penalty on the similarity of architectures sampled together.
+
+    ``reinforce`` (see ``bionas-bench controllers show reinforce``) whose loss adds
+    ``diversity_weight * mean_{i<j} max(0, sim(i, j) - slack)`` over the pairs of an
+    episode's samples, ``sim(i, j) = (1/L) sum_l <P_l^i, P_l^j>`` the mean inner product
+    of their per-layer choice probabilities: the idea of deep exploration networks
+    (diversity-driven exploration) carried to architecture search, so that the samples of
+    one episode spread over the space.
+
+    Hyper-parameters
+    ----------------
+    diversity_weight : float = 1.0
+        Weight of the hinge penalty (0: plain ``reinforce``).
+    slack : float = 0.5
+        Similarity below which a pair is not penalised, in [0, 1].
+
+    Reference: Z.-W. Hong, T.-Y. Shann, S.-Y. Su, Y.-H. Chang, T.-J. Fu and C.-Y. Lee,
+    "Diversity-driven exploration strategy for deep reinforcement learning", NeurIPS 2018.
+    """
 
     name = "diverse_pg"
     Params = DiverseParams
