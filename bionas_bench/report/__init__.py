@@ -435,8 +435,12 @@ class _Builder:
             self.figure(
                 path,
                 "Best-so-far: gold-standard objective rank of the best architecture sampled so far (by its "
-                "median objective), mean over runs with 95% CI, against samples (log axes). Normalised "
-                "regret (objective gap to the best architecture over the objective's range) is in the CSV.",
+                "median objective), mean over runs with 95% CI, against samples (log axes). This is how "
+                "soon a controller *samples* a good architecture -- what an oracle choosing among its "
+                "samples would get; which one the controller itself picks is its recommended "
+                "architecture, ranked above. Search that covers the space (random search sampling 600 "
+                "of 216 architectures) reaches rank 1 by construction. Normalised regret (objective gap "
+                "to the best architecture over the objective's range) is in the CSV.",
                 name,
             )
         )
