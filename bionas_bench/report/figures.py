@@ -34,10 +34,21 @@ def _save(fig: plt.Figure, path: Path) -> Path:
 
 
 def _lam_axis(ax: plt.Axes, lambdas: list[float]) -> None:
-    ax.set_xscale("log")
+    """A log λ axis ticked at the grid; with λ = 0 in it (loss only), symmetric-log: linear
+    up to the smallest positive λ, so 0 gets a place of its own."""
+    positive = [lam for lam in lambdas if lam > 0]
+    if len(positive) < len(lambdas) and positive:
+        ax.set_xscale("symlog", linthresh=min(positive), linscale=0.5)
+        scale = "symmetric log scale"
+    elif positive:
+        ax.set_xscale("log")
+        scale = "log scale"
+    else:
+        scale = "linear"
     ax.set_xticks(lambdas)
     ax.set_xticklabels([f"{lam:g}" for lam in lambdas])
-    ax.set_xlabel("knowledge weight λ (log scale)")
+    ax.xaxis.set_minor_locator(plt.NullLocator())
+    ax.set_xlabel(f"knowledge weight λ ({scale})")
     ax.grid(True, which="major", alpha=0.3)
 
 
