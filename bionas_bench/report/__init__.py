@@ -546,7 +546,8 @@ class _Builder:
             f"## Regenerate\n\n```bash\n"
             f"bionas-bench sweep {name} --out RESULTS --report {self.shown.as_posix()}\n"
             f"```\n\n{where}"
-            "Or in two steps: `bionas-bench sweep ... --out RESULTS`, then `bionas-bench report RESULTS --out DIR`. "
+            "Or in two steps: `bionas-bench sweep ... --out RESULTS`, then "
+            "`bionas-bench report RESULTS --out DIR`. "
             "The sweep is deterministic: the same config and seeds give byte-identical results on any "
             "scheduler.\n"
         )
