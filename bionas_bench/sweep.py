@@ -131,6 +131,8 @@ class BudgetSpec:
     ``gpu_seconds`` (optional) additionally ends a run once the simulated training
     seconds it was charged reach the budget: later steps are kept but flagged outside
     the budget, and the run's recommendation is its incumbent at its last step inside.
+    An episode that starts with budget left counts whole, so a run overruns the budget
+    by at most one episode's charge.
     """
 
     episodes: int
