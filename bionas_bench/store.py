@@ -576,6 +576,22 @@ class Store:
         else:
             array.oindex[arch, reps] = value
 
+    def note_training(self, device: str, torch_version: str) -> None:
+        """Record in the provenance that this store is (also) trained on ``device`` with
+        ``torch_version``, when that differs from where it was created: a store resumed on
+        another machine says so (``provenance.also_trained_on``), so mixed CPU / GPU
+        replicates can be told apart from a store made in one place."""
+        self._check_writable()
+        prov = dict(self._attrs.get("provenance") or {})
+        here = {"device": device, "torch_version": torch_version}
+        also = list(prov.get("also_trained_on") or [])
+        created = {"device": prov.get("device"), "torch_version": prov.get("torch_version")}
+        if here == created or any({k: a.get(k) for k in here} == here for a in also):
+            return
+        prov["also_trained_on"] = [*also, {**here, "since": utc_now()}]
+        self._group.attrs["provenance"] = prov
+        self._attrs["provenance"] = prov
+
     def _drop_packed(self) -> None:
         """Invalidate the packed copies before the first write of this handle."""
         if self._packed_dropped:
@@ -858,6 +874,10 @@ class Store:
             "training": (self._attrs.get("training") or {}).get("name"),
             "device": prov.get("device"),
             "torch": prov.get("torch_version"),
+            "also trained on": ", ".join(
+                f"{a.get('device')} (torch {a.get('torch_version')})"
+                for a in prov.get("also_trained_on") or []
+            ),
             "created": str(prov.get("created") or "")[:10],
             "original": prov.get("original_repository"),
         }

@@ -18,6 +18,7 @@ from bionas_bench.errors import TrainingError
 from bionas_bench.knowledge import knowledge_dissimilarity
 from bionas_bench.space import get_space
 from bionas_bench.store import Store
+from bionas_bench.train import farm
 from bionas_bench.train.config import load_training_config
 from bionas_bench.train.farm import parse_archs, plan_farm, run_farm, train_and_write
 
@@ -248,6 +249,22 @@ def test_workers_need_a_local_cluster(tiny_train_dataset: Path, tmp_path: Path, 
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "s.zarr").exists()
     assert main([*argv, "--dry-run"]) == 2
     assert "--workers 3 applies to --scheduler local only" in capsys.readouterr().err
+
+
+def test_a_store_resumed_elsewhere_records_where(tiny_train_dataset: Path, tmp_path: Path, monkeypatch):
+    """Resuming with another device or torch records it in the provenance (once), so mixed
+    replicates can be told apart; resuming where it was made records nothing."""
+    out = tmp_path / "s.zarr"
+    _farm(tiny_train_dataset, out, archs="0", replicates="0", scheduler="none")
+    _farm(tiny_train_dataset, out, archs="1", replicates="0", scheduler="none")
+    assert "also_trained_on" not in Store.open(out).attrs["provenance"]
+    monkeypatch.setattr(farm.torch, "__version__", "9.9.9")
+    _farm(tiny_train_dataset, out, archs="2", replicates="0", scheduler="none")
+    _farm(tiny_train_dataset, out, archs="3", replicates="0", scheduler="none")
+    store = Store.open(out)
+    also = store.attrs["provenance"]["also_trained_on"]
+    assert [(a["device"], a["torch_version"]) for a in also] == [("cpu", "9.9.9")]
+    assert store.summary().made_from["also trained on"] == "cpu (torch 9.9.9)"
 
 
 def test_cli_trains_and_reports(tiny_train_dataset: Path, tmp_path: Path, capsys):

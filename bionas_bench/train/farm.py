@@ -588,6 +588,8 @@ def run_farm(
         client = stack.enter_context(_client(scheduler, workers)) if remote else None
         store = _open_or_create(out_path, space, dataset, config, dev)
         units = plan_units(store.done, ids, reps)
+        if units:
+            store.note_training(_device_name(dev), torch.__version__)
         if progress is not None:
             progress(FarmProgress(-1, 0, len(units), 0.0, 0))
         job = (space, dataset, config, str(out_path), uuid.uuid4().hex)
