@@ -1110,44 +1110,17 @@ def _exclusive(out: Path) -> Iterator[None]:
     each other's; the second is refused instead. A lock left by a process that no longer
     runs on this host (a SIGKILL) is taken over.
     """
-    import socket
+    from bionas_bench.locks import folder_lock
 
     check_folder(out)
     out.mkdir(parents=True, exist_ok=True)
-    lock, me = out / LOCK_NAME, f"{os.getpid()} {socket.gethostname()}"
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            owner = lock.read_text(encoding="utf-8").strip() if lock.is_file() else ""
-            if not _stale(owner, socket.gethostname()):
-                raise SweepError(
-                    f"results folder {out} is being written by another sweep (process {owner or '?'}); "
-                    f"wait for it to finish or pass another --out (delete {lock} only if no sweep runs)"
-                ) from None
-            lock.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(me + "\n")
-        break
-    try:
+    lock = out / LOCK_NAME
+    busy = (
+        f"results folder {out} is being written by another sweep (process {{owner}}); "
+        f"wait for it to finish or pass another --out (delete {lock} only if no sweep runs)"
+    )
+    with folder_lock(lock, SweepError, busy):
         yield
-    finally:
-        lock.unlink(missing_ok=True)
-
-
-def _stale(owner: str, host: str) -> bool:
-    """Whether a lock's owner (``"pid host"``) is a process of this host that has ended."""
-    pid, _, owner_host = owner.partition(" ")
-    if owner_host != host or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
-        return False
-    return False
 
 
 def check_folder(out: Path, what: str = "the results", flag: str = "--out") -> None:

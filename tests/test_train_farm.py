@@ -267,6 +267,27 @@ def test_a_store_resumed_elsewhere_records_where(tiny_train_dataset: Path, tmp_p
     assert store.summary().made_from["also trained on"] == "cpu (torch 9.9.9)"
 
 
+def test_a_second_run_on_the_same_store_is_refused(tiny_train_dataset: Path, tmp_path: Path):
+    """Two runs on one store (e.g. other replicates of the same architectures) would
+    overwrite each other's shared chunks: a live run's lock refuses the second, which
+    writes nothing; a lock whose process has ended is taken over; none is left behind."""
+    import socket
+
+    out = tmp_path / "s.zarr"
+    lock = tmp_path / "s.zarr.lock"
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as other:
+        try:
+            lock.write_text(f"{other.pid} {socket.gethostname()}\n")
+            with pytest.raises(TrainingError, match="is being trained by another run"):
+                _farm(tiny_train_dataset, out, archs="0", replicates="0", scheduler="none")
+            assert not out.exists()
+        finally:
+            other.kill()
+    other.wait()
+    _farm(tiny_train_dataset, out, archs="0", replicates="0", scheduler="none")
+    assert Store.open(out).done[0, 0] and not lock.exists()
+
+
 def test_cli_trains_and_reports(tiny_train_dataset: Path, tmp_path: Path, capsys):
     """The default local Dask cluster trains one replicate; in-process training adds the other."""
     out = tmp_path / "cli.zarr"

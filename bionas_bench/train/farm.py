@@ -586,6 +586,7 @@ def run_farm(
         # a scheduler address is reached before the store is made: a wrong one leaves nothing
         remote = scheduler not in (None, "local")
         client = stack.enter_context(_client(scheduler, workers)) if remote else None
+        stack.enter_context(_store_lock(out_path))
         store = _open_or_create(out_path, space, dataset, config, dev)
         units = plan_units(store.done, ids, reps)
         if units:
@@ -600,7 +601,7 @@ def run_farm(
                 threads = max(1, (os.cpu_count() or 1) // workers) if threads is None else threads
                 client = stack.enter_context(_client(scheduler, workers))
             _run_dask(client, job, units, device_name, threads, progress)
-    _pack_when_complete(out_path)
+        _pack_when_complete(out_path)
     return FarmReport(
         store=str(out),
         trained=tuple(u.arch_id for u in units),
@@ -609,6 +610,21 @@ def run_farm(
         replicates=tuple(int(r) for r in reps),
         runs=sum(len(u.replicates) for u in units),
     )
+
+
+def _store_lock(out: Path) -> contextlib.AbstractContextManager[None]:
+    """``STORE.lock`` beside the store, held while this run creates or writes it: the
+    replicates of an architecture share a chunk, so two runs (say ``--replicates 0-4`` and
+    ``5-9`` at once) would overwrite each other's values. The second run is refused."""
+    from bionas_bench.locks import folder_lock
+
+    lock = out.with_name(out.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    busy = (
+        f"store {out} is being trained by another run (process {{owner}}); wait for it to finish, "
+        f"or train into another --out (delete {lock} only if no run trains it)"
+    )
+    return folder_lock(lock, TrainingError, busy)
 
 
 def check_scheduler(scheduler: str | None, workers: int | None) -> tuple[str | None, int]:
