@@ -288,6 +288,27 @@ def test_a_second_run_on_the_same_store_is_refused(tiny_train_dataset: Path, tmp
     assert Store.open(out).done[0, 0] and not lock.exists()
 
 
+def test_a_create_cut_short_leaves_nothing_to_refuse(tiny_train_dataset: Path, tmp_path: Path, monkeypatch):
+    """The store is made beside --out and renamed in: a create interrupted half-way leaves
+    no half-made store at --out, and the next run removes the leftover and trains."""
+    out = tmp_path / "s.zarr"
+    real = Store.create
+
+    def interrupted(*args, **kwargs):
+        real(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Store, "create", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _farm(tiny_train_dataset, out, archs="0", replicates="0", scheduler="none")
+    assert not out.exists() and len(list(tmp_path.glob(".s.zarr.creating-*"))) == 1
+    with pytest.raises(TrainingError, match="not a URL"):
+        _farm(tiny_train_dataset, "memory://s.zarr", archs="0", scheduler="none")
+    monkeypatch.setattr(Store, "create", real)
+    _farm(tiny_train_dataset, out, archs="0", replicates="0", scheduler="none")
+    assert Store.open(out).done[0, 0] and not list(tmp_path.glob(".s.zarr.creating-*"))
+
+
 def test_cli_trains_and_reports(tiny_train_dataset: Path, tmp_path: Path, capsys):
     """The default local Dask cluster trains one replicate; in-process training adds the other."""
     out = tmp_path / "cli.zarr"

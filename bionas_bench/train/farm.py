@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -267,9 +268,15 @@ def _open_or_create(out: Path, space: ModelSpace, dataset: Any, config: Training
         return store
     if out.exists():
         out.rmdir()  # an empty directory: create the store in its place
+    # made beside ``out`` and renamed into place, so that a create cut short (Ctrl-C,
+    # SIGKILL) leaves no half-made store to refuse on resume; this run holds the store's
+    # lock, so leftovers of earlier cut-short creates are removed first
+    for stale in out.parent.glob(f".{out.name}.creating-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    work = out.with_name(f".{out.name}.creating-{os.getpid()}")
     max_j, max_w = first_layer_geometry(space)
-    return Store.create(
-        out,
+    Store.create(
+        work,
         space=space,
         num_replicates=config.replicates,
         metrics=METRICS,
@@ -280,6 +287,8 @@ def _open_or_create(out: Path, space: ModelSpace, dataset: Any, config: Training
         max_width=max_w,
         attrs=_store_attrs(space, dataset, config, device),
     )
+    os.replace(work, out)
+    return Store.open(out, mode="r+")
 
 
 def _check_resume(store: Any, space: ModelSpace, dataset: Any, config: TrainingConfig) -> None:
@@ -581,6 +590,11 @@ def run_farm(
     dataset = _as_dataset(dataset)
     device_name = device or config.device
     dev = resolve_device(device_name)
+    if "://" in str(out):
+        raise TrainingError(
+            f"--out {out}: the farm writes a local (or shared, mounted) folder, not a URL; train into "
+            "a folder, then copy the store where it should live"
+        )
     out_path = Path(out).absolute()  # the workers of a scheduler address run in their own folders
     with contextlib.ExitStack() as stack:
         # a scheduler address is reached before the store is made: a wrong one leaves nothing
