@@ -347,6 +347,40 @@ def _two_arch_space(folder: Path) -> Path:
     return space
 
 
+def test_an_architecture_that_cannot_be_built_is_recorded_failed(
+    tiny_train_dataset: Path, tmp_path: Path, capsys
+):
+    """Two max-poolings of 8 do not fit 50-bp sequences: that unit is written done and
+    failed (NaN values), the others train, the command says which and why, and a rerun
+    has nothing left to do."""
+    space = tmp_path / "pools.toml"
+    pool = (
+        '[[layers.choices]]\nname = "identity"\nop = "identity"\n'
+        '[[layers.choices]]\nname = "maxpool"\nop = "maxpool1d"\nparams = { pool_size = 8, stride = 8 }\n'
+    )
+    space.write_text(
+        _two_arch_space(tmp_path).read_text().replace('name = "two"', 'name = "pools"')
+        + '[[layers]]\nname = "pool2"\n'
+        + pool
+    )
+    text = space.read_text()  # move the flatten layer last
+    flatten = '[[layers]]\nname = "flatten"\n[[layers.choices]]\nname = "flatten"\nop = "flatten"\n'
+    space.write_text(text.replace(flatten, "") + flatten)
+    out = tmp_path / "pools.zarr"
+    argv = ["train", "--space", str(space), "--dataset", str(tiny_train_dataset), "--training", "smoke"]
+    argv += ["--out", str(out), "--device", "cpu", "--scheduler", "none", "--threads", "1", "--quiet"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "note: 1 architecture(s) cannot be built for the dataset's sequences" in printed
+    assert "were recorded as failed: 3 (e.g. 3: " in printed
+    assert "layer 2 (maxpool): pooling of size 8 needs an input of at least that length, got 5)" in printed
+    store = Store.open(out)
+    assert store.done.all() and store.failed[3].all() and not store.failed[:3].any()
+    assert np.isnan(store.metric("val_loss")[3]).all() and np.isfinite(store.metric("val_loss")[:3]).all()
+    assert main(argv) == 0
+    assert "trained 0 architecture(s), 4 already done" in capsys.readouterr().out
+
+
 def test_complete_store_is_packed_partial_is_not(tiny_train_dataset: Path, tmp_path: Path):
     """The farm packs the store once its last unit is done (fast opening), not before."""
     space = _two_arch_space(tmp_path)

@@ -95,8 +95,11 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return dry_run(args, archs)
     bar: list[tqdm] = []
+    unbuildable: list[FarmProgress] = []
 
     def progress(event: FarmProgress) -> None:
+        if event.unbuildable:
+            unbuildable.append(event)
         if args.quiet:
             return
         if event.done == 0:
@@ -127,6 +130,13 @@ def run(args: argparse.Namespace) -> int:
         f"{report.skipped} already done, on {report.device} "
         f"({report.runs} replicate(s) trained; replicates {format_ids(report.replicates)} asked for)"
     )
+    if unbuildable:
+        first = unbuildable[0]
+        print(
+            f"note: {len(unbuildable)} architecture(s) cannot be built for the dataset's sequences and "
+            f"were recorded as failed: {format_ids(sorted(e.arch_id for e in unbuildable))} "
+            f"(e.g. {first.arch_id}: {first.unbuildable})"
+        )
     return 0
 
 

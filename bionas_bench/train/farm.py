@@ -57,7 +57,7 @@ from bionas_bench.train.batched import (
     train_unit,
 )
 from bionas_bench.train.config import TrainingConfig, load_training_config
-from bionas_bench.train.network import first_layer_geometry
+from bionas_bench.train.network import BatchedNetwork, first_layer_geometry
 
 __all__ = [
     "FarmPlan",
@@ -87,6 +87,7 @@ class FarmProgress:
     total: int  # units this run trains
     seconds: float  # wall time of the unit (training + evaluation)
     failed: int  # replicates of the unit recorded as failed
+    unbuildable: str = ""  # why the architecture cannot be built here (then every replicate failed)
 
 
 @dataclass(frozen=True)
@@ -406,7 +407,7 @@ def train_and_write(
     device: str,
     threads: int | None = None,
     replicates: Sequence[int] | None = None,
-) -> tuple[int, float, int]:
+) -> tuple[int, float, int, str]:
     """Train one unit and write it to the store at ``out`` (a Dask task, or called in-process).
 
     ``run`` names the farm run the task belongs to (any string, one per run).
@@ -414,7 +415,10 @@ def train_and_write(
     only those replicates are trained and written, with their own seeds and splits,
     so the others of the architecture keep what the store holds. ``threads`` sets
     torch's CPU threads for this process (None leaves it). Returns ``(arch_id, unit
-    seconds, failed replicates)``.
+    seconds, failed replicates, reason)``: an architecture that cannot be built for the
+    dataset's sequences (e.g. more pooling than their length allows) is written as done
+    with every replicate failed and NaN values, and ``reason`` says why ("" otherwise),
+    so one such architecture neither stops the farm nor is retried on every resume.
     """
     if threads:
         torch.set_num_threads(int(threads))
@@ -422,11 +426,38 @@ def train_and_write(
     data = _device_data(dataset, config, dev)
     reps = list(range(config.replicates)) if replicates is None else [int(r) for r in replicates]
     seeds = [config.replicate_seeds[r] for r in reps]
+    reason = _unbuildable(space, int(arch_id), data)
+    if reason:
+        _write_unbuildable(_writable_store(out, run), int(arch_id), reps)
+        return int(arch_id), 0.0, len(reps), reason
     plan = make_splits(dataset.splits, dataset.n_sequences, config, seeds)
     with determinism(config.deterministic, dev):
         result = train_unit(space, int(arch_id), data, plan, config, seeds)
     _write(_writable_store(out, run), result, dataset, config, reps)
-    return int(arch_id), float(result.metrics["train_seconds"][0] * len(seeds)), int(result.failed.sum())
+    return int(arch_id), float(result.metrics["train_seconds"][0] * len(seeds)), int(result.failed.sum()), ""
+
+
+def _unbuildable(space: ModelSpace, arch_id: int, data: TrainData) -> str:
+    """Why ``arch_id`` cannot be built for ``data``'s sequences ("" when it can): its
+    layers are checked on torch's meta device (shapes only, no memory, no random draws)."""
+    try:
+        with torch.device("meta"):
+            BatchedNetwork(space, arch_id, seq_len=data.seq_len, n_labels=data.n_labels, replicates=1)
+    except TrainingError as exc:
+        return str(exc)
+    return ""
+
+
+def _write_unbuildable(store: Any, arch_id: int, replicates: list[int]) -> None:
+    """Every replicate of ``replicates`` done and failed, with NaN values."""
+    nan = np.full(len(replicates), np.nan)
+    store.write_unit(
+        arch_id,
+        metrics={name: nan for name in store.metric_names},
+        knowledge={name: nan for name in store.knowledge_sets},
+        failed=np.ones(len(replicates), dtype=bool),
+        replicates=replicates,
+    )
 
 
 def _write(
@@ -690,9 +721,9 @@ def _run_in_process(
     _STORE_CACHE[out] = (run, store)
     try:
         for n, unit in enumerate(units, start=1):
-            arch, seconds, failed = train_and_write(*job, unit.arch_id, device, threads, unit.replicates)
+            arch, seconds, failed, why = train_and_write(*job, unit.arch_id, device, threads, unit.replicates)
             if progress is not None:
-                progress(FarmProgress(arch, n, len(units), seconds, failed))
+                progress(FarmProgress(arch, n, len(units), seconds, failed, why))
     finally:
         _STORE_CACHE.pop(out, None)
 
@@ -741,6 +772,6 @@ def _run_dask(
         for u in units
     ]
     for n, future in enumerate(as_completed(futures), start=1):
-        arch, seconds, failed = future.result()
+        arch, seconds, failed, why = future.result()
         if progress is not None:
-            progress(FarmProgress(arch, n, len(units), seconds, failed))
+            progress(FarmProgress(arch, n, len(units), seconds, failed, why))
