@@ -376,3 +376,24 @@ def test_a_damaged_chunk_is_a_store_error(tmp_path: Path) -> None:
     chunk.write_bytes(bytes(range(64)))
     with pytest.raises(StoreError, match="is damaged: array 'done' cannot be read"):
         Store.open(tmp_path / "s.zarr")
+
+
+def test_a_large_space_opens_reading_only_the_written_architectures(tmp_path: Path) -> None:
+    """A store of the 1,166,400-architecture eclip space with a few units written opens in
+    seconds: only the written architectures' chunks are read (one chunk lookup per
+    architecture of the space took ~40 minutes), and the others read as not done / NaN."""
+    store = Store.create(
+        tmp_path / "big.zarr", space="bionas-eclip", num_replicates=2, metrics=["val_loss"],
+        knowledge_sets=["motif"],
+    )  # fmt: skip
+    empty = Store.open(tmp_path / "big.zarr")
+    assert not empty.done.any() and empty.done.shape == (1_166_400, 2)
+    ids = [5, 700_001]
+    for arch in ids:
+        store.write_unit(arch, metrics={"val_loss": [0.5, arch / 1e6]}, knowledge={"motif": [1.0, 2.0]})
+    opened = Store.open(tmp_path / "big.zarr")
+    assert opened._written_archs().tolist() == ids
+    assert np.flatnonzero(opened.done.any(axis=1)).tolist() == ids
+    np.testing.assert_array_equal(opened.metric("val_loss")[ids], [[0.5, 5e-6], [0.5, 0.700001]])
+    assert np.isnan(np.delete(opened.metric("val_loss"), ids, axis=0)).all()
+    assert not opened.failed.any()
