@@ -27,3 +27,27 @@ def test_every_public_name_resolves():
     for name in bionas_bench.__all__:
         assert getattr(bionas_bench, name) is not None
     assert set(bionas_bench.__all__) <= set(dir(bionas_bench))
+
+
+def test_help_refills_prose_and_keeps_commands_whole():
+    """Prose written with line breaks for a wide terminal is refilled for a narrow one (no
+    line of one word left dangling); an example command is never split (it could not be
+    copied)."""
+    from bionas_bench.cli import HelpFormatter
+
+    text = (
+        "Train every architecture of a space with the replicates\n"
+        "of a manifest, and write the results.\n"
+        "\n"
+        "examples:\n"
+        "  bionas-bench train --dataset myc-single --out runs/s.zarr --replicates 0-4 --scheduler none"
+    )
+    lines = HelpFormatter("prog", width=42)._fill_text(text, 40, "").splitlines()
+    assert lines == [
+        "Train every architecture of a space with",
+        "the replicates of a manifest, and write",
+        "the results.",
+        "",
+        "examples:",
+        "  bionas-bench train --dataset myc-single --out runs/s.zarr --replicates 0-4 --scheduler none",
+    ]

@@ -25,21 +25,34 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a command its 
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Descriptions and epilogs keep their line breaks (examples stay as written), and a
-    line longer than the terminal is wrapped (a description written as one paragraph)."""
+    """Descriptions and epilogs as written for a wide terminal, refilled for this one.
+
+    Consecutive unindented lines are prose: they are joined into one paragraph and
+    wrapped to the terminal (a line break in the source is not a break in the output).
+    Blank lines, headings (an unindented line ending in ``:``) and indented lines
+    (examples, commands) are kept as written, never wrapped: a command split over two
+    lines could not be copied.
+    """
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
-        lines = []
+        out: list[str] = []
+        prose: list[str] = []
+
+        def flush() -> None:
+            if prose:
+                out.extend(textwrap.wrap(" ".join(prose), width, initial_indent=indent,
+                                         subsequent_indent=indent, break_on_hyphens=False))  # fmt: skip
+                prose.clear()
+
         for line in text.splitlines():
-            if len(indent + line) <= width:
-                lines.append(indent + line)
-            else:
-                lead = indent + line[: len(line) - len(line.lstrip())]
-                wrapped = textwrap.wrap(
-                    line.strip(), width, initial_indent=lead, subsequent_indent=lead, break_on_hyphens=False
-                )
-                lines.extend(wrapped)
-        return "\n".join(lines)
+            stripped = line.strip()
+            if stripped and line == line.lstrip() and not stripped.endswith(":"):
+                prose.append(stripped)
+                continue
+            flush()
+            out.append(indent + line if stripped else "")
+        flush()
+        return "\n".join(out)
 
 
 def add_quiet_option(parser: argparse.ArgumentParser) -> None:
