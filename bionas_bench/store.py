@@ -294,8 +294,11 @@ class Store:
     """A results store (Zarr v3 group): create, open, write units, read, validate, view.
 
     Use :meth:`Store.create` to make a new store and :meth:`Store.open` (or
-    :func:`open_store`) to open one. Readers see a snapshot taken at open time; call
-    :meth:`refresh` to see units written since.
+    :func:`open_store`) to open one. ``done`` is read at open time; the other
+    [arch, replicate] arrays are read together on first use (a handle that only writes,
+    like a farm worker's, never holds them: on a large space each is 8 bytes per
+    architecture and replicate). Readers see that snapshot (``done`` no newer than the
+    values, which are written first); call :meth:`refresh` to see units written since.
     """
 
     def __init__(self, group: Any, location: str, mode: str, *, empty: bool = False) -> None:
@@ -312,12 +315,9 @@ class Store:
         self.space: ModelSpace = _space_from_attrs(self._attrs, location)
         self._cache: dict[str, np.ndarray] = {}
         self._packed_dropped = False
-        if empty:  # just created: every array holds its fill value, no need to read it
-            shape = tuple(group["done"].shape)
-            self._cache = {name: np.full(shape, np.nan) for name in self._small_names()[:-2]}
-            self._cache.update(failed=np.zeros(shape, dtype=bool), done=np.zeros(shape, dtype=bool))
-        else:
-            self._load_small()
+        self._empty = empty  # just created: every array holds its fill value, no need to read it
+        self._values_loaded = False
+        self._load_done()
 
     # ------------------------------------------------------------ create / open
     @classmethod
@@ -432,15 +432,32 @@ class Store:
         names += [f"knowledge/{k}" for k in self.knowledge_sets]
         return [*names, "failed", "done"]
 
-    def _load_small(self) -> None:
-        """Read every [arch, replicate] array into memory (packed copies when current)."""
+    def _load_done(self) -> None:
+        """Read ``done`` (and forget the other arrays until they are next needed)."""
+        self._cache = {"done": self._read_small(["done"])["done"]}
+        self._values_loaded = False
+
+    def _values(self) -> dict[str, np.ndarray]:
+        """The cache, with every [arch, replicate] array read (once per handle and refresh)."""
+        if not self._values_loaded:
+            self._cache.update(self._read_small(self._small_names()[:-1]))
+            self._values_loaded = True
+        return self._cache
+
+    def _read_small(self, names: list[str]) -> dict[str, np.ndarray]:
+        """Read the [arch, replicate] arrays ``names`` (packed copies when current; of a
+        large, sparsely written store only the written rows)."""
+        if self._empty:
+            shape = tuple(self._group["done"].shape)
+            return {n: np.zeros(shape, dtype=bool) if n in ("done", "failed") else np.full(shape, np.nan)
+                    for n in names}  # fmt: skip
         packed = self._packed_group()
         source = packed if packed is not None else self._group
         written = self._written_archs() if packed is None else None
-        cache: dict[str, np.ndarray] = {}
-        for name in self._small_names():
+        out: dict[str, np.ndarray] = {}
+        for name in names:
             try:
-                cache[name] = _read_rows(source[name], written)
+                out[name] = _read_rows(source[name], written)
             except KeyError:
                 raise StoreError(
                     f"store {self.location} lists array {name!r} in its attributes but lacks it; "
@@ -451,7 +468,7 @@ class Store:
                     f"store {self.location} is damaged: array {name!r} cannot be read ({exc}); "
                     f"re-create or re-import it"
                 ) from None
-        self._cache = cache
+        return out
 
     def _written_archs(self) -> np.ndarray | None:
         """The architectures with any replicate written, from the ``done`` array's chunk
@@ -478,7 +495,8 @@ class Store:
     def refresh(self) -> Store:
         """Re-read attributes and the [arch, replicate] arrays (to see new units)."""
         self._attrs = dict(self._group.attrs)
-        self._load_small()
+        self._empty = False
+        self._load_done()
         return self
 
     # ------------------------------------------------------------ writing
@@ -511,9 +529,10 @@ class Store:
         for name, value in values.items():
             self._write_cell(name, arch, reps, value)
         self._write_cell("done", arch, reps, np.ones(n, dtype=bool))
+        self._empty = False  # values not yet read come from the arrays from now on
         self._cache["done"][arch, reps] = True
-        for name in self._small_names()[:-1]:
-            if name in values:
+        if self._values_loaded:
+            for name in self._small_names()[:-1]:
                 self._cache[name][arch, reps] = values[name]
 
     def _check_writable(self) -> None:
@@ -663,6 +682,7 @@ class Store:
         for name, value in values.items():
             self._cache[name] = np.array(value, dtype=bool if name == "failed" else np.float64)
         self._cache["done"] = np.array(done, dtype=bool)
+        self._values_loaded, self._empty = True, False
 
     def pack(self, *, refresh: bool = True) -> None:
         """Write whole-array copies of the [arch, replicate] arrays for fast opening.
@@ -679,9 +699,10 @@ class Store:
             self.refresh()
         import zarr
 
+        cache = self._values()  # before the old packed copies, which it may read, are replaced
         packed = zarr.open_group(store=self._group.store, path=_PACKED, mode="w", zarr_format=3)
         for name in self._small_names():
-            value = self._cache[name]
+            value = cache[name]
             packed.create_array(
                 name, shape=value.shape, chunks=value.shape, dtype=value.dtype, overwrite=True
             )
@@ -745,23 +766,21 @@ class Store:
     @property
     def failed(self) -> np.ndarray:
         """Bool ``[arch, replicate]``: training failed (metrics kept when they exist)."""
-        return self._cache["failed"]
+        return self._values()["failed"]
 
     def metric(self, name: str) -> np.ndarray:
         """Float64 ``[arch, replicate]`` values of metric ``name`` (NaN where not written)."""
-        key = f"metrics/{name}"
-        if key not in self._cache:
+        if name not in self.metric_names:
             raise StoreError(f"store {self.location} has no metric {name!r}; it has {self.metric_names}")
-        return self._cache[key]
+        return self._values()[f"metrics/{name}"]
 
     def knowledge(self, name: str) -> np.ndarray:
         """Float64 ``[arch, replicate]`` knowledge dissimilarity against motif set ``name``."""
-        key = f"knowledge/{name}"
-        if key not in self._cache:
+        if name not in self.knowledge_sets:
             raise StoreError(
                 f"store {self.location} has no knowledge set {name!r}; it has {self.knowledge_sets}"
             )
-        return self._cache[key]
+        return self._values()[f"knowledge/{name}"]
 
     def curve(self, name: str) -> np.ndarray:
         """Float32 ``[arch, replicate, epoch]`` learning curve ``name`` (read on first use)."""
@@ -811,9 +830,9 @@ class Store:
                 raise StoreError(
                     f"{where}: filters has shape {fshape}; expected {shape} + (filter, width, 4)"
                 )
-        for name in self._small_names():
-            if self._cache[name].shape != shape:
-                raise StoreError(f"{where}: {name} has shape {self._cache[name].shape}; expected {shape}")
+        for name, value in self._values().items():
+            if name in self._small_names() and value.shape != shape:
+                raise StoreError(f"{where}: {name} has shape {value.shape}; expected {shape}")
 
     def _check_array(self, name: str, dtype: str, shape: tuple[int, ...], where: str) -> None:
         try:

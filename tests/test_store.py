@@ -397,3 +397,30 @@ def test_a_large_space_opens_reading_only_the_written_architectures(tmp_path: Pa
     np.testing.assert_array_equal(opened.metric("val_loss")[ids], [[0.5, 5e-6], [0.5, 0.700001]])
     assert np.isnan(np.delete(opened.metric("val_loss"), ids, axis=0)).all()
     assert not opened.failed.any()
+
+
+def test_a_handle_that_only_writes_holds_no_value_arrays(tmp_path: Path) -> None:
+    """A farm worker's handle on a large space reads and holds only ``done`` (1 byte per
+    architecture and replicate), not the float arrays (8 bytes each, one per metric and
+    knowledge set: ~56 MB here, GBs at 20 replicates); a reader gets them on first use."""
+    import tracemalloc
+
+    path = tmp_path / "big.zarr"
+    Store.create(
+        path, space="bionas-eclip", num_replicates=2, metrics=["val_loss", "auroc"], knowledge_sets=["motif"]
+    )
+    tracemalloc.start()
+    try:
+        writer = Store.open(path, mode="r+")
+        writer.write_unit(
+            9, metrics={"val_loss": [0.5, 0.6], "auroc": [0.7, 0.8]}, knowledge={"motif": [1.0, 2.0]}
+        )
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8e6, peak  # done is 2.3 MB; the three float arrays would add 56 MB
+    assert writer.done[9].all() and writer.done.sum() == 2
+    np.testing.assert_array_equal(writer.metric("auroc")[9], [0.7, 0.8])  # read on first use
+    reader = Store.open(path)
+    np.testing.assert_array_equal(reader.knowledge("motif")[9], [1.0, 2.0])
+    assert np.isnan(reader.metric("val_loss")[:9]).all()

@@ -171,17 +171,26 @@ def test_two_dask_workers_writing_concurrently_lose_nothing(
     tiny_train_dataset: Path, tmp_path: Path, reference: Store
 ):
     """Two workers of a Dask cluster, reached by its address (threads keep the test fast;
-    ``--scheduler local`` starts the same cluster with worker processes)."""
+    ``--scheduler local`` starts the same cluster with worker processes). Units are
+    submitted two per worker thread at a time, not all at once: the scheduler never holds
+    more than those 4, the one just finished and the 3 shared inputs (space, dataset,
+    training config)."""
     from dask.distributed import LocalCluster
 
     out = tmp_path / "dask.zarr"
-    events = []
+    events, held = [], []
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+
+        def progress(event):
+            events.append(event)
+            held.append(len(cluster.scheduler.tasks))
+
         report = _farm(
-            tiny_train_dataset, out, archs="0-5", scheduler=cluster.scheduler_address, progress=events.append
+            tiny_train_dataset, out, archs="0-9", scheduler=cluster.scheduler_address, progress=progress
         )
-    assert sorted(report.trained) == list(range(6)) and len(events) == 7
-    _assert_same(Store.open(out), reference, np.arange(6))
+    assert sorted(report.trained) == list(range(10)) and len(events) == 11
+    assert 3 < max(held) <= 4 + 1 + 3, held
+    _assert_same(Store.open(out), reference, np.arange(10))
 
 
 def test_cli_bad_input_is_one_line_and_writes_nothing(tiny_train_dataset: Path, tmp_path: Path, capsys):

@@ -69,9 +69,9 @@ def test_plan_is_one_unit_per_arch_with_its_missing_selected_replicates():
     done[1, 1] = True
     done[2, [0, 2]] = True
     archs = np.arange(4)
-    assert plan_units(done, archs, np.arange(3)) == [Unit(1, (0, 2)), Unit(2, (1,)), Unit(3, (0, 1, 2))]
-    assert plan_units(done, archs, np.array([0, 2])) == [Unit(1, (0, 2)), Unit(3, (0, 2))]
-    assert plan_units(done, np.array([0]), np.arange(3)) == []
+    assert list(plan_units(done, archs, np.arange(3))) == [Unit(1, (0, 2)), Unit(2, (1,)), Unit(3, (0, 1, 2))]
+    assert list(plan_units(done, archs, np.array([0, 2]))) == [Unit(1, (0, 2)), Unit(3, (0, 2))]
+    assert list(plan_units(done, np.array([0]), np.arange(3))) == []
 
 
 # ---------------------------------------------------------------------- training
