@@ -265,7 +265,7 @@ def test_to_xarray(synthetic_store: Store) -> None:
 def test_cli_info_and_validate(synthetic_store_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["store", "info", str(synthetic_store_path), "--lam", "0.5", "--top", "2"]) == 0
     out = capsys.readouterr().out
-    assert "1080/1080 units" in out and "best by median objective (lam=0.5)" in out
+    assert "1,080/1,080 units" in out and "best by median objective (lam=0.5)" in out
     assert cli.main(["store", "info", str(synthetic_store_path), "--json"]) == 0
     assert '"units_done": 1080' in capsys.readouterr().out
     assert cli.main(["store", "validate", str(synthetic_store_path)]) == 0

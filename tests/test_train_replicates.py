@@ -181,7 +181,7 @@ def test_store_info_shows_partial_replicates_honestly(synthetic_store_factory, t
     assert main(["store", "info", str(tmp_path / "partial.zarr")]) == 0
     out = capsys.readouterr().out
     assert "replicates 10 archs x 3 of 5, 206 archs x 2 of 5 done; replicates 0-1 done for every" in out
-    assert "442/1080 units" in out
+    assert "442/1,080 units" in out
 
 
 def test_store_writes_reject_bad_replicates(synthetic_store_factory, tmp_path: Path):

@@ -259,11 +259,11 @@ def render_summary(s: StoreSummary) -> str:
 
     lines = [
         f"store      {s.location}",
-        f"space      {s.space} ({s.num_archs} architectures), {s.num_replicates} replicates",
+        f"space      {s.space} ({s.num_archs:,} architectures), {s.num_replicates} replicates",
         f"source     {s.source}"
         + (": " + ", ".join(f"{k} {v}" for k, v in s.made_from.items()) if s.made_from else ""),
-        f"completion {s.units_done}/{s.units_total} units ({100 * s.completion:.1f}%), "
-        f"{s.archs_complete} architectures complete, {s.archs_empty} empty",
+        f"completion {s.units_done:,}/{s.units_total:,} units ({100 * s.completion:.1f}%), "
+        f"{s.archs_complete:,} architectures complete, {s.archs_empty:,} empty",
         f"replicates {_replicate_line(s)}",
         f"failures   {s.units_failed} done unit{'' if s.units_failed == 1 else 's'} failed"
         + (f" ({100 * s.units_failed / s.units_done:.1f}%)" if s.units_done else ""),
@@ -325,8 +325,7 @@ def render_agreement(location_a: str, location_b: str, rows: list[Agreement]) ->
 
 def _replicate_line(s: StoreSummary) -> str:
     """How many replicates each architecture has done, e.g. ``216 archs x 2 of 20 done``."""
-    groups = ", ".join(
-        f"{n} arch{'' if n == 1 else 's'} x {k} of {s.num_replicates}" for k, n in s.replicate_counts.items()
-    )
+    counts = s.replicate_counts.items()
+    groups = ", ".join(f"{n:,} arch{'' if n == 1 else 's'} x {k} of {s.num_replicates}" for k, n in counts)
     everywhere = format_ids(s.replicates_complete)
     return f"{groups} done" + (f"; replicates {everywhere} done for every architecture" if everywhere else "")

@@ -149,20 +149,20 @@ def dry_run(args: argparse.Namespace, archs: object) -> int:
         args.space, args.dataset, args.training, args.out, archs=archs, replicates=args.replicates
     )
     state = "resumed: a store of the same manifests" if plan.resumed else "new"
-    trained = [u.arch_id for u in plan.units]
-    print(f"space      {plan.space.name} ({plan.space.size} architectures)")
+    trained = plan.units.archs.tolist()
+    print(f"space      {plan.space.name} ({plan.space.size:,} architectures)")
     print(f"dataset    {plan.dataset}")
     print(f"training   {plan.config.name}: {plan.config.description}")
     print(f"store      {plan.store} ({state})")
     print(
-        f"asked      {len(plan.archs)} architecture(s) x replicates {format_ids(plan.replicates)} "
+        f"asked      {len(plan.archs):,} architecture(s) x replicates {format_ids(plan.replicates)} "
         f"= {plan.asked:,} replicate trainings, {plan.asked - plan.runs:,} of them done"
     )
     if not plan.units:
         print("to train   nothing")
         return 0
     print(
-        f"to train   {plan.runs:,} replicate trainings in {len(plan.units)} unit(s), one per "
+        f"to train   {plan.runs:,} replicate trainings in {len(plan.units):,} unit(s), one per "
         f"architecture: {format_ids(trained)}"
     )
     return 0
