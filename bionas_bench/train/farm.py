@@ -528,7 +528,7 @@ def plan_units(done: np.ndarray, archs: np.ndarray, replicates: np.ndarray) -> U
     replicates = np.asarray(replicates, dtype=np.int64).reshape(-1)
     missing = ~done[np.ix_(archs, replicates)]
     rows = np.flatnonzero(missing.any(axis=1))
-    keys, first, kinds = np.unique(
+    _, first, kinds = np.unique(
         np.packbits(missing[rows], axis=1), axis=0, return_index=True, return_inverse=True
     )
     patterns = [tuple(replicates[missing[rows[i]]].tolist()) for i in first]
