@@ -447,13 +447,12 @@ class Store:
     def _read_small(self, names: list[str]) -> dict[str, np.ndarray]:
         """Read the [arch, replicate] arrays ``names`` (packed copies when current; of a
         large, sparsely written store only the written rows)."""
-        if self._empty:
-            shape = tuple(self._group["done"].shape)
-            return {n: np.zeros(shape, dtype=bool) if n in ("done", "failed") else np.full(shape, np.nan)
-                    for n in names}  # fmt: skip
-        packed = self._packed_group()
+        packed = None if self._empty else self._packed_group()
         source = packed if packed is not None else self._group
-        written = self._written_archs() if packed is None else None
+        if self._empty:  # just created: every row holds the fill value, nothing to read
+            written = np.empty(0, dtype=np.int64)
+        else:
+            written = self._written_archs() if packed is None else None
         out: dict[str, np.ndarray] = {}
         for name in names:
             try:

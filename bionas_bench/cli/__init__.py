@@ -40,8 +40,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
         def flush() -> None:
             if prose:
-                out.extend(textwrap.wrap(" ".join(prose), width, initial_indent=indent,
-                                         subsequent_indent=indent, break_on_hyphens=False))  # fmt: skip
+                paragraph = " ".join(prose)  # wrapped only at spaces: --options stay whole
+                lines = textwrap.wrap(paragraph, width - len(indent), break_on_hyphens=False)
+                out.extend(indent + line for line in lines)
                 prose.clear()
 
         for line in text.splitlines():
