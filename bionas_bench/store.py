@@ -176,6 +176,14 @@ def _replicate_counts(done: np.ndarray) -> dict[int, int]:
 
 
 # ---------------------------------------------------------------------- summary
+def _place(record: Mapping[str, Any]) -> str:
+    """One ``also_trained_on`` record in a few words: device (torch, package versions)."""
+    versions = f"torch {record.get('torch_version')}"
+    if record.get("package_version"):
+        versions += f", bionas-bench {record['package_version']}"
+    return f"{record.get('device')} ({versions})"
+
+
 @dataclass(frozen=True)
 class BestArch:
     """One architecture in a store summary's best-of list."""
@@ -622,14 +630,17 @@ class Store:
 
     def note_training(self, device: str, torch_version: str) -> None:
         """Record in the provenance that this store is (also) trained on ``device`` with
-        ``torch_version``, when that differs from where it was created: a store resumed on
-        another machine says so (``provenance.also_trained_on``), so mixed CPU / GPU
-        replicates can be told apart from a store made in one place."""
+        ``torch_version`` and this package's version, when that differs from where it was
+        created: a store resumed on another machine or by another release says so
+        (``provenance.also_trained_on``), so replicates trained in different places can be
+        told apart from a store made in one place."""
+        from bionas_bench import __version__
+
         self._check_writable()
         prov = dict(self._attrs.get("provenance") or {})
-        here = {"device": device, "torch_version": torch_version}
+        here = {"device": device, "torch_version": torch_version, "package_version": __version__}
         also = list(prov.get("also_trained_on") or [])
-        created = {"device": prov.get("device"), "torch_version": prov.get("torch_version")}
+        created = {k: prov.get(k) for k in here}
         if here == created or any({k: a.get(k) for k in here} == here for a in also):
             return
         prov["also_trained_on"] = [*also, {**here, "since": utc_now()}]
@@ -918,10 +929,8 @@ class Store:
             "training": (self._attrs.get("training") or {}).get("name"),
             "device": prov.get("device"),
             "torch": prov.get("torch_version"),
-            "also trained on": ", ".join(
-                f"{a.get('device')} (torch {a.get('torch_version')})"
-                for a in prov.get("also_trained_on") or []
-            ),
+            "bionas-bench": prov.get("package_version"),
+            "also trained on": ", ".join(_place(a) for a in prov.get("also_trained_on") or []),
             "created": str(prov.get("created") or "")[:10],
             "original": prov.get("original_repository"),
         }

@@ -1143,8 +1143,9 @@ def same_store(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
 
 def _check_out(out: Path, config: SweepConfig, meta: dict[str, Any], gold: str | None = None) -> None:
     """Refuse an ``out`` that is a file, another config's or store's results (``gold``, the
-    text of gold.csv: also another gold standard), or a folder that is not a sweep's
-    results; a missing or empty ``out`` is fine."""
+    text of gold.csv: also another gold standard), results written by another version of
+    this package, or a folder that is not a sweep's results; a missing or empty ``out`` is
+    fine."""
     check_folder(out)
     meta_path = out / "sweep.json"
     if meta_path.is_file():
@@ -1159,6 +1160,13 @@ def _check_out(out: Path, config: SweepConfig, meta: dict[str, Any], gold: str |
             raise SweepError(
                 f"results folder {out} was made from another store ({_store_label(old)}; now "
                 f"{_store_label(meta)}); pass a new --out or delete the folder"
+            )
+        written_by, running = old.get("package_version"), meta["package_version"]
+        if written_by != running:
+            raise SweepError(
+                f"results folder {out} was written by bionas-bench {written_by}, this is {running}: "
+                "its finished cells may differ from what this version computes, and one folder "
+                f"must not mix the two; pass a new --out, or finish it with bionas-bench {written_by}"
             )
         old_gold = out / "gold.csv"
         if gold is not None and old_gold.is_file() and old_gold.read_text() != gold:

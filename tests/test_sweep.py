@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import re
 import shutil
 import sys
@@ -444,6 +445,24 @@ def test_results_of_another_config_are_refused(tmp_path, toy_store, toy_controll
     other = toy_config(tmp_path, toy_store, TOY_CONFIG.replace("seed = 7", "seed = 8"))
     with pytest.raises(SweepError, match="another sweep config"):
         run_sweep(other, tmp_path / "out", scheduler="sync")
+
+
+def test_results_of_another_package_version_are_refused(tmp_path, toy_store, toy_controllers, capsys):
+    """Finished cells of an older bionas-bench are not mixed with this version's: refused,
+    the folder untouched."""
+    config = toy_config(tmp_path, toy_store)
+    out = tmp_path / "out"
+    run_sweep(config, out, scheduler="sync")
+    meta = json.loads((out / "sweep.json").read_text())
+    meta["package_version"] = "0.0.1"
+    (out / "sweep.json").write_text(json.dumps(meta))
+    before = tree_digest(out)
+    with pytest.raises(SweepError, match=r"written by bionas-bench 0\.0\.1, this is "):
+        run_sweep(config, out, scheduler="sync")
+    assert main(["sweep", config.path, "--out", str(out)]) != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pass a new --out" in err
+    assert tree_digest(out) == before
 
 
 def test_results_resume_on_a_copy_of_the_store_but_not_on_other_values(tmp_path, toy_store, toy_controllers):

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import bionas_bench
 from bionas_bench.cli import main
 from bionas_bench.data.datasets import build_dataset
 from bionas_bench.errors import TrainingError
@@ -261,8 +262,8 @@ def test_workers_need_a_local_cluster(tiny_train_dataset: Path, tmp_path: Path, 
 
 
 def test_a_store_resumed_elsewhere_records_where(tiny_train_dataset: Path, tmp_path: Path, monkeypatch):
-    """Resuming with another device or torch records it in the provenance (once), so mixed
-    replicates can be told apart; resuming where it was made records nothing."""
+    """Resuming with another device, torch or bionas-bench records it in the provenance
+    (once), so mixed replicates can be told apart; resuming where it was made records nothing."""
     out = tmp_path / "s.zarr"
     _farm(tiny_train_dataset, out, archs="0", replicates="0", scheduler="none")
     _farm(tiny_train_dataset, out, archs="1", replicates="0", scheduler="none")
@@ -270,10 +271,18 @@ def test_a_store_resumed_elsewhere_records_where(tiny_train_dataset: Path, tmp_p
     monkeypatch.setattr(farm.torch, "__version__", "9.9.9")
     _farm(tiny_train_dataset, out, archs="2", replicates="0", scheduler="none")
     _farm(tiny_train_dataset, out, archs="3", replicates="0", scheduler="none")
+    monkeypatch.setattr(bionas_bench, "__version__", "8.8.8")
+    _farm(tiny_train_dataset, out, archs="4", replicates="0", scheduler="none")
     store = Store.open(out)
     also = store.attrs["provenance"]["also_trained_on"]
-    assert [(a["device"], a["torch_version"]) for a in also] == [("cpu", "9.9.9")]
-    assert store.summary().made_from["also trained on"] == "cpu (torch 9.9.9)"
+    created = store.attrs["provenance"]["package_version"]
+    assert [(a["device"], a["torch_version"], a["package_version"]) for a in also] == [
+        ("cpu", "9.9.9", created),
+        ("cpu", "9.9.9", "8.8.8"),
+    ]
+    assert store.summary().made_from["also trained on"] == (
+        f"cpu (torch 9.9.9, bionas-bench {created}), cpu (torch 9.9.9, bionas-bench 8.8.8)"
+    )
 
 
 def test_a_second_run_on_the_same_store_is_refused(tiny_train_dataset: Path, tmp_path: Path):

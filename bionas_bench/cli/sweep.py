@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             ".toml file): every controller at every lambda for the configured number of runs, cells\n"
             "(one controller at one lambda), or slices of their runs, in parallel on Dask.\n"
             "Results go to a folder; rerunning with the same --out resumes (finished cells and\n"
-            "slices are kept)."
+            "slices are kept). A folder of another config, store or bionas-bench version is refused."
         ),
         epilog=(
             "Ctrl-C stops the sweep at once (exit status 130): the local cluster's worker processes\n"
