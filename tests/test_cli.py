@@ -51,3 +51,10 @@ def test_help_refills_prose_and_keeps_commands_whole():
         "examples:",
         "  bionas-bench train --dataset myc-single --out runs/s.zarr --replicates 0-4 --scheduler none",
     ]
+    option = "Spearman of per-architecture medians and --replicates"
+    assert HelpFormatter("prog")._split_lines(option, 22) == [
+        "Spearman of",
+        "per-architecture",
+        "medians and",
+        "--replicates",
+    ]

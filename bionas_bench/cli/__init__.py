@@ -55,6 +55,11 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         flush()
         return "\n".join(out)
 
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        """An option's or command's help, wrapped at spaces only ("per-architecture" and
+        "--replicates" are never split at their hyphens)."""
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
 
 def add_quiet_option(parser: argparse.ArgumentParser) -> None:
     """``--quiet`` (no progress bar) as every long-running command spells it.
