@@ -18,7 +18,7 @@ cluster of worker *processes* it arranges what a command-line user expects of Ct
 * when the body of the ``with`` block raises (KeyboardInterrupt included), the client
   is closed first, which releases its futures (tasks not yet started never start),
   then the worker processes are killed at once instead of being asked to finish their
-  task first;
+  task first; that exception is the one raised, whatever the teardown meets;
 * Dask's own log messages below ERROR are not shown (they are about the
   cluster's plumbing, e.g. a worker slower to exit than Dask's grace period, and
   would break a progress bar); errors still are, except while the cluster is torn
@@ -135,20 +135,33 @@ def _local_client(workers: int, processes: bool) -> Iterator[Client]:
         except BaseException:
             cluster.close()
             raise
-    with cluster:
-        try:
-            if held:
-                raise KeyboardInterrupt
-            yield client
-        except BaseException:
-            with silence_logging_cmgr(logging.CRITICAL):
-                client.close()  # first: the scheduler releases the tasks and scattered data
-                if processes:
-                    cluster.sync(_kill_workers, cluster)
-                cluster.close()  # threads: waits for their running tasks
-            raise
-        finally:
-            client.close()
+    try:
+        if held:
+            raise KeyboardInterrupt
+        yield client
+    except BaseException:
+        _tear_down(client, cluster, processes)
+        raise
+    try:
+        client.close()
+    finally:
+        cluster.close()
+
+
+def _tear_down(client: Client, cluster: LocalCluster, processes: bool) -> None:
+    """Close ``client``, kill the worker processes (``processes``), close ``cluster``: after
+    the body raised, so each step is tried whatever the one before it raised, and a
+    step's error is not raised (nor logged): the body's exception is the news, and what
+    goes wrong while a cluster is torn down in a hurry (a comm or pipe already closed) is
+    not."""
+    steps = [client.close]  # first: the scheduler releases the tasks and scattered data
+    if processes:
+        steps.append(lambda: cluster.sync(_kill_workers, cluster))
+    steps.append(cluster.close)  # threads: waits for their running tasks
+    with silence_logging_cmgr(logging.CRITICAL):
+        for step in steps:
+            with contextlib.suppress(Exception):
+                step()
 
 
 @contextlib.contextmanager

@@ -39,3 +39,37 @@ def test_only_the_first_ctrl_c_is_held():
         signal.raise_signal(signal.SIGINT)
         pytest.fail("the second Ctrl-C was held")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_teardown_error_after_a_ctrl_c_does_not_replace_it(monkeypatch):
+    """What goes wrong while the cluster is torn down after the body raised (here: the
+    client's close meets a closed file descriptor) is not raised in place of the body's
+    exception, and the other teardown steps still run: the cluster ends closed."""
+    import errno
+
+    from distributed import Client
+
+    made: list[LocalCluster] = []
+    real_close = Client.close
+
+    class Recorded(LocalCluster):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    def close_badly(self, *args, **kwargs):  # the first close of a client closes it, then fails
+        first = self.status != "closed"
+        real_close(self, *args, **kwargs)
+        if first:
+            raise OSError(errno.EBADF, "Bad file descriptor")
+
+    monkeypatch.setattr(cluster, "LocalCluster", Recorded)
+    monkeypatch.setattr(Client, "close", close_badly)
+    local = cluster.dask_client("local", 1, error=SweepError, hint="", processes=False)
+    with pytest.raises(KeyboardInterrupt), local:
+        raise KeyboardInterrupt
+    assert made and made[0].status == Status.closed
+    local = cluster.dask_client("local", 1, error=SweepError, hint="", processes=False)
+    with pytest.raises(OSError, match="Bad file descriptor"), local:  # without an exception: raised
+        pass
+    assert made[1].status == Status.closed
