@@ -28,7 +28,7 @@ def folder_lock(lock: Path, error: type[BionasError], busy: str) -> Iterator[Non
     me = f"{os.getpid()} {socket.gethostname()}"
     for _ in range(2):
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)  # a text file, not executable
         except FileExistsError:
             owner = lock.read_text(encoding="utf-8").strip() if lock.is_file() else ""
             if not _stale(owner, socket.gethostname()):
