@@ -444,7 +444,14 @@ def _adam(wrow, m, v, grad, step, lr0, decay):
         wrow[q] -= lr * m[q] / (math.sqrt(v[q]) + EPS)
 
 
-@njit(cache=True, fastmath=FLAGS, error_model="numpy")
+@njit(cache=True, inline="always", fastmath=FLAGS, error_model="numpy")
+def _copy_row(dst, i, src, row):
+    """``dst[i] = src[row]`` for 2-D arrays of equal width."""
+    for k in range(dst.shape[1]):
+        dst[i, k] = src[row, k]
+
+
+@njit(cache=True, nogil=True, fastmath=FLAGS, error_model="numpy")
 def update_run(wrow, m, v, step0, state, actions, old, scal, orders, radices, coff, po, units, emb,
                feed_probs, algo, sampled, ew, clip, lr0, decay, kl_stop, batch, div_w, slack):  # fmt: skip
     """One update of one run: up to ``orders.shape[0]`` epochs over the buffer.
@@ -497,12 +504,14 @@ def update_run(wrow, m, v, step0, state, actions, old, scal, orders, radices, co
         t = 0
         for lo in range(0, size, bs):
             nb = min(bs, size - lo)
+            # element loops: a row assignment (st[i] = state[row]) would pull in the string
+            # formatting of numba's shape-mismatch message, seconds of compilation
             for i in range(nb):
                 row = orders[epoch, lo + i]
-                st[i] = state[row]
-                act[i] = actions[row]
-                ol[i] = old[row]
-                sc[i] = scal[row]
+                _copy_row(st, i, state, row)
+                _copy_row(act, i, actions, row)
+                _copy_row(ol, i, old, row)
+                _copy_row(sc, i, scal, row)
             # fmt: off
             _forward(wrow, po, radices, coff, units, emb, feed_probs, st, act, nb,
                      xh, s, tg, c, tc, hs, lp, p, z, logit, ebuf, fbuf)
@@ -528,16 +537,18 @@ def update_run(wrow, m, v, step0, state, actions, old, scal, orders, radices, co
     return steps
 
 
-@njit(cache=True, nogil=True, fastmath=FLAGS, error_model="numpy")
-def _runs(which, flat, m, v, steps, state, actions, old, scal, orders, radices, coff, po, units, emb,
-          feed_probs, algo, sampled, ew, clip, lr0, decay, kl_stop, batch, div_w, slack, taken):  # fmt: skip
-    """:func:`update_run` for the runs ``which``, one after the other (the GIL released)."""
-    for r in which:
-        taken[r] = update_run(
-            flat[r], m[r], v[r], steps[r], state[r], actions[r], old[r], scal[r], orders[r], radices, coff,
-            po, units, emb, feed_probs, algo, sampled, ew, clip, lr0, decay, kl_stop, batch, div_w, slack,
-        )  # fmt: skip
-        steps[r] += taken[r]
+def _run(r: int, args: tuple) -> None:
+    """:func:`update_run` for run ``r`` of ``args`` (:func:`update_runs`' arguments).
+
+    A Python call per run, not a compiled loop over runs: numba re-optimises everything a
+    compiled function calls as part of that function, so a compiled loop above
+    :func:`update_run` cost ~5 s more compilation on first use, against a few
+    microseconds of dispatch per run and update here.
+    """
+    flat, m, v, steps, state, actions, old, scal, orders, *shared, taken = args
+    per_run = (flat[r], m[r], v[r], steps[r], state[r], actions[r], old[r], scal[r], orders[r])
+    taken[r] = update_run(*per_run, *shared)
+    steps[r] += taken[r]
 
 
 def update_runs(threads: int, *args: Any, cost: np.ndarray | None = None) -> None:
@@ -555,7 +566,8 @@ def update_runs(threads: int, *args: Any, cost: np.ndarray | None = None) -> Non
     runs = args[0].shape[0]
     threads = max(1, min(threads, runs))
     if threads == 1:
-        _runs(np.arange(runs), *args)
+        for r in range(runs):
+            _run(r, args)
         return
     order = np.argsort(-cost, kind="stable") if cost is not None else np.arange(runs)
     queue = iter(order.tolist())
@@ -567,7 +579,7 @@ def update_runs(threads: int, *args: Any, cost: np.ndarray | None = None) -> Non
                 r = next(queue, None)
             if r is None:
                 return
-            _runs(np.array([r]), *args)
+            _run(r, args)
 
     with ThreadPoolExecutor(threads) as pool:
         try:
