@@ -466,7 +466,9 @@ def update_run(wrow, m, v, step0, state, actions, old, scal, orders, radices, co
     num_layers = radices.shape[0]
     choices = old.shape[1]
     bs = batch if batch > 0 else size
-    gates, width, widest = 4 * units, emb + units, radices.max()
+    gates, width, widest = 4 * units, emb + units, 0
+    for k_l in radices:  # a loop: radices.max() compiles numba's reduction machinery (~0.6 s)
+        widest = max(widest, k_l)
     # forward caches
     xh = np.zeros((num_layers, bs, width))
     s = np.empty((num_layers, bs, gates))
