@@ -455,12 +455,12 @@ class Store:
     def _read_small(self, names: list[str]) -> dict[str, np.ndarray]:
         """Read the [arch, replicate] arrays ``names`` (packed copies when current; of a
         large, sparsely written store only the written rows)."""
-        packed = None if self._empty else self._packed_group()
-        source = packed if packed is not None else self._group
         if self._empty:  # just created: every row holds the fill value, nothing to read
-            written = np.empty(0, dtype=np.int64)
+            packed, written = None, np.empty(0, dtype=np.int64)
         else:
+            packed = self._packed_group()
             written = self._written_archs() if packed is None else None
+        source = packed if packed is not None else self._group
         out: dict[str, np.ndarray] = {}
         for name in names:
             try:
