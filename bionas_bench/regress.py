@@ -66,7 +66,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bionas_bench.errors import RegressError, SweepError
+from bionas_bench.errors import RegressError
 from bionas_bench.manifests import parse_manifest
 
 BASELINE_FORMAT = "bionas-bench-regress-baseline/1"
@@ -243,10 +243,7 @@ def run_scores(
     config = load_config(config)
     out = Path(keep) if keep is not None else Path(tempfile.mkdtemp(prefix="bionas-regress-"))
     try:
-        try:
-            run_sweep(config, out, scheduler=scheduler, store=store, progress=progress)
-        except SweepError as exc:  # the sweep names its folder --out; here it is --keep
-            raise SweepError(str(exc).replace("--out", "--keep")) from None
+        run_sweep(config, out, scheduler=scheduler, store=store, progress=progress)
         results = load_results(out)
         return score_results(results), results
     finally:

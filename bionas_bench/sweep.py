@@ -1117,16 +1117,20 @@ def _exclusive(out: Path) -> Iterator[None]:
     lock = out / LOCK_NAME
     busy = (
         f"results folder {out} is being written by another sweep (process {{owner}}); "
-        f"wait for it to finish or pass another --out (delete {lock} only if no sweep runs)"
+        f"wait for it to finish or use another results folder (delete {lock} only if no sweep runs)"
     )
     with folder_lock(lock, SweepError, busy):
         yield
 
 
-def check_folder(out: Path, what: str = "the results", flag: str = "--out") -> None:
-    """Refuse an ``out`` (``flag`` of a command) that is a file: it must be a folder for ``what``."""
+def check_folder(out: Path, what: str = "the results") -> None:
+    """Refuse an ``out`` that is a file: it must be a folder for ``what``.
+
+    Messages about the results folder name it by its path, not by a command-line flag:
+    the sweep, the demo and ``regress check --keep`` all pass it on.
+    """
     if out.exists() and not out.is_dir():
-        raise SweepError(f"{flag} {out} is a file; pass a folder for {what}")
+        raise SweepError(f"{out} is a file; give a folder for {what}")
 
 
 def same_store(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
@@ -1154,28 +1158,28 @@ def _check_out(out: Path, config: SweepConfig, meta: dict[str, Any], gold: str |
         if old.get("config", {}).get("sha256") != config.sha256:
             raise SweepError(
                 f"results folder {out} was made by another sweep config ({name!r}, or an edited "
-                f"{config.name!r}); pass a new --out or delete the folder"
+                f"{config.name!r}); use a new results folder or delete this one"
             )
         if not same_store(old.get("store", {}), meta["store"]):
             raise SweepError(
                 f"results folder {out} was made from another store ({_store_label(old)}; now "
-                f"{_store_label(meta)}); pass a new --out or delete the folder"
+                f"{_store_label(meta)}); use a new results folder or delete this one"
             )
         written_by, running = old.get("package_version"), meta["package_version"]
         if written_by != running:
             raise SweepError(
                 f"results folder {out} was written by bionas-bench {written_by}, this is {running}: "
                 "its finished cells may differ from what this version computes, and one folder "
-                f"must not mix the two; pass a new --out, or finish it with bionas-bench {written_by}"
+                f"must not mix the two; use a new results folder, or finish it with bionas-bench {written_by}"
             )
         old_gold = out / "gold.csv"
         if gold is not None and old_gold.is_file() and old_gold.read_text() != gold:
             raise SweepError(
                 f"results folder {out} was scored against another gold standard: the store's "
-                "values changed since; pass a new --out or delete the folder"
+                "values changed since; use a new results folder or delete this one"
             )
     elif out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()):
-        raise SweepError(f"results folder {out} exists and is not a sweep's results; pass a new --out")
+        raise SweepError(f"results folder {out} exists and is not a sweep's results; use a new folder")
 
 
 def _store_label(meta: Mapping[str, Any]) -> str:
@@ -1338,8 +1342,8 @@ def _check_written(config: SweepConfig, out: Path, scheduler: str | None) -> Non
     if missing:
         raise SweepError(
             f"the workers of {scheduler} finished {len(missing)} cell(s) (e.g. {missing[0]}) but "
-            f"{out} does not hold them: --out (and a store given by path) must be on a file system "
-            "that this machine and every worker share, at the same path"
+            f"{out} does not hold them: the results folder (and a store given by path) must be on a "
+            "file system that this machine and every worker share, at the same path"
         )
 
 

@@ -373,8 +373,8 @@ def test_exact_compares_the_values_as_well_as_the_digest(setup, rerun):
     assert len(differences) == 1 and "1 runs differ in objective_rank, first run 3" in differences[0]
 
 
-def test_keep_folder_errors_name_keep(setup, toy, tmp_path, capsys):
-    """The rerun's results go to --keep: its errors name --keep, not the sweep's --out."""
+def test_keep_folder_errors_name_the_folder_not_the_sweeps_flag(setup, toy, tmp_path, capsys):
+    """The rerun's results go to --keep: its errors name that folder, not the sweep's --out."""
     config, baseline = setup
     (tmp_path / "file").write_text("x")
     (tmp_path / "used").mkdir()
@@ -383,7 +383,7 @@ def test_keep_folder_errors_name_keep(setup, toy, tmp_path, capsys):
         argv = ["regress", "check", str(config), "--baseline", str(baseline), "--keep", str(tmp_path / keep)]
         assert main(argv) == 2
         err = capsys.readouterr().err
-        assert message in err and "--keep" in err and "--out" not in err
+        assert message in err and str(tmp_path / keep) in err and "--out" not in err
 
 
 # ---------------------------------------------------------------------- statistics

@@ -132,7 +132,7 @@ def test_cli_out_a_file_is_one_line(toy_run, tmp_path, capsys):
             ["report", str(run.out), "--out", str(a_file)],
             f"--out {a_file} is a file; pass a folder for the report",
         ),
-        (["demo", "--out", str(a_file)], f"--out {a_file} is a file; pass a folder for the demo's results"),
+        (["demo", "--out", str(a_file)], f"{a_file} is a file; give a folder for the demo's results"),
         (["report", str(run.out), "--out", str(a_file / "sub")], f"{a_file} is a file, not a folder"),
         (  # checked before the sweep runs
             ["sweep", str(toy_tmp / "toy.toml"), "--out", str(tmp_path / "r"), "--report", str(a_file)],

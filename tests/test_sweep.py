@@ -461,7 +461,7 @@ def test_results_of_another_package_version_are_refused(tmp_path, toy_store, toy
         run_sweep(config, out, scheduler="sync")
     assert main(["sweep", config.path, "--out", str(out)]) != 0
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "pass a new --out" in err
+    assert err.count("\n") == 1 and "use a new results folder" in err
     assert tree_digest(out) == before
 
 

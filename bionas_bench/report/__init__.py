@@ -36,7 +36,7 @@ from bionas_bench import scoring
 from bionas_bench.errors import SweepError
 from bionas_bench.report import figures
 from bionas_bench.report.markdown import fmt, pvalue, table, with_ci
-from bionas_bench.sweep import SweepResults, check_folder, load_results
+from bionas_bench.sweep import SweepResults, load_results
 
 NOTES_FILE = "NOTES.md"
 
@@ -82,7 +82,8 @@ def write_report(
 
 def check_report_folder(out: Path, flag: str = "--out") -> None:
     """Refuse an ``out`` for a report that is a file, a Zarr store or a sweep's results."""
-    check_folder(out, "the report", flag)
+    if out.exists() and not out.is_dir():
+        raise SweepError(f"{flag} {out} is a file; pass a folder for the report")
     blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
     if blocking is not None:
         raise SweepError(f"{flag} {out}: {blocking} is a file, not a folder; pass a folder for the report")
