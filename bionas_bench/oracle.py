@@ -116,7 +116,7 @@ class OracleResult:
         return np.asarray(self.metric("failed")) > 0.5
 
     def __getitem__(self, name: str) -> Any:
-        if name in ("arch", "replicate", *_CORE):
+        if name in ("arch", "replicate", *_CORE, "failed"):
             return getattr(self, name)
         return self.metric(name)
 
@@ -128,7 +128,7 @@ class OracleResult:
 
     def to_dict(self) -> dict[str, Any]:
         """All fields, metrics included, as a dict of arrays."""
-        return {name: self[name] if name != "failed" else self.failed for name in self.keys()}
+        return {name: self[name] for name in self.keys()}
 
     def __len__(self) -> int:
         return int(np.size(self.arch))

@@ -22,7 +22,8 @@ Results directory (self-contained; the report needs nothing else)::
     <out>/.sweep.lock         while a sweep writes: its pid and host (a second is refused)
     <out>/cells/<key>.zarr    one Zarr v3 group per finished cell:
         steps/<field>   [run, episode, slot]  arch, replicate, loss, knowledge, reward,
-                                              cost and every other per-id oracle field
+                                              cost, failed (bool) and every field of
+                                              [oracle].record
         incumbent       [run, episode]        recommend() after the episode's tell (every
                                               ``incumbent_every`` episodes and the last; -1
                                               where not recorded)

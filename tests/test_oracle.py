@@ -32,6 +32,9 @@ def test_draws_are_paired_rows(synthetic_store: Store) -> None:
     np.testing.assert_array_equal(res["accuracy"], 1.0 - res.loss)
     np.testing.assert_array_equal(res.metrics["n_params"], 100.0 + ids)
     np.testing.assert_array_equal(res.failed, FAILED[ids, res.replicate])
+    # every way of reading "failed" gives the same booleans (a sweep records res["failed"])
+    assert res["failed"].dtype == bool and res.to_dict()["failed"].dtype == bool
+    np.testing.assert_array_equal(res["failed"], res.failed)
 
 
 def test_draws_are_uniform_over_completed_replicates(synthetic_store: Store) -> None:
