@@ -62,3 +62,27 @@ def test_demo_refuses_a_store_or_results_folder_before_running(tmp_path, capsys,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pass another folder for the report" in err
     assert [p.name for p in out.iterdir()] == [marker]
+
+
+def test_the_first_compilation_is_explained_before_the_bar(monkeypatch, capsys):
+    """A sweep with a policy-gradient controller compiles its update before the first
+    task, and says so when that takes over a second (the first use after installing)."""
+    import time
+
+    from bionas_bench.cli.sweep import prepare_compiled_update
+    from bionas_bench.controllers import pg_kernel, policy_gradient
+    from bionas_bench.sweep import load_sweep_config
+
+    policy_gradient.prepare_update()  # the real one: compiled or loaded, in this process
+    assert pg_kernel.update_run.signatures
+    calls = []
+    monkeypatch.setattr(policy_gradient, "prepare_update", lambda: (calls.append(1), time.sleep(1.5)))
+    demo_config, regress_config = load_sweep_config("demo"), load_sweep_config("regress")
+    prepare_compiled_update(demo_config, "local", quiet=False)
+    err = capsys.readouterr().err
+    assert calls == [1] and "compiling the policy-gradient controllers' update" in err
+    assert "compiled in 2 s" in err or "compiled in 1 s" in err
+    prepare_compiled_update(demo_config, "sync", quiet=True)  # prepared, nothing said
+    prepare_compiled_update(demo_config, "tcp://host:8786", quiet=False)  # the workers' job
+    prepare_compiled_update(regress_config, "local", quiet=False)  # no policy-gradient controller
+    assert calls == [1, 1] and capsys.readouterr().err == ""

@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         f"{config.budget.episodes} episodes x {config.budget.archs_per_episode} architectures"
     )
     results = args.out / "results"
-    with progress_bar(config, args.quiet) as progress:
+    with progress_bar(config, args.quiet, args.scheduler) as progress:
         run_sweep(config, results, scheduler=args.scheduler, store=location, progress=progress)
     written = write_report(results, args.out)
     print(f"\nmean gold-standard ranks of the recommended architectures (1 = best of {space.size}):")

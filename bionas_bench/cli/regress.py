@@ -118,7 +118,7 @@ def run_record(args: argparse.Namespace) -> int:
     from bionas_bench.regress import load_config, record
 
     config = load_config(args.config)
-    with progress_bar(config, args.quiet) as progress:
+    with progress_bar(config, args.quiet, args.scheduler) as progress:
         document = record(config, args.out, store=args.store, scheduler=args.scheduler, progress=progress)
     runs = {c["runs"] for c in document["cells"]}
     print(
@@ -135,7 +135,7 @@ def run_check(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     baseline = read_baseline(args.baseline)  # a missing or bad baseline fails before the rerun
-    with progress_bar(config, args.quiet) as progress:
+    with progress_bar(config, args.quiet, args.scheduler) as progress:
         report = check(
             config,
             baseline,

@@ -852,6 +852,23 @@ class PolicyGradientRuns(BatchedRuns):
         return self.engine.policy()
 
 
+def prepare_update() -> None:
+    """Compile the update of :mod:`pg_kernel` now, or load it from numba's on-disk cache.
+
+    numba compiles the update on its first use after installing (~15 s on a 2-core
+    machine) and caches it next to the module; later processes load it (~0.5 s). Any
+    first update does this anyway; calling it first lets a caller say why it waits (the
+    CLI does, before a sweep with a policy-gradient controller). One tiny PPO update on
+    the paper's space, so that the arguments have the types of every real update and
+    compile the same specialisation.
+    """
+    from bionas_bench.space import get_space
+
+    controller = PPOController(get_space("bionas-conv1d"), seed=0, warmup_episodes=1, max_epochs=1)
+    ids = controller.ask(3)
+    controller.tell(ids, np.zeros(3))  # warmup_episodes=1: this tell updates
+
+
 __all__ = [
     "DiverseParams",
     "DiversePGController",
@@ -860,4 +877,5 @@ __all__ = [
     "PolicyGradientRuns",
     "ReinforceController",
     "ReinforceParams",
+    "prepare_update",
 ]
