@@ -51,6 +51,7 @@ import math
 import os
 import shutil
 import struct
+import sys
 import tempfile
 import time
 import zlib
@@ -902,9 +903,13 @@ def run_sweep(
 ) -> SweepRun:
     """Run every cell of ``config`` and write the results folder ``out``.
 
-    ``scheduler``: None or ``"local"`` (a local Dask cluster, one process per core),
-    ``"threads"`` (a local in-process cluster), ``"sync"`` (in order, in this process;
-    ``"none"`` is the same), or a Dask scheduler address. ``store`` overrides the config's store with a path.
+    ``scheduler``: None or ``"sync"`` (the default: in order, in this process, as
+    :func:`~bionas_bench.train.run_farm`; ``"none"`` is the same), ``"local"`` (a local
+    Dask cluster, one process per core, which the CLI uses), ``"threads"`` (a local
+    in-process cluster), or a Dask scheduler address. The worker processes of
+    ``"local"`` import the calling script's main module, so a script that uses it must
+    call ``run_sweep`` under ``if __name__ == "__main__":``.
+    ``store`` overrides the config's store with a path.
     Finished cells in ``out`` are kept (resume); ``out`` made by another config is an
     error. ``runs_per_task`` splits each cell into tasks of that many runs, 0 runs whole
     cells, None (default) chooses from the runs and the workers (see :func:`plan_tasks`;
@@ -921,6 +926,7 @@ def run_sweep(
     if not isinstance(config, SweepConfig):
         config = load_sweep_config(config)
     scheduler = _scheduler_name(scheduler)
+    _refuse_a_worker_importing_main(scheduler)
     start = time.perf_counter()
     # absolute: the workers of a scheduler address run in folders of their own
     out_path = Path(out).absolute() if out is not None else Path(tempfile.mkdtemp(prefix="bionas-sweep-"))
@@ -932,7 +938,7 @@ def run_sweep(
     _check_out(out_path, config, meta, gold)
     with contextlib.ExitStack() as stack:
         remote = None  # a scheduler address is reached before out is touched
-        if scheduler not in (None, "local", "threads", "sync"):
+        if scheduler not in ("local", "threads", "sync"):
             from bionas_bench.cluster import dask_client
 
             hint = "use --scheduler local, threads or sync (none = sync)"
@@ -1310,23 +1316,22 @@ def _dispatch(
     On any exit before the end (a task's error, Ctrl-C) :func:`~bionas_bench.cluster.dask_client`
     releases the tasks not yet started and kills the local cluster's workers.
     """
-    name = scheduler or "local"
-    if name == "sync":
-        tracker = _Tracker(plan_tasks(config, runs_per_task, local_workers(name)), out, progress)
+    if scheduler == "sync":
+        tracker = _Tracker(plan_tasks(config, runs_per_task, local_workers(scheduler)), out, progress)
         for task in tracker.pending():
             tracker.report(run_task(config, task, location, str(out)))
         return tracker.results
-    if name in ("local", "threads"):
+    if scheduler in ("local", "threads"):
         from bionas_bench.cluster import dask_client
 
-        cores = local_workers(name)
+        cores = local_workers(scheduler)
         tracker = _Tracker(plan_tasks(config, runs_per_task, workers=cores), out, progress)
         todo = tracker.pending()
         if todo:
             workers = min(len(todo), cores)  # one per core, no idle ones
             hint = "use --scheduler sync"
             with dask_client(
-                "local", workers, error=SweepError, hint=hint, processes=name != "threads"
+                "local", workers, error=SweepError, hint=hint, processes=scheduler != "threads"
             ) as client:
                 _run_on(client, config, todo, location, out, tracker)
         return tracker.results
@@ -1348,12 +1353,24 @@ def _check_written(config: SweepConfig, out: Path, scheduler: str | None) -> Non
         )
 
 
-def _scheduler_name(scheduler: str | None) -> str | None:
-    """``scheduler`` stripped, with ``"none"`` (the farm's word for in-process) as ``"sync"``."""
-    if scheduler is None:
-        return None
-    name = scheduler.strip()
+def _scheduler_name(scheduler: str | None) -> str:
+    """``scheduler`` stripped; None (the default) and ``"none"`` (the farm's word for
+    in-process) are ``"sync"``."""
+    name = "sync" if scheduler is None else scheduler.strip()
     return "sync" if name.lower() in ("none", "sync") else name
+
+
+def _refuse_a_worker_importing_main(scheduler: str) -> None:
+    """Refuse a local cluster started while this process imports a script as the main
+    module of a spawned process (``__mp_main__``): the script called :func:`run_sweep`
+    outside ``if __name__ == "__main__":``, and every worker would start the sweep
+    again (Dask reports only "Nanny failed to start worker process")."""
+    main = sys.modules.get("__main__")
+    if scheduler == "local" and getattr(main, "__name__", None) == "__mp_main__":
+        raise SweepError(
+            f"run_sweep(scheduler={scheduler!r}) ran while a worker process imported the calling "
+            "script: call it under 'if __name__ == \"__main__\":', or use scheduler='sync'"
+        )
 
 
 def local_workers(scheduler: str | None) -> int:

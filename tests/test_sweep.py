@@ -23,6 +23,7 @@ from bionas_bench.manifests import parse_manifest
 from bionas_bench.sweep import (
     RUNS_PER_TASK,
     _check_written,
+    cell_path,
     is_done,
     load_results,
     load_sweep_config,
@@ -445,6 +446,30 @@ def test_results_of_another_config_are_refused(tmp_path, toy_store, toy_controll
     other = toy_config(tmp_path, toy_store, TOY_CONFIG.replace("seed = 7", "seed = 8"))
     with pytest.raises(SweepError, match="another sweep config"):
         run_sweep(other, tmp_path / "out", scheduler="sync")
+
+
+def test_the_library_runs_in_this_process_by_default(tmp_path, toy_store, toy_controllers, monkeypatch):
+    """run_sweep without a scheduler runs in the calling process (as run_farm), so a plain
+    script needs no main guard; no Dask cluster is started."""
+    import bionas_bench.cluster
+
+    def no_cluster(*args, **kwargs):
+        raise AssertionError("a Dask cluster was started")
+
+    monkeypatch.setattr(bionas_bench.cluster, "dask_client", no_cluster)
+    run = run_sweep(toy_config(tmp_path, toy_store), tmp_path / "out")
+    assert not run.skipped and all(is_done(cell_path(run.out, c)) for c in run.config.cells())
+
+
+def test_a_local_cluster_started_from_a_spawned_import_is_refused(tmp_path, toy_store, monkeypatch):
+    """A script calling run_sweep(scheduler="local") without a main guard is imported again
+    by every worker process: there the call is refused with the fix, before any work."""
+    import types
+
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__mp_main__"))
+    with pytest.raises(SweepError, match='if __name__ == "__main__":'):
+        run_sweep(toy_config(tmp_path, toy_store), tmp_path / "out", scheduler="local")
+    assert not (tmp_path / "out").exists()
 
 
 def test_results_of_another_package_version_are_refused(tmp_path, toy_store, toy_controllers, capsys):
