@@ -58,3 +58,32 @@ def test_help_refills_prose_and_keeps_commands_whole():
         "medians and",
         "--replicates",
     ]
+
+
+def test_outputs_and_options_a_run_would_refuse_are_refused_by_its_dry_run(tmp_path, capsys):
+    """A dry run makes the run's checks: an output path under a file, and options of the
+    run itself; the message is one line prefixed by the command as typed."""
+    from bionas_bench.cli import main
+
+    a_file = tmp_path / "f"
+    a_file.write_text("kept")
+    under = f"{a_file} is a file, not a folder; choose another"
+    cases = [
+        (["sweep", "demo", "--out", str(a_file / "sub"), "--dry-run"], "sweep", f"{under} --out"),
+        (["regress", "record", "regress", "--out", str(a_file / "b.json")], "regress record", under),
+        (["train", "--dataset", "myc-mini", "--out", str(a_file / "s.zarr"), "--dry-run"], "train", under),
+        (["train", "--dataset", "myc-mini", "--out", str(tmp_path / "s.zarr"), "--dry-run", "--threads", "0"],
+         "train", "--threads must be >= 1, got 0"),
+    ]  # fmt: skip
+    import torch
+
+    if not torch.cuda.is_available():
+        argv = ["train", "--dataset", "myc-mini", "--out", str(tmp_path / "s.zarr"), "--dry-run"]
+        argv += ["--device", "cuda"]
+        cases.append((argv, "train", "--device cuda was asked for but torch sees no CUDA GPU"))
+    for argv, command, message in cases:
+        assert main(argv) == 2, argv
+        captured = capsys.readouterr()
+        assert captured.err.startswith(f"bionas-bench {command}: error: "), captured.err
+        assert captured.err.count("\n") == 1 and message in captured.err, captured.err
+    assert sorted(tmp_path.iterdir()) == [a_file] and a_file.read_text() == "kept"

@@ -423,6 +423,10 @@ def test_false_alarm_rate_runs(setup, toy, capsys):
     out = capsys.readouterr().out
     assert f"{report.alarms}/1" in out and "false-alarm rate of unchanged regress-toy" in out
     assert code == (1 if report.alarms else 0)
+    for trials in ("0", "-5"):  # one line, no progress bar drawn before it
+        assert main(["regress", "false-alarm", str(config), "--trials", trials]) == 2
+        err = capsys.readouterr().err
+        assert err == f"bionas-bench regress false-alarm: error: --trials must be >= 1, got {trials}\n"
 
 
 def test_shipped_regress_config_is_small():

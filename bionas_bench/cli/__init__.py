@@ -12,6 +12,7 @@ import argparse
 import importlib
 import os
 import sys
+import tempfile
 import textwrap
 
 from bionas_bench import __version__
@@ -90,19 +91,34 @@ OUTPUT_OPTIONS = ("out", "report", "keep")
 
 
 def check_outputs_writable(args: argparse.Namespace) -> None:
-    """Refuse an output path (``--out``, ``--report``, ``--keep``) in a folder this user may
-    not write in, before any work (a long run would otherwise fail only when it writes)."""
+    """Refuse an output path (``--out``, ``--report``, ``--keep``) that cannot be written,
+    before any work (a long run would otherwise fail only when it writes), dry runs
+    included: a file where the path needs a folder, or a folder this user cannot write in.
+    Writing is probed with an unnamed temporary file, which also catches read-only and
+    virtual file systems that permission bits do not show."""
     for name in OUTPUT_OPTIONS:
         value = getattr(args, name, None)
         if value is None or "://" in os.fspath(value):
             continue
+        flag = f"--{name}"
         path = os.path.abspath(os.fspath(value))
         folder = path if os.path.isdir(path) else os.path.dirname(path)
         while not os.path.exists(folder):
             folder = os.path.dirname(folder)
-        if os.path.isdir(folder) and not os.access(folder, os.W_OK | os.X_OK):
-            flag = f"--{name}"
-            raise BionasError(f"{flag} {value}: no permission to write in {folder}; choose another {flag}")
+        if not os.path.isdir(folder):
+            raise BionasError(f"{flag} {value}: {folder} is a file, not a folder; choose another {flag}")
+        denied = f"{flag} {value}: no permission to write in {folder}; choose another {flag}"
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise BionasError(denied)
+        try:
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except PermissionError:
+            raise BionasError(denied) from None
+        except OSError as exc:
+            raise BionasError(
+                f"{flag} {value}: cannot write in {folder} ({exc.strerror}); choose another {flag}"
+            ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,6 +139,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: where the commands with sub-commands keep the one chosen
+SUBCOMMAND_DESTS = ("action", "data_command", "store_command")
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The command as typed, sub-command included (``store info``), for messages: the
+    prefix argparse's own errors use too."""
+    sub = next((getattr(args, d) for d in SUBCOMMAND_DESTS if getattr(args, d, None)), None)
+    return f"{args.command} {sub}" if sub else args.command
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -135,12 +162,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # output still buffered meets a closed pipe here, inside this try
         return code
     except BionasError as exc:
-        print(f"bionas-bench {args.command}: error: {exc}", file=sys.stderr)
+        print(f"bionas-bench {_command(args)}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         hint = getattr(args, "interrupt_hint", None)  # a resumable command says how to resume
         tail = f"; {hint.format(**vars(args))}" if hint else ""
-        print(f"bionas-bench {args.command}: interrupted{tail}", file=sys.stderr)
+        print(f"bionas-bench {_command(args)}: interrupted{tail}", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # The reader went away (`bionas-bench store info | head`): stop quietly, as a
@@ -150,5 +177,5 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
     except OSError as exc:  # a path the system refuses (permissions, a full disk, ...): one line
         where = f": {exc.filename}" if exc.filename else ""
-        print(f"bionas-bench {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        print(f"bionas-bench {_command(args)}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return EXIT_BAD_INPUT

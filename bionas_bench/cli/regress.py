@@ -163,14 +163,16 @@ def run_false_alarm(args: argparse.Namespace) -> int:
 
     from bionas_bench.regress import false_alarm_rate
 
-    bar = tqdm(total=args.trials, unit="trial", desc="false alarms", disable=args.quiet)
+    bars = []  # made at the first finished trial: bad input fails with its one line, no bar
     alarms = 0
 
     def progress(done: int, alarm: bool) -> None:
         nonlocal alarms
+        if not bars:
+            bars.append(tqdm(total=args.trials, unit="trial", desc="false alarms", disable=args.quiet))
         alarms += alarm
-        bar.set_postfix_str(f"{alarms} alarms", refresh=False)
-        bar.update(1)
+        bars[0].set_postfix_str(f"{alarms} alarms", refresh=False)
+        bars[0].update(1)
 
     try:
         report = false_alarm_rate(
@@ -181,7 +183,8 @@ def run_false_alarm(args: argparse.Namespace) -> int:
             progress=progress,
         )
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
     print(
         f"false-alarm rate of unchanged {report.config_name}: {report.alarms}/{report.trials} = "
         f"{report.rate:.1%} (95% CI {report.ci_low:.1%}-{report.ci_high:.1%}) at alpha={report.alpha:g}; "

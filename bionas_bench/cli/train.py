@@ -146,7 +146,14 @@ def dry_run(args: argparse.Namespace, archs: object) -> int:
     from bionas_bench.train.farm import plan_farm
 
     plan = plan_farm(
-        args.space, args.dataset, args.training, args.out, archs=archs, replicates=args.replicates
+        args.space,
+        args.dataset,
+        args.training,
+        args.out,
+        archs=archs,
+        replicates=args.replicates,
+        device=args.device,
+        threads=args.threads,
     )
     state = "resumed: a store of the same manifests" if plan.resumed else "new"
     trained = plan.units.archs.tolist()

@@ -570,18 +570,22 @@ def plan_farm(
     *,
     archs: Any = None,
     replicates: Any = None,
+    device: str | None = None,
+    threads: int | None = None,
 ) -> FarmPlan:
     """The units :func:`run_farm` would train into ``out``; trains nothing and writes
     nothing into ``out`` (the dataset is built into its cache if it is not there yet).
 
     Every check of :func:`run_farm` before training runs here too, with the same errors:
-    the manifests, ``archs`` and ``replicates``, and that an existing ``out`` is a store
-    made from the same space, dataset, training manifest and seeds.
+    the manifests, ``archs``, ``replicates``, ``device`` and ``threads``, and that an
+    existing ``out`` is a store made from the same space, dataset, training manifest and
+    seeds.
     """
     space = _as_space(space)
     config = _as_config(training)
     ids = _check_archs(space, archs)
     reps = _check_replicates(config, replicates)
+    _check_run(out, device or config.device, threads)
     data = _as_dataset(dataset)
     out_path = Path(out)
     store = _existing_store(out_path, space, data, config, mode="r")
@@ -596,6 +600,19 @@ def plan_farm(
         replicates=tuple(int(r) for r in reps),
         units=plan_units(done, ids, reps),
     )
+
+
+def _check_run(out: str | Path, device: str, threads: int | None) -> torch.device:
+    """The device to train on, after checking the options of a run (``threads``, that
+    ``out`` is not a URL, that ``device`` exists here)."""
+    if threads is not None and threads < 1:
+        raise TrainingError(f"--threads must be >= 1, got {threads}")
+    if "://" in str(out):
+        raise TrainingError(
+            f"--out {out}: the farm writes a local (or shared, mounted) folder, not a URL; train into "
+            "a folder, then copy the store where it should live"
+        )
+    return resolve_device(device)
 
 
 def run_farm(
@@ -652,16 +669,9 @@ def run_farm(
     ids = _check_archs(space, archs)
     reps = _check_replicates(config, replicates)
     scheduler, workers = check_scheduler(scheduler, workers)
-    if threads is not None and threads < 1:
-        raise TrainingError(f"--threads must be >= 1, got {threads}")
-    dataset = _as_dataset(dataset)
     device_name = device or config.device
-    dev = resolve_device(device_name)
-    if "://" in str(out):
-        raise TrainingError(
-            f"--out {out}: the farm writes a local (or shared, mounted) folder, not a URL; train into "
-            "a folder, then copy the store where it should live"
-        )
+    dev = _check_run(out, device_name, threads)
+    dataset = _as_dataset(dataset)
     out_path = Path(out).absolute()  # the workers of a scheduler address run in their own folders
     with contextlib.ExitStack() as stack:
         # a scheduler address is reached before the store is made: a wrong one leaves nothing
