@@ -40,11 +40,12 @@ are read lazily, on first use.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import os
 import shutil
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -267,13 +268,37 @@ class StoreSummary:
 # ---------------------------------------------------------------------- the store
 
 
+async def _settled(read: Coroutine[Any, Any, Any]) -> Any:
+    """Await the zarr read ``read``; when it fails, wait for the chunk reads it started.
+
+    zarr reads the chunks of a selection as concurrent tasks on its event loop and gathers
+    them: when one chunk cannot be read, the gather raises at once and its siblings are
+    left pending. Still pending at exit, they were destroyed with hundreds of lines of
+    asyncio tracebacks after the one-line error. Waiting (not cancelling) leaves any other
+    thread's reads on the same loop alone; the siblings are reads, so they end.
+    """
+    before = asyncio.all_tasks()
+    try:
+        return await read
+    except Exception:
+        await asyncio.gather(*(asyncio.all_tasks() - before), return_exceptions=True)
+        raise
+
+
+def _read(read: Coroutine[Any, Any, Any]) -> np.ndarray:
+    """Run the read of a zarr ``async_array`` on zarr's event loop (see ``_settled``)."""
+    from zarr.core.sync import sync
+
+    return np.asarray(sync(_settled(read)))
+
+
 def _read_rows(array: Any, rows: np.ndarray | None) -> np.ndarray:
     """``array[...]``, or only ``rows`` of its first axis (the others hold the fill value)."""
     if rows is None:
-        return np.asarray(array[...])
+        return _read(array.async_array.getitem(...))
     out = np.full(array.shape, array.fill_value, dtype=array.dtype)
     if rows.size:
-        out[rows] = array.oindex[rows, :]
+        out[rows] = _read(array.async_array.get_orthogonal_selection((rows, slice(None))))
     return out
 
 
@@ -461,21 +486,23 @@ class Store:
             packed = self._packed_group()
             written = self._written_archs() if packed is None else None
         source = packed if packed is not None else self._group
-        out: dict[str, np.ndarray] = {}
-        for name in names:
-            try:
-                out[name] = _read_rows(source[name], written)
-            except KeyError:
-                raise StoreError(
-                    f"store {self.location} lists array {name!r} in its attributes but lacks it; "
-                    f"the store is damaged: re-create or re-import it"
-                ) from None
-            except (RuntimeError, ValueError) as exc:  # a chunk that cannot be decoded
-                raise StoreError(
-                    f"store {self.location} is damaged: array {name!r} cannot be read ({exc}); "
-                    f"re-create or re-import it"
-                ) from None
-        return out
+        return {name: self._read_array(source, name, written) for name in names}
+
+    def _read_array(self, source: Any, name: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """Array ``name`` of group ``source`` (only ``rows``, see ``_read_rows``); a missing
+        array or a chunk that cannot be decoded is a StoreError naming it."""
+        try:
+            return _read_rows(source[name], rows)
+        except KeyError:
+            raise StoreError(
+                f"store {self.location} lists array {name!r} in its attributes but lacks it; "
+                f"the store is damaged: re-create or re-import it"
+            ) from None
+        except (RuntimeError, ValueError) as exc:  # a chunk that cannot be decoded
+            raise StoreError(
+                f"store {self.location} is damaged: array {name!r} cannot be read ({exc}); "
+                f"re-create or re-import it"
+            ) from None
 
     def _written_archs(self) -> np.ndarray | None:
         """The architectures with any replicate written, from the ``done`` array's chunk
@@ -800,7 +827,7 @@ class Store:
                 f"store {self.location} has no curve {name!r}; it has {self.curve_names or 'none'}"
             )
         if key not in self._cache:
-            self._cache[key] = np.asarray(self._group[key][...])
+            self._cache[key] = self._read_array(self._group, key)
         return self._cache[key]
 
     def filters(self, arch_ids: Any) -> np.ndarray:
@@ -808,7 +835,7 @@ class Store:
         if not self.has_filters:
             raise StoreError(f"store {self.location} holds no filters (it was created without max_filters)")
         ids = np.atleast_1d(self.space.check_ids(arch_ids))
-        return np.asarray(self._group["filters"].oindex[ids])
+        return _read(self._group["filters"].async_array.get_orthogonal_selection((ids,)))
 
     def missing_units(self) -> np.ndarray:
         """Ids of architectures with at least one replicate not done."""

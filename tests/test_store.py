@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SYNTHETIC_EPOCHS, SYNTHETIC_REPLICATES, synthetic_values
+from conftest import SYNTHETIC_EPOCHS, SYNTHETIC_REPLICATES, make_synthetic_store, synthetic_values
 
 from bionas_bench import cli
 from bionas_bench.errors import BionasError, StoreError
@@ -376,6 +376,43 @@ def test_a_damaged_chunk_is_a_store_error(tmp_path: Path) -> None:
     chunk.write_bytes(bytes(range(64)))
     with pytest.raises(StoreError, match="is damaged: array 'done' cannot be read"):
         Store.open(tmp_path / "s.zarr")
+
+
+def test_a_damaged_curve_chunk_is_a_store_error(tmp_path: Path) -> None:
+    """Curves are read on first use; a damaged chunk there is the same StoreError."""
+    store = _small_store(tmp_path / "s.zarr", curves=["val_loss"], max_epochs=4)
+    store.write_unit(0, **_unit(), curves={"val_loss": np.ones((3, 4))})
+    (tmp_path / "s.zarr" / "curves" / "val_loss" / "c" / "0" / "0" / "0").write_bytes(b"xyz")
+    with pytest.raises(StoreError, match="is damaged: array 'curves/val_loss' cannot be read"):
+        Store.open(tmp_path / "s.zarr").curve("val_loss")
+
+
+def test_a_damaged_chunk_prints_one_line_and_no_asyncio_noise(tmp_path: Path) -> None:
+    """``store info`` on a store with one damaged chunk prints the one-line error and
+    exits 2. zarr reads the other chunks of the array concurrently; left pending when the
+    damaged one failed, they were destroyed at exit with hundreds of lines of asyncio
+    tracebacks. One read at a time (zarr's ``async.concurrency``) keeps them pending long
+    enough that the noise came every run instead of in about half of them."""
+    import os
+    import subprocess
+    import sys
+
+    store = make_synthetic_store(tmp_path / "s.zarr", complete=False)
+    values = synthetic_values()
+    done = np.ones(values["failed"].shape, dtype=bool)  # every chunk written, not packed
+    store.write_block(
+        metrics=values["metrics"], knowledge=values["knowledge"], failed=values["failed"], done=done
+    )
+    (tmp_path / "s.zarr" / "done" / "c" / "0" / "0").write_bytes(b"xyz")
+    env = {**os.environ, "ZARR_ASYNC__CONCURRENCY": "1"}
+    cmd = [sys.executable, "-m", "bionas_bench", "store", "info", str(tmp_path / "s.zarr")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr[:2000]
+    assert lines[0].startswith(
+        f"bionas-bench store: error: store {tmp_path / 's.zarr'} is damaged: array 'done'"
+    )
 
 
 def test_a_large_space_opens_reading_only_the_written_architectures(tmp_path: Path) -> None:
