@@ -411,7 +411,7 @@ def test_a_damaged_chunk_prints_one_line_and_no_asyncio_noise(tmp_path: Path) ->
     lines = proc.stderr.splitlines()
     assert len(lines) == 1, proc.stderr[:2000]
     assert lines[0].startswith(
-        f"bionas-bench store: error: store {tmp_path / 's.zarr'} is damaged: array 'done'"
+        f"bionas-bench store info: error: store {tmp_path / 's.zarr'} is damaged: array 'done'"
     )
 
 
