@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from bionas_bench.controllers.bayesopt import ArchitectureEncoding, BayesianLine
 from bionas_bench.controllers.conformance import tiny_space
 from bionas_bench.controllers.multifidelity import rung_budgets
 from bionas_bench.controllers.random_search import Observations, distinct_random_ids, mutate, neighbours
-from bionas_bench.errors import ControllerError
+from bionas_bench.errors import ControllerError, SpaceError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -348,3 +349,67 @@ def test_every_builtin_documents_its_hyper_parameters(name):
         inherited |= {f.name for f in dataclasses.fields(other_cls.Params)}
     missing = [f for f in fields if f"\n{f} :" not in "\n" + section and f not in inherited]
     assert not missing, f"{name}: undocumented hyper-parameters {missing}"
+
+
+# ---------------------------------------------------------------------- API misuse: clear errors
+_SPACE_ERROR = r"space must be a ModelSpace or a space name such as 'bionas-conv1d', got "
+
+
+@pytest.mark.parametrize("name", ["evolution", "ppo"])
+@pytest.mark.parametrize("space", [None, 42, ["bionas-conv1d"]])
+def test_a_space_that_is_neither_a_model_space_nor_a_name_is_a_controller_error(name, space) -> None:
+    """create, create_runs and direct construction all name the space argument and the fix."""
+    message = f"{name}: {_SPACE_ERROR}{re.escape(repr(space))}"
+    with pytest.raises(ControllerError, match=message):
+        bb.controllers.create(name, space)
+    with pytest.raises(ControllerError, match=message):
+        bb.controllers.create_runs(name, space, [0, 1])
+    with pytest.raises(ControllerError, match=message):
+        bb.controllers.get(name)(space)
+
+
+@pytest.mark.parametrize("name", ["evolution", "tpe", "bonas", "ppo"])
+def test_a_space_name_is_resolved_to_its_model_space(name) -> None:
+    hparams = {"lstm_units": 8, "embedding_dim": 4} if name == "ppo" else {}
+    for ctrl in (
+        bb.controllers.create(name, "bionas-conv1d", **hparams),
+        bb.controllers.get(name)("bionas-conv1d", **hparams),
+    ):
+        assert ctrl.space is SPACE
+        ids = ctrl.ask(3)
+        ctrl.tell(ids, objective(ids))
+    runs = bb.controllers.create_runs(name, "bionas-conv1d", [0, 1], **hparams)
+    assert runs.ask(3).shape == (2, 3)
+    with pytest.raises(SpaceError, match="unknown space manifest 'no-such-space'"):
+        bb.controllers.create(name, "no-such-space")
+
+
+@pytest.mark.parametrize("name", ["evolution", "ppo"])
+@pytest.mark.parametrize("info", ["cost", [("cost", 1.0)], 3.0])
+def test_info_that_is_not_a_mapping_is_a_controller_error(name, info) -> None:
+    """tell(ids, rewards, "cost") (info given positionally by mistake) names info; nothing is told."""
+    message = rf"info must be a mapping such as \{{'cost': costs\}} or None, got {re.escape(repr(info))}"
+    ctrl = bb.controllers.create(name, SPACE)
+    ids = ctrl.ask(3)
+    with pytest.raises(ControllerError, match=f"{name}.tell: {message}"):
+        ctrl.tell(ids, objective(ids), info)
+    ctrl.tell(ids, objective(ids), {"cost": np.ones(3)})
+    runs = bb.controllers.create_runs(name, SPACE, [0, 1])
+    ids = runs.ask(3)
+    rewards = objective(ids.ravel()).reshape(ids.shape)
+    with pytest.raises(ControllerError, match=f"{name} .*{message}"):
+        runs.tell(ids, rewards, info)
+    runs.tell(ids, rewards, {"cost": np.ones(ids.shape)})
+
+
+@pytest.mark.parametrize("name", ["random", "ppo"])
+@pytest.mark.parametrize("seeds", [3, [], "01", None, np.int64(2)])
+def test_seeds_that_are_not_a_non_empty_sequence_are_a_controller_error(name, seeds) -> None:
+    with pytest.raises(ControllerError, match=rf"{name}: seeds must be a non-empty sequence of seeds"):
+        bb.controllers.create_runs(name, SPACE, seeds)
+
+
+@pytest.mark.parametrize("name", ["random", "ppo"])
+@pytest.mark.parametrize("seeds", [range(2), np.arange(2), (0, np.random.default_rng(1))])
+def test_seeds_take_any_sequence_of_what_create_accepts(name, seeds) -> None:
+    assert bb.controllers.create_runs(name, SPACE, seeds).ask(1).shape == (2, 1)

@@ -9,6 +9,7 @@ controllers.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -175,6 +176,25 @@ class _NeedsInfo(_Good):
         super()._tell(ids, rewards, info)
 
 
+class _SpaceBeforeBase(_Good):
+    """Reads the space before the base class validated it: a bad space gives AttributeError."""
+
+    name = "space_before_base"
+
+    def __init__(self, space: Any, seed: Any = 0, **hparams: Any):
+        self.radices = space.radices
+        super().__init__(space, seed, **hparams)
+
+
+class _LaxInfo(_Good):
+    """Overrides tell() and drops an ``info`` that is not a mapping instead of rejecting it."""
+
+    name = "lax_info"
+
+    def tell(self, ids: Any, rewards: Any, info: Any = None) -> None:
+        super().tell(ids, rewards, info if isinstance(info, Mapping) else None)
+
+
 def test_a_correct_controller_passes_every_check() -> None:
     assert check_controller(_Good) == list(CHECKS)
 
@@ -190,6 +210,8 @@ def test_a_correct_controller_passes_every_check() -> None:
         (_MutableParamsController, "params"),
         (_UsesStore, "no_store"),
         (_NeedsInfo, "trajectory"),
+        (_SpaceBeforeBase, "params"),
+        (_LaxInfo, "tell_misuse"),
     ],
 )
 def test_the_suite_catches_protocol_violations(cls: type[Controller], failing_check: str) -> None:

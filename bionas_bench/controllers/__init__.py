@@ -1,7 +1,7 @@
 """Search controllers behind one ask/tell protocol, and their registry.
 
     import bionas_bench as bb
-    ctrl = bb.controllers.create("random", space, seed=0)
+    ctrl = bb.controllers.create("random", space, seed=0)   # space: a ModelSpace or its name
     bb.controllers.list()            # names of built-in and plugin controllers
 
 Built-ins register themselves by name in ``BUILTIN``; third-party controllers register
@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import builtins
 import importlib
+from collections.abc import Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
 import numpy as np
 
-from bionas_bench.controllers.base import BatchedRuns, Controller, LoopedRuns
+from bionas_bench.controllers.base import BatchedRuns, Controller, LoopedRuns, check_seeds, resolve_space
 from bionas_bench.errors import ControllerError
 from bionas_bench.space import ModelSpace
 
@@ -66,14 +67,28 @@ def get(name: str) -> type[Controller]:
     raise ControllerError(f"unknown controller {name!r}; available: {', '.join(list())}")
 
 
-def create(name: str, space: ModelSpace, seed: int | np.random.Generator = 0, **hparams: Any) -> Controller:
-    """A new controller ``name`` over ``space`` with the given seed and hyper-parameters."""
-    return get(name)(space, seed=seed, **hparams)
+def create(
+    name: str, space: ModelSpace | str, seed: int | np.random.Generator = 0, **hparams: Any
+) -> Controller:
+    """A new controller ``name`` over ``space`` with the given seed and hyper-parameters.
+
+    ``space`` is a :class:`ModelSpace` or a space name such as ``"bionas-conv1d"``; the
+    name is resolved here, so a controller class always receives a ``ModelSpace``.
+    """
+    return get(name)(resolve_space(space, name), seed=seed, **hparams)
 
 
-def create_runs(name: str, space: ModelSpace, seeds: builtins.list[int], **hparams: Any) -> BatchedRuns:
-    """Independent runs of controller ``name``, one per seed, advanced together."""
+def create_runs(
+    name: str, space: ModelSpace | str, seeds: Sequence[int | np.random.Generator], **hparams: Any
+) -> BatchedRuns:
+    """Independent runs of controller ``name``, one per seed, advanced together.
+
+    ``space`` as for :func:`create`; ``seeds`` a non-empty sequence, each seed what
+    :func:`create` accepts. Both are checked before the controller's batched form (a
+    plugin's included) or the looped fallback sees them.
+    """
     cls = get(name)
+    space, seeds = resolve_space(space, name), check_seeds(seeds, name)
     batched = getattr(cls, "batched", None)
     if batched is not None:
         return batched(space, seeds, **hparams)

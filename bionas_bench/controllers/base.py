@@ -9,7 +9,9 @@ told (rewards, and optionally cost and fidelity) -- never the store. The sweep d
 
 Subclasses implement ``_ask``, ``_tell`` and ``recommend`` (and optionally ``policy``);
 this base class validates every call, so every controller rejects bad input the same
-way: ``tell`` with ids that were not asked, mismatched lengths, non-finite rewards.
+way: a space that is neither a :class:`ModelSpace` nor a space name, ``tell`` with ids
+that were not asked, mismatched lengths, non-finite rewards, an ``info`` that is not a
+mapping.
 
 Hyper-parameters are a frozen dataclass per controller (``Params``); unknown names
 and invalid values are rejected when the controller is created.
@@ -20,14 +22,15 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from os import PathLike
 from typing import Any, ClassVar
 
 import numpy as np
 
 from bionas_bench.errors import ControllerError
-from bionas_bench.seeds import rng_from_seed
-from bionas_bench.space import ModelSpace
+from bionas_bench.seeds import check_seed, rng_from_seed
+from bionas_bench.space import ModelSpace, get_space
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,8 +48,8 @@ class Controller(ABC):
     #: True for controllers that choose a fidelity (training epochs) per asked id
     uses_fidelity: ClassVar[bool] = False
 
-    def __init__(self, space: ModelSpace, seed: int | np.random.Generator = 0, **hparams: Any):
-        self.space = space
+    def __init__(self, space: ModelSpace | str, seed: int | np.random.Generator = 0, **hparams: Any):
+        self.space = resolve_space(space, self.name)
         self.params = make_params(type(self), hparams)
         self.rng = rng_from_seed(seed, ControllerError, self.name)
         self._pending: Counter[int] = Counter()
@@ -103,6 +106,7 @@ class Controller(ABC):
                 f"{self.name}.tell: ids {sorted(unasked)} were not returned by ask() "
                 "(or were already told); tell only what ask() returned"
             )
+        check_info(info, f"{self.name}.tell")
         info = dict(info or {})
         for key, value in info.items():
             if np.shape(value) not in ((), ids.shape):
@@ -140,6 +144,52 @@ def _integer_valued(ids: np.ndarray) -> bool:
     if ids.dtype.kind == "f":
         return bool(np.all(np.isfinite(ids)) and np.all(ids == np.round(ids)))
     return ids.size == 0
+
+
+def resolve_space(space: Any, owner: str) -> ModelSpace:
+    """``space`` itself, or the space a name (or manifest path) stands for.
+
+    Checked where a controller or a set of runs is built, because anything else would
+    only fail at the first ``ask`` with an unrelated ``AttributeError``. An unknown name
+    raises :func:`~bionas_bench.space.get_space`'s ``SpaceError``, which lists the names.
+    """
+    if isinstance(space, ModelSpace):
+        return space
+    if isinstance(space, str | PathLike):
+        return get_space(space)
+    raise ControllerError(
+        f"{owner}: space must be a ModelSpace or a space name such as 'bionas-conv1d', got {space!r}"
+    )
+
+
+def check_info(info: Any, owner: str) -> None:
+    """Reject an ``info`` of ``tell`` that is neither a mapping nor None.
+
+    The usual mistake is a key passed where the mapping belongs (``tell(ids, r, "cost")``),
+    which would otherwise fail deep inside with a ``dict()`` error.
+    """
+    if info is not None and not isinstance(info, Mapping):
+        raise ControllerError(
+            f"{owner}: info must be a mapping such as {{'cost': costs}} or None, got {info!r}"
+        )
+
+
+def check_seeds(seeds: Any, owner: str) -> list[Any]:
+    """``seeds`` as a list: a non-empty sequence of seeds as a single controller takes them.
+
+    One seed per run of ``create_runs``; each is checked like ``create``'s ``seed``
+    (an integer >= 0 or a numpy Generator) before any run is built.
+    """
+    if isinstance(seeds, np.ndarray):
+        seeds = seeds.tolist()
+    if isinstance(seeds, str | bytes) or not isinstance(seeds, Sequence) or len(seeds) == 0:
+        raise ControllerError(
+            f"{owner}: seeds must be a non-empty sequence of seeds, one per run (e.g. [0, 1, 2]), "
+            f"got {seeds!r}"
+        )
+    for seed in seeds:
+        check_seed(seed, ControllerError, owner)
+    return list(seeds)
 
 
 def make_params(cls: type[Controller], hparams: Mapping[str, Any]) -> Any:
@@ -192,12 +242,16 @@ class LoopedRuns(BatchedRuns):
     """Runs advanced one after another: the reference the batched forms must match."""
 
     def __init__(self, controllers: list[Controller]):
+        if not controllers:
+            raise ControllerError("LoopedRuns needs at least one controller (one per run)")
         self.controllers = controllers
+        self.name = controllers[0].name
 
     def ask(self, n: int) -> np.ndarray:
         return np.stack([c.ask(n) for c in self.controllers])
 
     def tell(self, ids: np.ndarray, rewards: np.ndarray, info: Mapping[str, Any] | None = None) -> None:
+        check_info(info, f"{self.name} (looped).tell")
         info = dict(info or {})
         for r, c in enumerate(self.controllers):
             c.tell(ids[r], rewards[r], {k: np.asarray(v)[r] for k, v in info.items()})

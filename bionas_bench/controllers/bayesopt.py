@@ -185,9 +185,9 @@ class BONAS(IncumbentController):
     name = "bonas"
     Params = BONASParams
 
-    def __init__(self, space: ModelSpace, seed: int | np.random.Generator = 0, **hparams: Any):
+    def __init__(self, space: ModelSpace | str, seed: int | np.random.Generator = 0, **hparams: Any):
         super().__init__(space, seed, **hparams)
-        self.encoding = ArchitectureEncoding(space, self.params.pairwise)
+        self.encoding = ArchitectureEncoding(self.space, self.params.pairwise)
         self._told_ids: list[int] = []
         self._told_rewards: list[float] = []
         self._surrogate: BayesianLinearRegression | None = None

@@ -7,7 +7,8 @@ function (no store, no oracle; a run takes milliseconds) and checks the protocol
 check                     what it asserts
 ========================  ==================================================================
 ``params``                ``Params`` is a frozen dataclass whose defaults construct; unknown
-                          hyper-parameter names raise :class:`ControllerError`
+                          hyper-parameter names and a space that is neither a ModelSpace nor
+                          a space name raise :class:`ControllerError` naming them
 ``ask``                   ``ask(n)`` returns ``n`` valid int64 ids for n = 1, 3 and an n
                           larger than the space (so larger than any internal batch); a bad
                           ``n`` raises :class:`ControllerError`
@@ -20,8 +21,9 @@ check                     what it asserts
 ``recommend``             ``recommend()`` is a valid id after 0 tells, after asks without
                           tells, after 1 tell and after many; calling it changes nothing
 ``tell_misuse``           no ids, ids never asked, ids told twice, mismatched lengths, 2-D input,
-                          fractional ids and non-finite or non-numeric rewards raise
-                          :class:`ControllerError` and leave the controller unchanged
+                          fractional ids, non-finite or non-numeric rewards and an ``info``
+                          that is not a mapping raise :class:`ControllerError` and leave the
+                          controller unchanged
 ``policy``                ``policy()``, when provided, is one probability vector per layer
 ``fidelity``              ``fidelity()`` is one positive integer epoch count per asked id for
                           ``uses_fidelity`` controllers, and None otherwise
@@ -240,6 +242,23 @@ def check_params(subject: Subject) -> None:
             raise subject.fail("params", f"the error for an unknown name must name it, got: {exc}") from None
     else:
         raise subject.fail("params", "an unknown hyper-parameter name was accepted")
+    _check_bad_space(subject)
+
+
+def _check_bad_space(subject: Subject) -> None:
+    """A space that is not one must fail in the base class's check, before the subclass uses it."""
+    try:
+        subject.cls(None, seed=0, **subject.hparams)  # type: ignore[arg-type]
+    except ControllerError as exc:
+        if "space" not in str(exc):
+            raise subject.fail("params", f"the error for space=None must name it, got: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - report any other type as the failure
+        raise subject.fail(
+            "params",
+            f"space=None raised {type(exc).__name__}: {exc} (call super().__init__ before using the space)",
+        ) from None
+    else:
+        raise subject.fail("params", "space=None was accepted")
 
 
 def check_ask(subject: Subject) -> None:
@@ -327,21 +346,22 @@ def check_tell_misuse(subject: Subject) -> None:
     reference.ask(3)
     unasked = next(a for a in range(subject.space.size) if a not in set(ids.tolist()))
     once = [a for a in ids.tolist() if ids.tolist().count(a) == 1]
-    bad_calls: list[tuple[str, Any, Any]] = [
-        ("no ids", [], []),
-        ("an id never asked", [unasked], [0.0]),
-        ("more rewards than ids", ids[:2], [0.0, 0.0, 0.0]),
-        ("fewer rewards than ids", ids, [0.0]),
-        ("a NaN reward", ids[:1], [float("nan")]),
-        ("an infinite reward", ids[:1], [float("inf")]),
-        ("2-D ids", ids[:2].reshape(1, 2), [[0.0, 0.0]]),
-        ("fractional ids", ids[:1] + 0.5, [0.0]),
-        ("non-numeric rewards", ids[:1], ["high"]),
+    bad_calls: list[tuple[str, Any, Any, Any]] = [
+        ("no ids", [], [], None),
+        ("an id never asked", [unasked], [0.0], None),
+        ("more rewards than ids", ids[:2], [0.0, 0.0, 0.0], None),
+        ("fewer rewards than ids", ids, [0.0], None),
+        ("a NaN reward", ids[:1], [float("nan")], None),
+        ("an infinite reward", ids[:1], [float("inf")], None),
+        ("2-D ids", ids[:2].reshape(1, 2), [[0.0, 0.0]], None),
+        ("fractional ids", ids[:1] + 0.5, [0.0], None),
+        ("non-numeric rewards", ids[:1], ["high"], None),
+        ("an info that is not a mapping", ids[:1], [0.0], "cost"),
     ]
     if once:
-        bad_calls.append(("an id asked once but told twice", [once[0], once[0]], [0.0, 0.0]))
-    for what, bad_ids, bad_rewards in bad_calls:
-        _expect_controller_error(subject, ctrl, what, bad_ids, bad_rewards)
+        bad_calls.append(("an id asked once but told twice", [once[0], once[0]], [0.0, 0.0], None))
+    for what, bad_ids, bad_rewards, bad_info in bad_calls:
+        _expect_controller_error(subject, ctrl, what, bad_ids, bad_rewards, bad_info)
     values, info = SyntheticRewards(subject.space)(ids, _fidelity(ctrl, 3))
     ctrl.tell(ids, values, info)
     reference.tell(ids, values, info)
@@ -353,9 +373,11 @@ def check_tell_misuse(subject: Subject) -> None:
         raise subject.fail("tell_misuse", "rejected tell() calls changed the controller's later asks")
 
 
-def _expect_controller_error(subject: Subject, ctrl: Controller, what: str, ids: Any, rewards: Any) -> None:
+def _expect_controller_error(
+    subject: Subject, ctrl: Controller, what: str, ids: Any, rewards: Any, info: Any = None
+) -> None:
     try:
-        ctrl.tell(ids, rewards)
+        ctrl.tell(ids, rewards, info)
     except ControllerError:
         return
     except Exception as exc:  # noqa: BLE001 - report any other type as the failure

@@ -65,7 +65,7 @@ class RegularizedEvolution(IncumbentController):
     name = "evolution"
     Params = EvolutionParams
 
-    def __init__(self, space: ModelSpace, seed: int | np.random.Generator = 0, **hparams: Any):
+    def __init__(self, space: ModelSpace | str, seed: int | np.random.Generator = 0, **hparams: Any):
         super().__init__(space, seed, **hparams)
         self.population: deque[tuple[int, float]] = deque(maxlen=self.params.population_size)
         self._num_asked = 0

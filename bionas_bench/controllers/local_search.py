@@ -69,7 +69,7 @@ class LocalSearch(IncumbentController):
     name = "local_search"
     Params = LocalSearchParams
 
-    def __init__(self, space: ModelSpace, seed: int | np.random.Generator = 0, **hparams: Any):
+    def __init__(self, space: ModelSpace | str, seed: int | np.random.Generator = 0, **hparams: Any):
         super().__init__(space, seed, **hparams)
         self.current: int | None = None
         self.local_optima: list[int] = []

@@ -144,7 +144,7 @@ class Hyperband(IncumbentController):
     Params: type = HyperbandParams
     uses_fidelity = True
 
-    def __init__(self, space: ModelSpace, seed: int | np.random.Generator = 0, **hparams: Any):
+    def __init__(self, space: ModelSpace | str, seed: int | np.random.Generator = 0, **hparams: Any):
         super().__init__(space, seed, **hparams)
         p = self.params
         self.budgets = rung_budgets(p.min_epochs, p.max_epochs, p.eta)

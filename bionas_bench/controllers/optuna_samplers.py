@@ -61,11 +61,11 @@ class OptunaController(IncumbentController):
     first-out.
     """
 
-    def __init__(self, space: ModelSpace, seed: int | np.random.Generator = 0, **hparams: Any):
+    def __init__(self, space: ModelSpace | str, seed: int | np.random.Generator = 0, **hparams: Any):
         super().__init__(space, seed, **hparams)
         self.distributions = {
             f"layer_{i}": CategoricalDistribution(tuple(range(radix)))
-            for i, radix in enumerate(space.radices)
+            for i, radix in enumerate(self.space.radices)
         }
         sampler_seed = int(self.rng.integers(2**31 - 1))
         with quiet_optuna():

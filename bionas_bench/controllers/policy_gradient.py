@@ -103,7 +103,15 @@ import numpy as np
 import torch
 
 from bionas_bench.controllers import pg_kernel
-from bionas_bench.controllers.base import BatchedRuns, Controller, check, make_params
+from bionas_bench.controllers.base import (
+    BatchedRuns,
+    Controller,
+    check,
+    check_info,
+    check_seeds,
+    make_params,
+    resolve_space,
+)
 from bionas_bench.controllers.lstm_policy import (
     DTYPE,
     FEEDS,
@@ -647,13 +655,13 @@ class PolicyGradientController(Controller):
 
     algorithm: ClassVar[str] = "ppo"
 
-    def __init__(self, space: ModelSpace, seed: int | np.random.Generator = 0, **hparams: Any):
+    def __init__(self, space: ModelSpace | str, seed: int | np.random.Generator = 0, **hparams: Any):
         super().__init__(space, seed, **hparams)
-        self.engine = Engine(space, [self.rng], self.params, self.algorithm)
+        self.engine = Engine(self.space, [self.rng], self.params, self.algorithm)
         self._samples: list[tuple[int, torch.Tensor, torch.Tensor, list[torch.Tensor]]] = []
 
     @classmethod
-    def batched(cls, space: ModelSpace, seeds: list[int], **hparams: Any) -> PolicyGradientRuns:
+    def batched(cls, space: ModelSpace | str, seeds: list[int], **hparams: Any) -> PolicyGradientRuns:
         """Runs for ``seeds`` advanced together; equal to ``cls(space, seed=s)`` run alone."""
         return PolicyGradientRuns(cls, space, seeds, make_params(cls, hparams))
 
@@ -812,12 +820,12 @@ class DiversePGController(PolicyGradientController):
 class PolicyGradientRuns(BatchedRuns):
     """Many runs of one policy-gradient controller advanced together (stacked parameters)."""
 
-    def __init__(self, cls: type[PolicyGradientController], space: ModelSpace, seeds: list[int], params: Any):
-        if len(seeds) == 0:
-            raise ControllerError(f"{cls.name}.batched: seeds must not be empty")
+    def __init__(
+        self, cls: type[PolicyGradientController], space: ModelSpace | str, seeds: list[int], params: Any
+    ):
         self.name = cls.name
-        rngs = [rng_from_seed(s, ControllerError, cls.name) for s in seeds]
-        self.engine = Engine(space, rngs, params, cls.algorithm)
+        rngs = [rng_from_seed(s, ControllerError, cls.name) for s in check_seeds(seeds, cls.name)]
+        self.engine = Engine(resolve_space(space, cls.name), rngs, params, cls.algorithm)
         self._pending: tuple[np.ndarray, torch.Tensor, torch.Tensor, list[torch.Tensor]] | None = None
 
     def ask(self, n: int) -> np.ndarray:
@@ -831,6 +839,7 @@ class PolicyGradientRuns(BatchedRuns):
     def tell(self, ids: np.ndarray, rewards: np.ndarray, info: Mapping[str, Any] | None = None) -> None:
         if self._pending is None:
             raise ControllerError(f"{self.name} (batched): tell() without a pending ask()")
+        check_info(info, f"{self.name} (batched).tell")  # unused by the update, but a misuse all the same
         asked = self._pending[0]
         ids = np.asarray(ids)
         rewards = np.asarray(rewards, dtype=np.float64)

@@ -125,7 +125,7 @@ class IncumbentController(Controller):
     valid at any time and costs no random draw.
     """
 
-    def __init__(self, space: ModelSpace, seed: int | np.random.Generator = 0, **hparams: Any):
+    def __init__(self, space: ModelSpace | str, seed: int | np.random.Generator = 0, **hparams: Any):
         super().__init__(space, seed, **hparams)
         self.observations = Observations()
         self._first_asked: int | None = None
@@ -175,7 +175,7 @@ class RandomSearch(IncumbentController):
     name = "random"
     Params = RandomSearchParams
 
-    def __init__(self, space: ModelSpace, seed: int | np.random.Generator = 0, **hparams: Any):
+    def __init__(self, space: ModelSpace | str, seed: int | np.random.Generator = 0, **hparams: Any):
         super().__init__(space, seed, **hparams)
         self._order: np.ndarray | None = None
         self._cursor = 0
