@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -286,3 +288,27 @@ def test_threads_do_not_change_results(space):
     finally:
         torch.set_num_threads(before)
     assert np.array_equal(flats[0], flats[1]) and np.array_equal(flats[0], flats[2])
+
+
+def _listed_hyper_parameters(out: str, name: str) -> str:
+    """The hyper-parameter line under ``name`` in ``controllers list`` output."""
+    lines = out.splitlines()
+    row = next(i for i, line in enumerate(lines) if line.split()[:1] == [name])
+    return lines[row + 1]
+
+
+def test_cli_says_what_variant_flags_left_at_none_stand_for(capsys):
+    """ppo's ``minibatch=None`` is the variant's "bootstrap", not the "none" order of reinforce."""
+    from bionas_bench.cli import main
+
+    assert main(["controllers", "list"]) == 0
+    out = capsys.readouterr().out
+    ppo, reinforce = _listed_hyper_parameters(out, "ppo"), _listed_hyper_parameters(out, "reinforce")
+    assert "minibatch=None (in effect 'bootstrap')," in ppo
+    assert "feed=None (in effect 'probs')," in ppo
+    assert "minibatch='none'," in reinforce
+    assert "entropy=None (in effect 'sampled')," in reinforce
+    assert "kl_stop=None," in reinforce  # a None that is not a variant flag stands for itself
+    assert main(["controllers", "show", "ppo"]) == 0
+    shown = capsys.readouterr().out
+    assert re.search(r"\n  minibatch +None \(in effect 'bootstrap'\)  \(str \| None\)\n", shown)

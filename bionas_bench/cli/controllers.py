@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bionas_bench.errors import BionasError
 
@@ -39,10 +39,17 @@ def summary(cls: type[Controller]) -> str:
 
 
 def defaults(cls: type[Controller]) -> list[tuple[str, str, str]]:
-    """(name, type, default) of every hyper-parameter, in declaration order."""
+    """(name, type, default) of every hyper-parameter, in declaration order.
+
+    A default that stands for another value (see ``in_effect`` in
+    :mod:`bionas_bench.controllers.base`) is shown with it, e.g. ``None (in effect 'bootstrap')``.
+    """
+    implied = in_effect(cls)
     out = []
     for field in dataclasses.fields(cls.Params):
-        if field.default is not dataclasses.MISSING:
+        if field.name in implied:
+            default = f"{field.default!r} (in effect {implied[field.name]!r})"
+        elif field.default is not dataclasses.MISSING:
             default = repr(field.default)
         elif field.default_factory is not dataclasses.MISSING:
             default = repr(field.default_factory())
@@ -51,6 +58,12 @@ def defaults(cls: type[Controller]) -> list[tuple[str, str, str]]:
         kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
         out.append((field.name, kind, default))
     return out
+
+
+def in_effect(cls: type[Controller]) -> dict[str, Any]:
+    """What the default hyper-parameters left at None stand for, if ``Params`` says (else {})."""
+    method = getattr(cls.Params, "in_effect", None)
+    return method(cls.Params()) if method is not None else {}
 
 
 def run_list(args: argparse.Namespace) -> int:

@@ -14,7 +14,10 @@ that were not asked, mismatched lengths, non-finite rewards, an ``info`` that is
 mapping.
 
 Hyper-parameters are a frozen dataclass per controller (``Params``); unknown names
-and invalid values are rejected when the controller is created.
+and invalid values are rejected when the controller is created. A ``Params`` whose
+None defaults stand for values decided elsewhere (``ppo``'s variant flags) may say
+which with a method ``in_effect() -> dict``; ``controllers list/show`` print them, as
+a bare None would read as "off".
 """
 
 from __future__ import annotations

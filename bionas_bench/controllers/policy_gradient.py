@@ -213,6 +213,14 @@ class PPOParams:
         value = getattr(self, flag)
         return VARIANTS[self.variant][flag] if value is None else value
 
+    def in_effect(self) -> dict[str, Any]:
+        """The variant's value of every flag left at None, for ``controllers list/show``.
+
+        Without it ppo's default ``minibatch=None`` (the variant's "bootstrap") reads like
+        reinforce's ``minibatch="none"`` (each sample once, in order), its opposite.
+        """
+        return {flag: value for flag, value in VARIANTS[self.variant].items() if getattr(self, flag) is None}
+
 
 @dataclass(frozen=True)
 class ReinforceParams(PPOParams):
