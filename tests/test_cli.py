@@ -87,3 +87,25 @@ def test_outputs_and_options_a_run_would_refuse_are_refused_by_its_dry_run(tmp_p
         assert captured.err.startswith(f"bionas-bench {command}: error: "), captured.err
         assert captured.err.count("\n") == 1 and message in captured.err, captured.err
     assert sorted(tmp_path.iterdir()) == [a_file] and a_file.read_text() == "kept"
+
+
+def test_an_output_inside_a_store_or_results_folder_is_refused(tmp_path, capsys):
+    """Files written inside a Zarr store or a sweep's results folder would become part of
+    it: refused before any work; the store or folder itself stays a valid --out."""
+    from bionas_bench.cli import main
+
+    store, results = tmp_path / "s.zarr", tmp_path / "results"
+    for folder, marker in ((store, "zarr.json"), (results, "sweep.json")):
+        folder.mkdir()
+        (folder / marker).write_text("{}")
+    in_store, in_results = f"inside the Zarr store {store}", f"inside the sweep results folder {results}"
+    cases = [
+        (["sweep", "demo", "--out", str(store / "res"), "--dry-run"], in_store),
+        (["report", str(results), "--out", str(results / "deep" / "rep")], in_results),
+        (["train", "--dataset", "myc-mini", "--out", str(store / "inner.zarr"), "--dry-run"], in_store),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err and "choose a folder outside it" in err, err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["results", "s.zarr", "sweep.json", "zarr.json"]

@@ -102,6 +102,7 @@ def check_outputs_writable(args: argparse.Namespace) -> None:
             continue
         flag = f"--{name}"
         path = os.path.abspath(os.fspath(value))
+        _refuse_inside_an_artefact(flag, value, path)
         folder = path if os.path.isdir(path) else os.path.dirname(path)
         while not os.path.exists(folder):
             folder = os.path.dirname(folder)
@@ -137,6 +138,22 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         importlib.import_module(f"bionas_bench.cli.{name}").register(sub)
     return parser
+
+
+#: files that mark a folder as something this package wrote and manages as a whole
+ARTEFACT_MARKERS = (("zarr.json", "the Zarr store"), ("sweep.json", "the sweep results folder"))
+
+
+def _refuse_inside_an_artefact(flag: str, value: object, path: str) -> None:
+    """Refuse an output path strictly inside a Zarr store or a sweep's results folder:
+    the files would become part of it (a store's nodes, a results folder's contents).
+    The path itself may be one (a store or results folder resumed in place)."""
+    folder = os.path.dirname(path)
+    while folder != os.path.dirname(folder):
+        for marker, what in ARTEFACT_MARKERS:
+            if os.path.isfile(os.path.join(folder, marker)):
+                raise BionasError(f"{flag} {value} is inside {what} {folder}; choose a folder outside it")
+        folder = os.path.dirname(folder)
 
 
 #: where the commands with sub-commands keep the one chosen

@@ -98,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     results = args.out / "results"
     with progress_bar(config, args.quiet, args.scheduler) as progress:
         run_sweep(config, results, scheduler=args.scheduler, store=location, progress=progress)
+    print(f"writing the report (figures take a few seconds) into {args.out} ...", flush=True)
     written = write_report(results, args.out)
     print(f"\nmean gold-standard ranks of the recommended architectures (1 = best of {space.size}):")
     print(rank_table(written.summary))

@@ -29,8 +29,10 @@ def run(args: argparse.Namespace) -> int:
 
 def render(results: Path, out: Path, title: str | None = None) -> None:
     """Write the report and print where it is and the mean-rank table."""
-    from bionas_bench.report import write_report
+    from bionas_bench.report import check_report_folder, write_report
 
+    check_report_folder(out)  # a bad --out fails with its one line, before the notice
+    print(f"writing the report (figures take a few seconds) into {out} ...", flush=True)
     written = write_report(results, out, title=title)
     print(f"report: {written.markdown} ({len(written.figures)} figures, {len(written.tables)} CSV tables)")
     if written.missing:
