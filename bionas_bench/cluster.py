@@ -101,13 +101,30 @@ def dask_client(
         message = f"cannot reach the Dask scheduler at {scheduler!r}: {exc}; start one, or {hint}"
         raise error(message) from None
     except (ValueError, TypeError) as exc:  # not an address at all ("missing port number")
-        message = (
-            f"--scheduler {scheduler!r} is neither a known value nor a Dask scheduler address "
-            f"like tcp://host:8786 ({exc}); {hint}"
-        )
-        raise error(message) from None
+        raise error(_not_an_address(scheduler, exc, hint)) from None
     with client:
         yield client
+
+
+def check_address(scheduler: str, error: type[BionasError], hint: str) -> None:
+    """Refuse a ``scheduler`` that is not a Dask scheduler address, without connecting:
+    callers check it before any work or output (a dry run, the demo's header)."""
+    from distributed.comm import parse_address
+    from distributed.comm.addressing import parse_host_port
+
+    try:
+        scheme, location = parse_address(scheduler)
+        if scheme in ("tcp", "tls"):  # the schemes of a remote scheduler, which needs a port
+            parse_host_port(location)
+    except (ValueError, TypeError) as exc:
+        raise error(_not_an_address(scheduler, exc, hint)) from None
+
+
+def _not_an_address(scheduler: str, exc: Exception, hint: str) -> str:
+    return (
+        f"--scheduler {scheduler!r} is neither a known value nor a Dask scheduler address "
+        f"like tcp://host:8786 ({exc}); {hint}"
+    )
 
 
 @contextlib.contextmanager

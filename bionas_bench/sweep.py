@@ -925,7 +925,7 @@ def run_sweep(
     """
     if not isinstance(config, SweepConfig):
         config = load_sweep_config(config)
-    scheduler = _scheduler_name(scheduler)
+    scheduler = check_scheduler(scheduler)
     _refuse_a_worker_importing_main(scheduler)
     start = time.perf_counter()
     # absolute: the workers of a scheduler address run in folders of their own
@@ -941,8 +941,7 @@ def run_sweep(
         if scheduler not in ("local", "threads", "sync"):
             from bionas_bench.cluster import dask_client
 
-            hint = "use --scheduler local, threads or sync (none = sync)"
-            remote = stack.enter_context(dask_client(scheduler, 1, error=SweepError, hint=hint))
+            remote = stack.enter_context(dask_client(scheduler, 1, error=SweepError, hint=SCHEDULER_HINT))
         with _exclusive(out_path):
             _prepare_out(out_path, config, meta, gold)
             skipped = [c.key for c in config.cells() if is_done(cell_path(out_path, c))]
@@ -1019,7 +1018,7 @@ def plan_sweep(
     if not isinstance(config, SweepConfig):
         config = load_sweep_config(config)
     location, opened, gold = _checked_inputs(config, store)
-    workers = local_workers(_scheduler_name(scheduler))
+    workers = local_workers(check_scheduler(scheduler))
     tasks = plan_tasks(config, runs_per_task, workers)
     out_path = Path(out) if out is not None else None
     if out_path is not None:
@@ -1353,11 +1352,21 @@ def _check_written(config: SweepConfig, out: Path, scheduler: str | None) -> Non
         )
 
 
-def _scheduler_name(scheduler: str | None) -> str:
+SCHEDULER_HINT = "use --scheduler local, threads or sync (none = sync)"
+
+
+def check_scheduler(scheduler: str | None) -> str:
     """``scheduler`` stripped; None (the default) and ``"none"`` (the farm's word for
-    in-process) are ``"sync"``."""
+    in-process) are ``"sync"``; anything but ``local``, ``threads`` and ``sync`` must be
+    a Dask scheduler address (checked without connecting)."""
     name = "sync" if scheduler is None else scheduler.strip()
-    return "sync" if name.lower() in ("none", "sync") else name
+    if name.lower() in ("none", "sync"):
+        return "sync"
+    if name not in ("local", "threads"):
+        from bionas_bench.cluster import check_address
+
+        check_address(name, SweepError, SCHEDULER_HINT)
+    return name
 
 
 def _refuse_a_worker_importing_main(scheduler: str) -> None:

@@ -623,10 +623,16 @@ def test_a_scheduler_name_that_is_no_address_is_one_line(tmp_path, toy_store, to
     """A mistyped --scheduler (Dask itself raises ValueError on it) is one line naming the
     values there are, exit 2, nothing written; the farm's "none" means "sync" here."""
     config = toy_config(tmp_path, toy_store)
-    assert main(["sweep", config.path, "--out", str(tmp_path / "out"), "--scheduler", "bogus"]) == 2
-    err = capsys.readouterr().err
-    assert "--scheduler 'bogus' is neither" in err and "local, threads or sync" in err
-    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+    for extra in ([], ["--dry-run"]):  # the dry run checks it too
+        argv = ["sweep", config.path, "--out", str(tmp_path / "out"), "--scheduler", "bogus", *extra]
+        assert main(argv) == 2
+        captured = capsys.readouterr()
+        assert "--scheduler 'bogus' is neither" in captured.err and "local, threads or sync" in captured.err
+        assert len(captured.err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+        assert captured.out == ""
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--scheduler", "bogus"]) == 2  # before its header
+    captured = capsys.readouterr()
+    assert captured.out == "" and "--scheduler 'bogus' is neither" in captured.err
     assert main(["sweep", config.path, "--out", str(tmp_path / "out"), "--scheduler", "none", "--quiet"]) == 0
 
 

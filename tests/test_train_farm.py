@@ -241,10 +241,11 @@ def test_unreachable_scheduler_leaves_no_store(tiny_train_dataset: Path, tmp_pat
 
 def test_a_scheduler_name_that_is_no_address_is_one_line(tiny_train_dataset: Path, tmp_path: Path, capsys):
     argv = ["train", "--dataset", str(tiny_train_dataset), "--training", "smoke", "--archs", "0"]
-    assert main([*argv, "--out", str(tmp_path / "s.zarr"), "--scheduler", "threads"]) == 2
-    err = capsys.readouterr().err
-    assert "--scheduler 'threads' is neither" in err and "none (in this process)" in err
-    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "s.zarr").exists()
+    for extra in ([], ["--dry-run"]):  # the dry run checks it too
+        assert main([*argv, "--out", str(tmp_path / "s.zarr"), "--scheduler", "threads", *extra]) == 2
+        err = capsys.readouterr().err
+        assert "--scheduler 'threads' is neither" in err and "none (in this process)" in err
+        assert len(err.strip().splitlines()) == 1 and not (tmp_path / "s.zarr").exists()
 
 
 @pytest.mark.parametrize("scheduler", ["none", "tcp://127.0.0.1:1"])

@@ -77,9 +77,10 @@ def run(args: argparse.Namespace) -> int:
     from bionas_bench.cli.sweep import progress_bar
     from bionas_bench.report import check_report_folder, write_report
     from bionas_bench.space import get_space
-    from bionas_bench.sweep import check_folder, load_sweep_config, run_sweep
+    from bionas_bench.sweep import check_folder, check_scheduler, load_sweep_config, run_sweep
 
     start = time.perf_counter()
+    check_scheduler(args.scheduler)  # before the header
     check_folder(args.out, "the demo's results and report")
     check_report_folder(args.out)  # before the sweep writes its results into it
     config = load_sweep_config(args.config)

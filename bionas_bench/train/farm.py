@@ -718,6 +718,9 @@ def _store_lock(out: Path) -> contextlib.AbstractContextManager[None]:
     return folder_lock(lock, TrainingError, busy)
 
 
+SCHEDULER_HINT = "use --scheduler local (a local cluster) or none (in this process)"
+
+
 def check_scheduler(scheduler: str | None, workers: int | None) -> tuple[str | None, int]:
     """``(None, 1)`` for in-process training, else ``("local", workers)`` or ``(address, 0)``."""
     name = None if scheduler is None else scheduler.strip()
@@ -737,6 +740,9 @@ def check_scheduler(scheduler: str | None, workers: int | None) -> tuple[str | N
         )
     if name is None or name.lower() in IN_PROCESS:
         return None, 1
+    from bionas_bench.cluster import check_address
+
+    check_address(name, TrainingError, SCHEDULER_HINT)
     return name, 0
 
 
@@ -778,8 +784,7 @@ def _client(scheduler: str, workers: int) -> contextlib.AbstractContextManager[A
     """A Dask client of a new local cluster (``"local"``) or of the scheduler at an address."""
     from bionas_bench.cluster import dask_client
 
-    hint = "use --scheduler local (a local cluster) or none (in this process)"
-    return dask_client(scheduler, workers, error=TrainingError, hint=hint)
+    return dask_client(scheduler, workers, error=TrainingError, hint=SCHEDULER_HINT)
 
 
 def _run_dask(
