@@ -65,7 +65,7 @@ def load_manifest(kind: str, name_or_path: str | Path) -> Manifest:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ManifestError(f"cannot read {kind} manifest {path}: {exc.strerror}") from exc
+        raise ManifestError(f"cannot read {_noun(kind)} manifest {path}: {exc.strerror}") from exc
     return parse_manifest(kind, text, path)
 
 
@@ -74,8 +74,13 @@ def parse_manifest(kind: str, text: str, path: Path) -> Manifest:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ManifestError(f"{kind} manifest {path} is not valid TOML: {exc}") from exc
+        raise ManifestError(f"{_noun(kind)} manifest {path} is not valid TOML: {exc}") from exc
     return Manifest(kind=kind, name=path.stem, path=path, text=text, data=data)
+
+
+def _noun(kind: str) -> str:
+    """The kind as messages name it: the manifest folder's name in the singular."""
+    return kind if kind == "training" else kind.removesuffix("s")
 
 
 def _check_kind(kind: str) -> None:
@@ -88,17 +93,17 @@ def _resolve(kind: str, name_or_path: str | Path) -> Path:
     if candidate.suffix == ".toml" or candidate.exists():
         if candidate.is_dir():
             raise ManifestError(
-                f"{kind} manifest {candidate} is a folder; pass a .toml file (or a shipped name)"
+                f"{_noun(kind)} manifest {candidate} is a folder; pass a .toml file (or a shipped name)"
             )
         if not candidate.is_file():
-            raise ManifestError(f"{kind} manifest file {candidate} does not exist; check the path")
+            raise ManifestError(f"{_noun(kind)} manifest file {candidate} does not exist; check the path")
         return candidate
     shipped = manifest_root() / kind / f"{name_or_path}.toml"
     if shipped.is_file():
         return shipped
     names = ", ".join(available(kind)) or "(none)"
     raise ManifestError(
-        f"unknown {kind[:-1] if kind != 'training' else 'training'} manifest {str(name_or_path)!r}; "
+        f"unknown {_noun(kind)} manifest {str(name_or_path)!r}; "
         f"available: {names}; or pass a path to a .toml file"
     )
 

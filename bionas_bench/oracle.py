@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -507,10 +508,10 @@ class BootstrapOracle:
 
 # ---------------------------------------------------------------------- helpers
 def _check_lam(lam: Any) -> float:
-    try:
-        value = float(lam)
-    except (TypeError, ValueError):
-        raise OracleError(f"lam must be a number >= 0, got {lam!r}") from None
+    """``lam`` as a float: a real number (not a string or a bool), finite and >= 0."""
+    if not isinstance(lam, numbers.Real) or isinstance(lam, bool | np.bool_):
+        raise OracleError(f"lam must be a number >= 0, got {lam!r}")
+    value = float(lam)
     if not math.isfinite(value) or value < 0:
         raise OracleError(f"lam must be a finite number >= 0, got {lam!r}")
     return value

@@ -401,9 +401,11 @@ def imported_bionas_pub(source_dir: str | Path | None = None, cache: Path | None
     """
     found = find_bionas_pub(source_dir)
     if found is None:
+        places = [str(source_dir)] if source_dir else []
+        looked = ", ".join([*places, "$BIONAS_PUB_DIR", "../shared/bionas_pub"])
         raise SweepError(
-            f"the original BioNAS table was not found (looked at {source_dir or '<unset>'}, "
-            "$BIONAS_PUB_DIR and ../shared/bionas_pub); set BIONAS_PUB_DIR to the folder holding "
+            f"the original BioNAS table was not found (looked at {looked}); set BIONAS_PUB_DIR to "
+            "the folder holding "
             'mock_black_box/, or use a store with [store].source = "path"'
         )
     digest = _tree_sha256(found / "mock_black_box")

@@ -109,3 +109,24 @@ def test_an_output_inside_a_store_or_results_folder_is_refused(tmp_path, capsys)
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err and "choose a folder outside it" in err, err
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["results", "s.zarr", "sweep.json", "zarr.json"]
+
+
+def test_an_unknown_argument_shows_the_usage_of_the_command_as_typed(capsys):
+    """argparse's top-level parser would print the top-level usage for a stray argument of
+    a sub-command; the sub-command's own usage is the one that helps."""
+    import pytest
+
+    from bionas_bench.cli import main
+
+    for argv, command in [
+        (["controllers", "list", "extra"], "controllers list"),
+        (["store", "info", "--bogus"], "store info"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert (
+            err.startswith(f"usage: bionas-bench {command} ")
+            and f"bionas-bench {command}: error: unrecognized" in err
+        )

@@ -172,7 +172,7 @@ def test_knowledge_choice(synthetic_store: Store) -> None:
         BootstrapOracle(synthetic_store, loss="test_loss")
 
 
-@pytest.mark.parametrize("lam", [-0.1, float("nan"), float("inf"), "x"])
+@pytest.mark.parametrize("lam", [-0.1, float("nan"), float("inf"), "x", "1", True, None])
 def test_bad_lam(synthetic_store: Store, lam: object) -> None:
     with pytest.raises(OracleError, match="lam"):
         BootstrapOracle(synthetic_store, lam=lam)

@@ -270,6 +270,16 @@ def test_cli_info_and_validate(synthetic_store_path: Path, capsys: pytest.Captur
     assert '"units_done": 1080' in capsys.readouterr().out
     assert cli.main(["store", "validate", str(synthetic_store_path)]) == 0
     assert "valid" in capsys.readouterr().out
+    for flags, message in [
+        (["--lam", "-1"], "--lam must be a finite number >= 0, got -1"),
+        (["--lam", "nan"], "--lam must be a finite number >= 0, got nan"),
+        (["--top", "-3"], "--top must be >= 0"),
+        (["--loss", "auc"], "--loss auc: store"),
+        (["--knowledge", "ctcf"], "--knowledge ctcf: store"),
+    ]:  # each names its option
+        assert cli.main(["store", "info", str(synthetic_store_path), *flags]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"store info: error: {message}" in err, err
 
 
 def test_choice_summary_known_numbers(synthetic_store: Store, tmp_path: Path, capsys) -> None:

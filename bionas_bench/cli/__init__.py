@@ -167,9 +167,31 @@ def _command(args: argparse.Namespace) -> str:
     return f"{args.command} {sub}" if sub else args.command
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv``; arguments no option takes are refused by the parser of the command
+    as typed, so that its usage lines come with the error (argparse's top-level parser
+    would print the top-level usage)."""
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        _chosen_parser(parser, args).error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
+
+def _chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The deepest (sub-)parser that ``args`` went through."""
+    while True:
+        # argparse keeps sub-parsers in a private action type; there is no public accessor
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        chosen = getattr(args, subs[0].dest, None) if subs else None
+        if chosen is None:
+            return parser
+        parser = subs[0].choices[chosen]
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = parse_args(argv)
     except KeyboardInterrupt:  # while the command modules load
         print("bionas-bench: interrupted", file=sys.stderr)
         return 130

@@ -158,12 +158,23 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from bionas_bench.oracle import _check_lam
     from bionas_bench.store import open_store
 
-    lam = _check_lam(args.lam)
+    if not (math.isfinite(args.lam) and args.lam >= 0):
+        raise StoreError(f"--lam must be a finite number >= 0, got {args.lam:g}")
+    if args.top < 0:
+        raise StoreError(f"--top must be >= 0 (0: no lists of best architectures), got {args.top}")
     store = open_store(args.store)
-    summary = store.summary(lam=lam, top=args.top, loss=args.loss, knowledge=args.knowledge)
+    if args.loss is not None and args.loss not in store.metric_names:
+        raise StoreError(
+            f"--loss {args.loss}: store {store.location} has no such metric; it has {store.metric_names}"
+        )
+    if args.knowledge is not None and args.knowledge not in store.knowledge_sets:
+        raise StoreError(
+            f"--knowledge {args.knowledge}: store {store.location} has no such knowledge set; "
+            f"it has {store.knowledge_sets}"
+        )
+    summary = store.summary(lam=args.lam, top=args.top, loss=args.loss, knowledge=args.knowledge)
     choices = store.choice_summary(loss=args.loss, knowledge=args.knowledge) if args.by_choice else None
     if args.json:
         out = summary.to_dict()
