@@ -10,6 +10,7 @@ which settings it came from.
 from __future__ import annotations
 
 import hashlib
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,11 @@ def available(kind: str) -> list[str]:
 def load_manifest(kind: str, name_or_path: str | Path) -> Manifest:
     """Load a manifest by shipped name or by path to a TOML file."""
     _check_kind(kind)
+    if not isinstance(name_or_path, str | os.PathLike):
+        raise ManifestError(
+            f"a {_noun(kind)} manifest is given by a shipped name or the path of a .toml file, "
+            f"got {name_or_path!r}"
+        )
     path = _resolve(kind, name_or_path)
     try:
         text = path.read_text(encoding="utf-8")

@@ -929,6 +929,8 @@ def run_sweep(
         config = load_sweep_config(config)
     scheduler = check_scheduler(scheduler)
     _refuse_a_worker_importing_main(scheduler)
+    if progress is not None and not callable(progress):
+        raise SweepError(f"progress must be None or a function taking a TaskProgress, got {progress!r}")
     start = time.perf_counter()
     # absolute: the workers of a scheduler address run in folders of their own
     out_path = Path(out).absolute() if out is not None else Path(tempfile.mkdtemp(prefix="bionas-sweep-"))

@@ -461,6 +461,17 @@ def test_the_library_runs_in_this_process_by_default(tmp_path, toy_store, toy_co
     assert not run.skipped and all(is_done(cell_path(run.out, c)) for c in run.config.cells())
 
 
+def test_api_misuse_is_a_clear_error_and_writes_nothing(tmp_path, toy_store):
+    """A config that is not a name or path, and a progress that is not a function: one
+    clear error each, before the results folder is made."""
+    for bad in ({"sweep": {}}, None, 3):
+        with pytest.raises(ManifestError, match="given by a shipped name or the path of a .toml file"):
+            load_sweep_config(bad)
+    with pytest.raises(SweepError, match="progress must be None or a function"):
+        run_sweep(toy_config(tmp_path, toy_store), tmp_path / "out", progress=5)
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_local_cluster_started_from_a_spawned_import_is_refused(tmp_path, toy_store, monkeypatch):
     """A script calling run_sweep(scheduler="local") without a main guard is imported again
     by every worker process: there the call is refused with the fix, before any work."""

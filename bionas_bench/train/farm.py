@@ -669,6 +669,8 @@ def run_farm(
     ids = _check_archs(space, archs)
     reps = _check_replicates(config, replicates)
     scheduler, workers = check_scheduler(scheduler, workers)
+    if progress is not None and not callable(progress):
+        raise TrainingError(f"progress must be None or a function taking a FarmProgress, got {progress!r}")
     device_name = device or config.device
     dev = _check_run(out, device_name, threads)
     dataset = _as_dataset(dataset)
