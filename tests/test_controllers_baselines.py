@@ -402,6 +402,26 @@ def test_info_that_is_not_a_mapping_is_a_controller_error(name, info) -> None:
     runs.tell(ids, rewards, {"cost": np.ones(ids.shape)})
 
 
+@pytest.mark.parametrize("name", ["evolution", "ppo"])
+def test_batched_tell_misuse_is_a_controller_error_and_tells_nothing(name) -> None:
+    """Runs told the wrong shapes or non-numeric rewards: a ControllerError before any run
+    is told (the looped form checks the whole call before telling run 0)."""
+    runs = bb.controllers.create_runs(name, SPACE, [0, 1])
+    ids = runs.ask(3)
+    rewards = objective(ids.ravel()).reshape(ids.shape)
+    bad_calls = [
+        (ids[0], rewards[0], None),
+        (ids, rewards[:, :2], None),
+        (ids, [["high"] * 3] * 2, None),
+        (ids, rewards, {"cost": np.ones(3)}),
+    ]
+    for bad in bad_calls:
+        with pytest.raises(ControllerError, match=name):
+            runs.tell(*bad)
+    runs.tell(ids, rewards, {"cost": 1.0})  # a scalar info value stands for every id
+    assert runs.ask(3).shape == (2, 3)
+
+
 @pytest.mark.parametrize("name", ["random", "ppo"])
 @pytest.mark.parametrize("seeds", [3, [], "01", None, np.int64(2)])
 def test_seeds_that_are_not_a_non_empty_sequence_are_a_controller_error(name, seeds) -> None:

@@ -177,6 +177,17 @@ def check_info(info: Any, owner: str) -> None:
         )
 
 
+def check_info_shapes(info: Mapping[str, Any], shape: tuple[int, ...], where: str) -> None:
+    """Every value of a batched ``tell``'s ``info`` is a scalar (for every id) or shaped
+    like the ids: a ``(runs, n)`` call cannot take one run's ``(n,)`` costs."""
+    for key, value in info.items():
+        if np.shape(value) not in ((), shape):
+            raise ControllerError(
+                f"{where}: info[{key!r}] must be a scalar or shaped like the ids {shape}, "
+                f"got shape {np.shape(value)}"
+            )
+
+
 def check_seeds(seeds: Any, owner: str) -> list[Any]:
     """``seeds`` as a list: a non-empty sequence of seeds as a single controller takes them.
 
@@ -254,10 +265,19 @@ class LoopedRuns(BatchedRuns):
         return np.stack([c.ask(n) for c in self.controllers])
 
     def tell(self, ids: np.ndarray, rewards: np.ndarray, info: Mapping[str, Any] | None = None) -> None:
-        check_info(info, f"{self.name} (looped).tell")
-        info = dict(info or {})
+        where = f"{self.name} (looped).tell"
+        check_info(info, where)
+        ids, rewards, info = np.asarray(ids), np.asarray(rewards), dict(info or {})
+        runs = len(self.controllers)
+        if ids.ndim != 2 or ids.shape[0] != runs or rewards.shape != ids.shape:
+            raise ControllerError(
+                f"{where}: ids and rewards must both be (runs={runs}, n) like ask(n)'s answer, "
+                f"got shapes {ids.shape} and {rewards.shape}"
+            )
+        check_info_shapes(info, ids.shape, where)
         for r, c in enumerate(self.controllers):
-            c.tell(ids[r], rewards[r], {k: np.asarray(v)[r] for k, v in info.items()})
+            run_info = {k: v if np.ndim(v) == 0 else np.asarray(v)[r] for k, v in info.items()}
+            c.tell(ids[r], rewards[r], run_info)
 
     def recommend(self) -> np.ndarray:
         return np.array([c.recommend() for c in self.controllers], dtype=np.int64)

@@ -108,6 +108,7 @@ from bionas_bench.controllers.base import (
     Controller,
     check,
     check_info,
+    check_info_shapes,
     check_seeds,
     make_params,
     resolve_space,
@@ -850,12 +851,18 @@ class PolicyGradientRuns(BatchedRuns):
         check_info(info, f"{self.name} (batched).tell")  # unused by the update, but a misuse all the same
         asked = self._pending[0]
         ids = np.asarray(ids)
-        rewards = np.asarray(rewards, dtype=np.float64)
+        try:
+            rewards = np.asarray(rewards, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ControllerError(
+                f"{self.name} (batched).tell: rewards must be numbers, got {rewards!r}"
+            ) from None
         if ids.shape != asked.shape or rewards.shape != asked.shape or not np.array_equal(ids, asked):
             raise ControllerError(
                 f"{self.name} (batched): tell() needs exactly the {asked.shape} ids of the last ask() "
                 f"and rewards of that shape, got ids {ids.shape} and rewards {rewards.shape}"
             )
+        check_info_shapes(info or {}, ids.shape, f"{self.name} (batched).tell")
         if not np.all(np.isfinite(rewards)):
             raise ControllerError(f"{self.name} (batched): rewards must be finite")
         _, state, actions, probs = self._pending
