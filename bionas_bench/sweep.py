@@ -780,7 +780,22 @@ def _write_arrays(group: Any, name: str, arrays: Mapping[str, np.ndarray]) -> No
 
 
 def read_cell(path: Path) -> tuple[dict[str, Any], CellData]:
-    """Read one finished cell: its attributes and its arrays."""
+    """Read one finished cell: its attributes and its arrays.
+
+    A cell that cannot be read (a damaged chunk, a missing array) is a SweepError saying
+    how to recompute it; each array is one chunk, so a failed read leaves no other
+    reads pending.
+    """
+    try:
+        return _read_cell(path)
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise SweepError(
+            f"results cell {path} is damaged and cannot be read ({type(exc).__name__}: {exc}); "
+            "delete that folder and run the sweep again with the same --out to recompute it"
+        ) from None
+
+
+def _read_cell(path: Path) -> tuple[dict[str, Any], CellData]:
     import zarr
 
     group = zarr.open_group(str(path), mode="r")

@@ -212,3 +212,18 @@ def test_report_into_the_current_folder(toy_run, tmp_path, monkeypatch):
     written = write_report(run.out, ".")
     assert (here / "report.md").is_file() and written.markdown.resolve() == here / "report.md"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["here"]
+
+
+def test_a_damaged_results_cell_is_one_line_naming_the_fix(toy_run, tmp_path, capsys):
+    """A cell whose chunk cannot be decoded: one error line naming the cell and how to
+    recompute it, exit 2 (it was a raw codec traceback)."""
+    toy_tmp, run = toy_run
+    results = tmp_path / "results"
+    shutil.copytree(run.out, results)
+    cell = sorted((results / "cells").glob("*.zarr"))[0]
+    chunk = next(p for p in sorted((cell / "steps" / "loss").rglob("*")) if p.is_file() and "c" in p.parts)
+    chunk.write_bytes(chunk.read_bytes()[:3])
+    assert main(["report", str(results), "--out", str(tmp_path / "rep")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"results cell {cell} is damaged and cannot be read" in err
+    assert "run the sweep again with the same --out" in err
