@@ -34,8 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=Path("bionas-demo-report"),
         help="report folder (default ./bionas-demo-report)",
     )
-    add_store_option(parser, "run on this store instead of the default")
-    parser.add_argument("--config", default="demo", help="sweep manifest to run (default: demo)")
+    add_store_option(parser, "use this store instead of the sweep config's")
+    parser.add_argument(
+        "--config", default="demo", help="sweep manifest name or .toml path to run (default: demo)"
+    )
     parser.add_argument(
         "--scheduler",
         default="sync",

@@ -33,7 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
         formatter_class=HelpFormatter,
     )
-    parser.add_argument("--space", default="bionas-conv1d", help="space name or manifest path")
+    parser.add_argument(
+        "--space", default="bionas-conv1d", help="space name or manifest path (default: %(default)s)"
+    )
     parser.add_argument("--dataset", required=True, help="dataset name or manifest path (e.g. myc-single)")
     parser.add_argument(
         "--training", default="default", help="training manifest name or path (default: default)"
