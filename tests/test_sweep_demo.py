@@ -7,6 +7,9 @@ import pytest
 from bionas_bench.cli import demo
 from bionas_bench.cli import main as cli_main
 from bionas_bench.errors import StoreError, SweepError
+from bionas_bench.sweep import load_sweep_config
+
+DEMO = load_sweep_config("demo")
 
 
 def _no_embedded(*args, **kwargs):
@@ -17,7 +20,7 @@ def test_demo_without_any_store_fails_clearly(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr("bionas_bench.store.open_store", _no_embedded)
     monkeypatch.setattr("bionas_bench.sweep.find_bionas_pub", lambda path=None: None)
     with pytest.raises(SweepError, match="BIONAS_PUB_DIR"):
-        demo.demo_store(None)
+        demo.demo_store(None, DEMO)
     assert cli_main(["demo", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "--store PATH" in err and err.count("\n") == 1
@@ -26,15 +29,31 @@ def test_demo_without_any_store_fails_clearly(monkeypatch, tmp_path, capsys):
 def test_demo_falls_back_to_the_original_table(monkeypatch, bionas_pub_dir, tmp_path):
     monkeypatch.setattr("bionas_bench.store.open_store", _no_embedded)
     monkeypatch.setenv("BIONAS_BENCH_CACHE", str(tmp_path / "cache"))
-    location, which = demo.demo_store(None)
+    location, which = demo.demo_store(None, DEMO)
     assert "original BioNAS table" in which and location.startswith(str(tmp_path / "cache"))
-    again, _ = demo.demo_store(None)  # cached: the same store, not imported twice
+    again, _ = demo.demo_store(None, DEMO)  # cached: the same store, not imported twice
     assert again == location
 
 
 def test_demo_store_explicit_missing_path(tmp_path):
     with pytest.raises(SweepError, match="does not exist"):
-        demo.demo_store(tmp_path / "nope.zarr")
+        demo.demo_store(tmp_path / "nope.zarr", DEMO)
+
+
+def test_demo_config_runs_on_its_own_store_and_says_so(tmp_path, capsys):
+    """demo --config with a config on another store runs there, and its header names that
+    store (it said "the embedded default store" whatever the config's store was)."""
+    from bionas_bench.store import open_store
+
+    embedded = open_store().location
+    text = DEMO.text.replace('source = "embedded"', f'source = "path"\npath = "{embedded}"')
+    text = text.replace("runs = 20", "runs = 2").replace("episodes = 60", "episodes = 5")
+    config = tmp_path / "mine.toml"
+    config.write_text(text)
+    assert cli_main(["demo", "--config", str(config), "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert f"oracle serves store {embedded} (the sweep config's)" in out
+    assert "bionas-bench demo: space bionas-conv1d, 216 architectures" in out
 
 
 def test_demo_runs_on_the_embedded_store_and_writes_its_report(tmp_path, capsys):

@@ -12,9 +12,13 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bionas_bench.cli import add_quiet_option, add_store_option, checked_store
 from bionas_bench.errors import StoreError, SweepError
+
+if TYPE_CHECKING:
+    from bionas_bench.sweep import SweepConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "A first look at bionas_bench: runs the 'demo' sweep (PPO vs random search, 20 runs "
             "at lambda = 0.001, 1, 1000) against the embedded default store through the "
             "bootstrap oracle, then writes a report with the paper's Figure 2 and the "
-            "controller comparison, and prints a table of mean ranks."
+            "controller comparison, and prints a table of mean ranks. --config runs another "
+            "sweep the same way, on its own store (or --store)."
         ),
     )
     parser.add_argument(
@@ -48,13 +53,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def demo_store(explicit: str | Path | None) -> tuple[str | None, str]:
-    """The store location to run on and a sentence saying which it is."""
+def demo_store(explicit: str | Path | None, config: SweepConfig) -> tuple[str | None, str]:
+    """The store location to run on and a sentence saying which it is: ``--store``, else
+    the config's store, and for a config on the embedded store (the shipped ``demo``) the
+    fallbacks of the module docstring."""
+    from bionas_bench.store import open_store
+    from bionas_bench.sweep import find_bionas_pub, imported_bionas_pub, resolve_store
+
     location = checked_store(explicit, SweepError)
     if location is not None:
         return location, f"store {location}"
-    from bionas_bench.store import open_store
-    from bionas_bench.sweep import find_bionas_pub, imported_bionas_pub
+    configured = resolve_store(config.store)
+    if configured is not None:
+        return configured, f"store {configured} (the sweep config's)"
 
     try:
         open_store()
@@ -78,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from bionas_bench.cli.report import rank_table
     from bionas_bench.cli.sweep import progress_bar
     from bionas_bench.report import check_report_folder, write_report
-    from bionas_bench.space import get_space
+    from bionas_bench.store import open_store
     from bionas_bench.sweep import check_folder, check_scheduler, load_sweep_config, run_sweep
 
     start = time.perf_counter()
@@ -86,8 +97,8 @@ def run(args: argparse.Namespace) -> int:
     check_folder(args.out, "the demo's results and report")
     check_report_folder(args.out)  # before the sweep writes its results into it
     config = load_sweep_config(args.config)
-    location, which = demo_store(args.store)
-    space = get_space("bionas-conv1d")
+    location, which = demo_store(args.store, config)
+    space = open_store(location).space
     print(f"bionas-bench demo: space {space.name}, {space.size} architectures, {space.num_layers} layers")
     for layer in space.layers:
         print(f"  {layer.name:<10} {', '.join(layer.choice_names)}")
