@@ -383,14 +383,14 @@ def default_cache_dir() -> Path:
 
 
 def find_bionas_pub(path: str | Path | None = None) -> Path | None:
-    """The original BioNAS data folder: ``path``, $BIONAS_PUB_DIR, or ../shared/bionas_pub."""
-    here = Path(__file__).resolve().parent.parent
-    candidates = [path, os.environ.get("BIONAS_PUB_DIR"), here.parent / "shared" / "bionas_pub"]
-    candidates.append(Path.cwd().parent / "shared" / "bionas_pub")
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "mock_black_box").is_dir():
-            return Path(candidate)
-    return None
+    """The original BioNAS data folder holding the authors' table (``mock_black_box/``):
+    ``path`` when given, else where every user of the data looks
+    (:func:`~bionas_bench.data.datasets.find_bionas_pub_dir`: $BIONAS_PUB_DIR when set,
+    else ../shared/bionas_pub)."""
+    from bionas_bench.data.datasets import find_bionas_pub_dir
+
+    folder = Path(path) if path else find_bionas_pub_dir()
+    return folder if folder is not None and (folder / "mock_black_box").is_dir() else None
 
 
 def imported_bionas_pub(source_dir: str | Path | None = None, cache: Path | None = None) -> Path:
@@ -401,8 +401,9 @@ def imported_bionas_pub(source_dir: str | Path | None = None, cache: Path | None
     """
     found = find_bionas_pub(source_dir)
     if found is None:
-        places = [str(source_dir)] if source_dir else []
-        looked = ", ".join([*places, "$BIONAS_PUB_DIR", "../shared/bionas_pub"])
+        from bionas_bench.data.datasets import bionas_pub_places
+
+        looked = str(source_dir) if source_dir else bionas_pub_places()
         raise SweepError(
             f"the original BioNAS table was not found (looked at {looked}); set BIONAS_PUB_DIR to "
             "the folder holding "

@@ -17,16 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from bionas_bench.sweep import find_bionas_pub  # the package's own lookup: tests skip where it fails
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def find_bionas_pub() -> Path | None:
-    """The reference folder: $BIONAS_PUB_DIR, else ../shared/bionas_pub beside the checkout."""
-    candidates = [os.environ.get("BIONAS_PUB_DIR"), REPO_ROOT.parent / "shared" / "bionas_pub"]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "mock_black_box").is_dir():
-            return Path(candidate)
-    return None
 
 
 @pytest.fixture(scope="session")

@@ -105,3 +105,15 @@ def test_the_first_compilation_is_explained_before_the_bar(monkeypatch, capsys):
     prepare_compiled_update(demo_config, "tcp://host:8786", quiet=False)  # the workers' job
     prepare_compiled_update(regress_config, "local", quiet=False)  # no policy-gradient controller
     assert calls == [1, 1] and capsys.readouterr().err == ""
+
+
+def test_a_wrong_bionas_pub_dir_is_not_silently_replaced(monkeypatch, tmp_path, capsys):
+    """$BIONAS_PUB_DIR, when set, is where the data is looked for, by sweeps as by datasets:
+    a wrong value is an error naming it, not a quiet fallback to ../shared."""
+    monkeypatch.setenv("BIONAS_PUB_DIR", str(tmp_path / "nope"))
+    monkeypatch.setenv("BIONAS_BENCH_CACHE", str(tmp_path / "cache"))
+    assert cli_main(["sweep", "paper-fig2-pub", "--out", str(tmp_path / "r"), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert f"$BIONAS_PUB_DIR={tmp_path / 'nope'}" in err and err.count("\n") == 1
+    assert cli_main(["data", "build", "bionas-pub-myc", "--out", str(tmp_path / "d")]) == 2
+    assert f"$BIONAS_PUB_DIR={tmp_path / 'nope'}" in capsys.readouterr().err

@@ -7,6 +7,7 @@ import dataclasses
 import inspect
 from typing import TYPE_CHECKING, Any
 
+from bionas_bench.cli import HelpFormatter
 from bionas_bench.errors import BionasError
 
 if TYPE_CHECKING:  # the commands import the registry (and torch with it): `--help` stays fast
@@ -24,10 +25,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser(
-        "list", help="one line per controller: name, fidelity, description, hyper-parameter defaults"
+        "list",
+        help="one line per controller: name, fidelity, description, hyper-parameter defaults",
+        description="Every available controller (built-in and plugins): its name, whether it uses "
+        "the learning-curve fidelity, a one-line description and its hyper-parameter defaults.",
     )
     listing.set_defaults(func=run_list)
-    show = actions.add_parser("show", help="a controller's documentation and hyper-parameters")
+    show = actions.add_parser(
+        "show",
+        help="a controller's documentation and hyper-parameters",
+        description="A controller's documentation (its docstring) and hyper-parameters with defaults.",
+        epilog="example:\n  bionas-bench controllers show ppo",
+        formatter_class=HelpFormatter,
+    )
     show.add_argument("name", help="controller name, as printed by 'controllers list'")
     show.set_defaults(func=run_show)
 

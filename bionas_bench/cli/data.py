@@ -33,7 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
-    p_list = sub.add_parser("list", help="shipped dataset manifests with one-line descriptions")
+    p_list = sub.add_parser(
+        "list",
+        help="shipped dataset manifests with one-line descriptions",
+        description="List the dataset manifests shipped in data_manifests/datasets/, one line each.",
+    )
     p_list.set_defaults(func=_cmd_list)
 
     p_build = sub.add_parser(
@@ -56,6 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p_show = sub.add_parser(
         "show",
         help="show a dataset manifest's settings and knowledge motifs (without building)",
+        description="Show a dataset manifest's settings and knowledge motifs without building the dataset.",
         epilog="example:\n  bionas-bench data show ctcf-irf-myc-multitask",
         formatter_class=HelpFormatter,
     )

@@ -82,7 +82,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     info.add_argument("--lam", type=float, default=1.0, help="knowledge weight of the objective (default 1)")
     info.add_argument("--top", type=int, default=3, help="how many best architectures to list (default 3)")
-    info.add_argument("--loss", default=None, help="metric used as loss (default val_loss)")
+    info.add_argument(
+        "--loss", default=None, help="metric used as loss (default: val_loss if the store has it, else none)"
+    )
     info.add_argument("--knowledge", default=None, help="knowledge set (default: the store's default set)")
     info.add_argument(
         "--by-choice",

@@ -295,24 +295,23 @@ def find_bionas_pub_dir() -> Path | None:
     return None
 
 
+def bionas_pub_places() -> str:
+    """Where :func:`find_bionas_pub_dir` looks, for messages saying it found nothing."""
+    env = os.environ.get(BIONAS_PUB_ENV)
+    if env:
+        return f"${BIONAS_PUB_ENV}={env}"
+    return f"${BIONAS_PUB_ENV} (unset), ../shared/bionas_pub from {Path.cwd()} and from the repository root"
+
+
 def resolve_path(raw: str | Path, base_dir: Path, what: str) -> Path:
     """Expand ``{bionas_pub}`` and make a relative path relative to ``base_dir``."""
     text = str(raw)
     if text.startswith(BIONAS_PUB_TOKEN):
         root = find_bionas_pub_dir()
         if root is None:
-            env = os.environ.get(BIONAS_PUB_ENV)
-            tried = (
-                f"${BIONAS_PUB_ENV}={env} (not a folder)"
-                if env
-                else (
-                    f"${BIONAS_PUB_ENV} (unset), ../shared/bionas_pub from {Path.cwd()} "
-                    "and from the repository root"
-                )
-            )
             raise DataError(
                 f"{what} needs the original BioNAS data folder (bionas_pub with simdata/ and motifs/), "
-                f"which is missing; tried {tried}; set {BIONAS_PUB_ENV}=/path/to/bionas_pub"
+                f"which is missing; tried {bionas_pub_places()}; set {BIONAS_PUB_ENV}=/path/to/bionas_pub"
             )
         return root / text[len(BIONAS_PUB_TOKEN) :].lstrip("/\\")
     path = Path(text)
