@@ -346,7 +346,7 @@ def test_cli_bad_inputs(
     assert cli.main(["store", "info", str(synthetic_store_path), "--lam", "-1"]) == 2
     assert "lam" in capsys.readouterr().err
     assert cli.main(["store", "info", str(synthetic_store_path), "--loss", "auroc"]) == 2
-    assert "no metric 'auroc'" in capsys.readouterr().err
+    assert "--loss auroc: store" in capsys.readouterr().err
 
 
 def test_cli_info_and_validate_default_to_the_embedded_store(capsys: pytest.CaptureFixture[str]) -> None:
