@@ -46,8 +46,6 @@ Semantics (documented here, tested in ``tests/test_oracle.py``):
 from __future__ import annotations
 
 import copy
-import math
-import numbers
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,7 +54,7 @@ import numpy as np
 
 from bionas_bench.errors import OracleError, StoreError
 from bionas_bench.seeds import rng_from_seed
-from bionas_bench.store import Store, objective, open_store
+from bionas_bench.store import Store, check_lam, objective, open_store
 
 ReplicateMode = str | int
 _CORE = ("reward", "loss", "knowledge", "cost")
@@ -165,7 +163,7 @@ class BootstrapOracle:
         loss_curve: str | None = None,
     ) -> None:
         self.store = store if isinstance(store, Store) else open_store(store)
-        self.lam = _check_lam(lam)
+        self.lam = check_lam(lam, OracleError)
         self.replicate = _check_mode(replicate, self.store.num_replicates)
         if failed not in _FAILED_POLICIES:
             raise OracleError(f"failed={failed!r} is not a policy; use one of {_FAILED_POLICIES}")
@@ -507,16 +505,6 @@ class BootstrapOracle:
 
 
 # ---------------------------------------------------------------------- helpers
-def _check_lam(lam: Any) -> float:
-    """``lam`` as a float: a real number (not a string or a bool), finite and >= 0."""
-    if not isinstance(lam, numbers.Real) or isinstance(lam, bool | np.bool_):
-        raise OracleError(f"lam must be a number >= 0, got {lam!r}")
-    value = float(lam)
-    if not math.isfinite(value) or value < 0:
-        raise OracleError(f"lam must be a finite number >= 0, got {lam!r}")
-    return value
-
-
 def _check_mode(replicate: Any, num_replicates: int) -> ReplicateMode:
     if isinstance(replicate, str):
         if replicate in ("random", "fixed", "median"):

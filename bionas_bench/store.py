@@ -42,6 +42,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
+import math
+import numbers
 import os
 import shutil
 import warnings
@@ -87,6 +89,17 @@ def objective(loss: Any, knowledge: Any, lam: float) -> Any:
     """The BioNAS objective ``loss + lam * knowledge`` (Zhang et al. 2019); at
     ``lam = 0`` the loss alone, even where knowledge is NaN (a model without filters)."""
     return loss + lam * knowledge if lam != 0 else loss + 0.0
+
+
+def check_lam(lam: Any, error: type[Exception] = StoreError) -> float:
+    """``lam`` (the knowledge weight of :func:`objective`) as a float: a real number, not
+    a string or a bool, finite and >= 0; ``error`` otherwise."""
+    if not isinstance(lam, numbers.Real) or isinstance(lam, bool | np.bool_):
+        raise error(f"lam must be a number >= 0, got {lam!r}")
+    value = float(lam)
+    if not math.isfinite(value) or value < 0:
+        raise error(f"lam must be a finite number >= 0, got {lam!r}")
+    return value
 
 
 def utc_now() -> str:
@@ -266,6 +279,15 @@ class StoreSummary:
 
 
 # ---------------------------------------------------------------------- the store
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """A read-only view of a handle's cached array: the oracle and the gold standard read
+    the same cache, so an in-place edit by a caller would silently change what they serve
+    (the handle itself still updates the cache as units are written)."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 async def _settled(read: Coroutine[Any, Any, Any]) -> Any:
@@ -797,30 +819,33 @@ class Store:
 
     @property
     def done(self) -> np.ndarray:
-        """Bool ``[arch, replicate]``: the unit was completely written."""
-        return self._cache["done"]
+        """Bool ``[arch, replicate]``: the unit was completely written (read-only)."""
+        return _read_only(self._cache["done"])
 
     @property
     def failed(self) -> np.ndarray:
-        """Bool ``[arch, replicate]``: training failed (metrics kept when they exist)."""
-        return self._values()["failed"]
+        """Bool ``[arch, replicate]``: training failed (metrics kept when they exist; read-only)."""
+        return _read_only(self._values()["failed"])
 
     def metric(self, name: str) -> np.ndarray:
-        """Float64 ``[arch, replicate]`` values of metric ``name`` (NaN where not written)."""
+        """Float64 ``[arch, replicate]`` values of metric ``name`` (NaN where not written;
+        read-only)."""
         if name not in self.metric_names:
             raise StoreError(f"store {self.location} has no metric {name!r}; it has {self.metric_names}")
-        return self._values()[f"metrics/{name}"]
+        return _read_only(self._values()[f"metrics/{name}"])
 
     def knowledge(self, name: str) -> np.ndarray:
-        """Float64 ``[arch, replicate]`` knowledge dissimilarity against motif set ``name``."""
+        """Float64 ``[arch, replicate]`` knowledge dissimilarity against motif set ``name``
+        (read-only)."""
         if name not in self.knowledge_sets:
             raise StoreError(
                 f"store {self.location} has no knowledge set {name!r}; it has {self.knowledge_sets}"
             )
-        return self._values()[f"knowledge/{name}"]
+        return _read_only(self._values()[f"knowledge/{name}"])
 
     def curve(self, name: str) -> np.ndarray:
-        """Float32 ``[arch, replicate, epoch]`` learning curve ``name`` (read on first use)."""
+        """Float32 ``[arch, replicate, epoch]`` learning curve ``name`` (read on first use;
+        read-only)."""
         key = f"curves/{name}"
         if name not in self.curve_names:
             raise StoreError(
@@ -828,7 +853,7 @@ class Store:
             )
         if key not in self._cache:
             self._cache[key] = self._read_array(self._group, key)
-        return self._cache[key]
+        return _read_only(self._cache[key])
 
     def filters(self, arch_ids: Any) -> np.ndarray:
         """First-layer filters ``(n, replicate, filter, width, 4)`` of the given architectures."""
@@ -901,6 +926,7 @@ class Store:
             raise StoreError(
                 f"top must be a whole number >= 0 (0: no lists of best architectures), got {top!r}"
             )
+        lam = check_lam(lam)
         done = self.done
         loss, knowledge = self._columns(loss, knowledge)
         with warnings.catch_warnings():

@@ -220,6 +220,9 @@ def test_summary(synthetic_store: Store) -> None:
     assert summary.to_dict()["units_total"] == 1080
     assert summary.units_chance == 0  # every synthetic val_loss is < 0.69
     assert synthetic_store.summary(top=0).best == {}
+    for bad in (-1, float("nan"), "1", True):  # the oracle's rule
+        with pytest.raises(StoreError, match=r"lam must be a (finite )?number >= 0"):
+            synthetic_store.summary(lam=bad)
     for bad in (-1, 1.5, True):
         with pytest.raises(StoreError, match=rf"top must be a whole number >= 0 .*got {bad!r}"):
             synthetic_store.summary(top=bad)
@@ -471,3 +474,20 @@ def test_a_handle_that_only_writes_holds_no_value_arrays(tmp_path: Path) -> None
     reader = Store.open(path)
     np.testing.assert_array_equal(reader.knowledge("motif")[9], [1.0, 2.0])
     assert np.isnan(reader.metric("val_loss")[:9]).all()
+
+
+def test_arrays_handed_out_are_read_only(synthetic_store: Store) -> None:
+    """The oracle and the gold standard read the handle's cache: a caller editing an array
+    it was given in place would silently change what they serve."""
+    from bionas_bench.oracle import BootstrapOracle
+
+    before = BootstrapOracle(synthetic_store, lam=0, seed=0).query(np.array([4])).loss
+    arrays = [synthetic_store.metric("val_loss"), synthetic_store.knowledge("myc")]
+    arrays += [synthetic_store.done, synthetic_store.failed]
+    for array in arrays:
+        with pytest.raises(ValueError, match="read-only"):
+            array[0, 0] = 1
+    with pytest.raises(ValueError, match="read-only"):
+        arrays[0] -= 1.0
+    after = BootstrapOracle(synthetic_store, lam=0, seed=0).query(np.array([4])).loss
+    np.testing.assert_array_equal(before, after)
