@@ -20,12 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy.stats import rankdata, spearmanr
 
 from bionas_bench.errors import StoreError
-from bionas_bench.store import Store
+from bionas_bench.store import Store, open_store
 
 __all__ = ["Agreement", "compare_stores"]
 
@@ -59,8 +60,8 @@ class Agreement:
 
 
 def compare_stores(
-    a: Store,
-    b: Store,
+    a: Store | str | Path,
+    b: Store | str | Path,
     *,
     loss: str = "val_loss",
     loss_b: str | None = None,
@@ -77,8 +78,10 @@ def compare_stores(
     ``replicates_b``: replicate indices whose done results form each store's medians
     (default: all). Raises :class:`StoreError` when the stores are
     of different spaces, a replicate index is out of range, or they share fewer than
-    :data:`MIN_ARCHS` architectures with a median.
+    :data:`MIN_ARCHS` architectures with a median. ``a`` and ``b`` are stores or their
+    paths.
     """
+    a, b = (s if isinstance(s, Store) else open_store(s) for s in (a, b))
     if a.space.name != b.space.name or a.space.size != b.space.size:
         raise StoreError(
             f"stores {a.location} ({a.space.name}) and {b.location} ({b.space.name}) are of "
@@ -106,7 +109,12 @@ def _done(store: Store, replicates: Sequence[int] | None) -> np.ndarray:
     """``store.done`` restricted to ``replicates`` (all when None)."""
     if replicates is None:
         return store.done
-    chosen = np.asarray(replicates, dtype=np.int64)
+    chosen = np.asarray(replicates)
+    if chosen.dtype.kind not in "iu":  # a cast would truncate 0.7 to 0 and read True as 1
+        raise StoreError(
+            f"replicates {chosen.tolist()} of store {store.location} must be integer indices "
+            f"in 0..{store.num_replicates - 1}"
+        )
     bad = chosen[(chosen < 0) | (chosen >= store.num_replicates)]
     if len(chosen) == 0 or len(bad):
         raise StoreError(

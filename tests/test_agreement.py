@@ -126,6 +126,11 @@ def test_replicate_subsets_form_the_medians(tmp_path, synthetic_store, base):
     assert compare_stores(synthetic_store, other, replicates_b=[0, 1, 2, 3])[0].rho == pytest.approx(1.0)
     with pytest.raises(StoreError, match=r"replicates \[5\] of store .*: give indices in 0..4"):
         compare_stores(synthetic_store, other, replicates_a=[5])
+    for bad in ([0.7], [True]):  # not truncated to 0, not read as 1
+        with pytest.raises(StoreError, match=r"must be integer indices in 0..4"):
+            compare_stores(synthetic_store, other, replicates_a=bad)
+    by_path = compare_stores(tmp_path / "b.zarr", synthetic_store.location, replicates_a=[4])
+    assert by_path[0].rho == pytest.approx(-1.0)  # paths are opened as the CLI does
 
 
 def test_cli_replicate_options(synthetic_store_path, capsys):

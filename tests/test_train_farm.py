@@ -121,6 +121,15 @@ def test_dry_run_shows_what_is_left_and_writes_nothing(tiny_train_dataset: Path,
         plan_farm("bionas-conv1d", tiny_train_dataset, other, out)
 
 
+def test_ids_that_are_not_whole_numbers_are_refused_not_truncated(tiny_train_dataset: Path, tmp_path: Path):
+    """archs=[1.7] used to plan architecture 1, and [True] architecture 1 too."""
+    out = tmp_path / "s.zarr"
+    for bad in ([1.7], [True]):
+        with pytest.raises(TrainingError, match="architecture ids must be integers"):
+            plan_farm("bionas-conv1d", tiny_train_dataset, "smoke", out, archs=bad)
+    assert plan_farm("bionas-conv1d", tiny_train_dataset, "smoke", out, archs=[2.0]).archs == (2,)
+
+
 def test_sigkill_then_resume_equals_an_uninterrupted_run(
     tiny_train_dataset: Path, tmp_path: Path, reference: Store
 ):

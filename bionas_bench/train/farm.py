@@ -162,7 +162,7 @@ def _check_archs(space: ModelSpace, archs: Any) -> np.ndarray:
         return np.arange(space.size, dtype=np.int64)
     if isinstance(archs, str):
         return parse_archs(archs, space.size)
-    arr = np.unique(np.asarray(archs, dtype=np.int64).reshape(-1))
+    arr = np.unique(np.asarray(archs).reshape(-1))  # no int64 cast here: it would truncate 1.7
     if arr.size == 0:
         raise TrainingError("archs is empty; give at least one architecture id")
     try:
