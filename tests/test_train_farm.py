@@ -449,3 +449,16 @@ def test_knowledge_rescored_from_the_stored_filters(reference: Store):
     filters = reference.filters(ids).astype(np.float64)  # (24, R, 3, 20, 4), NaN past width 8
     scored = knowledge_dissimilarity(filters.reshape(-1, *filters.shape[2:]), motifs, **knowledge["settings"])
     np.testing.assert_allclose(scored.reshape(filters.shape[:2]), reference.knowledge("myc")[ids], rtol=1e-12)
+
+
+def test_threads_in_process_leave_the_callers_torch_threads(tiny_train_dataset: Path, tmp_path: Path):
+    """threads=1 trains on one thread; the calling process keeps its own setting after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        _farm(tiny_train_dataset, tmp_path / "s.zarr", archs="0", replicates="0")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -770,9 +770,11 @@ def _run_in_process(
     threads: int | None,
     progress: ProgressFn | None,
 ) -> None:
-    """Train the units one after the other in this process, writing through ``store``."""
+    """Train the units one after the other in this process, writing through ``store``;
+    torch's thread count, which ``threads`` sets, is the caller's again afterwards."""
     out, run = job[3], job[4]
     _STORE_CACHE[out] = (run, store)
+    callers_threads = torch.get_num_threads()
     try:
         for n, unit in enumerate(units, start=1):
             arch, seconds, failed, why = train_and_write(*job, unit.arch_id, device, threads, unit.replicates)
@@ -780,6 +782,7 @@ def _run_in_process(
                 progress(FarmProgress(arch, n, len(units), seconds, failed, why))
     finally:
         _STORE_CACHE.pop(out, None)
+        torch.set_num_threads(callers_threads)
 
 
 def _client(scheduler: str, workers: int) -> contextlib.AbstractContextManager[Any]:
