@@ -54,7 +54,7 @@ import numpy as np
 
 from bionas_bench.errors import OracleError, StoreError
 from bionas_bench.seeds import rng_from_seed
-from bionas_bench.store import Store, check_lam, objective, open_store
+from bionas_bench.store import Store, check_lam, check_loss_name, objective, open_store
 
 ReplicateMode = str | int
 _CORE = ("reward", "loss", "knowledge", "cost")
@@ -168,7 +168,7 @@ class BootstrapOracle:
         if failed not in _FAILED_POLICIES:
             raise OracleError(f"failed={failed!r} is not a policy; use one of {_FAILED_POLICIES}")
         self.failed_policy = failed
-        self.loss_name = loss
+        self.loss_name = check_loss_name(loss, OracleError)
         self.knowledge_name = self._pick_knowledge(knowledge)
         self.loss_curve = loss_curve or loss
         self._loss = self.store.metric(loss)  # StoreError names the metrics that exist

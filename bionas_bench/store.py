@@ -91,6 +91,21 @@ def objective(loss: Any, knowledge: Any, lam: float) -> Any:
     return loss + lam * knowledge if lam != 0 else loss + 0.0
 
 
+#: metrics where higher is better: the objective ``loss + lam * K`` cannot take them as its loss
+HIGHER_IS_BETTER = frozenset({"auroc", "aupr", "accuracy"})
+
+
+def check_loss_name(name: str, error: type[Exception] = StoreError) -> str:
+    """Refuse a higher-is-better metric as the loss of the objective: ranked as a loss,
+    the worst classifier would come out best, with no error to say so."""
+    if name in HIGHER_IS_BETTER:
+        raise error(
+            f"loss {name!r} is a metric where higher is better; the objective needs a loss where "
+            "lower is better (val_loss, test_loss)"
+        )
+    return name
+
+
 def check_lam(lam: Any, error: type[Exception] = StoreError) -> float:
     """``lam`` (the knowledge weight of :func:`objective`) as a float: a real number, not
     a string or a bool, finite and >= 0; ``error`` otherwise."""
@@ -992,7 +1007,7 @@ class Store:
     def _columns(self, loss: str | None, knowledge: str | None) -> tuple[str | None, str | None]:
         """The loss metric and knowledge set a summary uses: as given, else ``val_loss`` (when
         the store has it) and :attr:`default_knowledge_set`."""
-        loss = loss or ("val_loss" if "val_loss" in self.metric_names else None)
+        loss = check_loss_name(loss) if loss else ("val_loss" if "val_loss" in self.metric_names else None)
         return loss, knowledge or self.default_knowledge_set
 
     def choice_summary(self, loss: str | None = None, knowledge: str | None = None) -> list[ChoiceStats]:

@@ -10,7 +10,7 @@ import pytest
 from conftest import SYNTHETIC_EPOCHS, SYNTHETIC_REPLICATES, make_synthetic_store, synthetic_values
 
 from bionas_bench import cli
-from bionas_bench.errors import BionasError, StoreError
+from bionas_bench.errors import BionasError, OracleError, StoreError
 from bionas_bench.store import Store, open_store
 
 
@@ -228,16 +228,26 @@ def test_summary(synthetic_store: Store) -> None:
             synthetic_store.summary(top=bad)
 
 
-def test_summary_counts_units_at_chance_level(synthetic_store: Store) -> None:
+def test_summary_counts_units_at_chance_level(synthetic_store: Store, monkeypatch) -> None:
     """Done units whose loss metric is above CHANCE_LOSS, shown by ``store info``."""
     from bionas_bench.cli.store import render_summary
-    from bionas_bench.store import CHANCE_LOSS
 
-    accuracy = synthetic_values()["metrics"]["accuracy"]  # a loss metric with both sides of 0.69
-    summary = synthetic_store.summary(loss="accuracy")
-    expected = int((accuracy > CHANCE_LOSS).sum())
-    assert 0 < expected < accuracy.size and summary.units_chance == expected
-    assert f"at chance  {expected} done units with accuracy > 0.69" in render_summary(summary)
+    monkeypatch.setattr("bionas_bench.store.CHANCE_LOSS", 0.3)  # inside the synthetic losses' range
+    loss = synthetic_values()["metrics"]["val_loss"]
+    summary = synthetic_store.summary()
+    expected = int((loss > 0.3).sum())
+    assert 0 < expected < loss.size and summary.units_chance == expected
+    assert f"at chance  {expected} done units with val_loss > 0.3" in render_summary(summary)
+
+
+def test_a_higher_is_better_metric_is_refused_as_the_loss(synthetic_store: Store) -> None:
+    """Ranked as a loss, accuracy would make the worst architecture the best one."""
+    from bionas_bench.oracle import BootstrapOracle
+
+    with pytest.raises(StoreError, match="loss 'accuracy' is a metric where higher is better"):
+        synthetic_store.summary(loss="accuracy")
+    with pytest.raises(OracleError, match="loss 'accuracy' is a metric where higher is better"):
+        BootstrapOracle(synthetic_store, loss="accuracy")
 
 
 def test_to_xarray(synthetic_store: Store) -> None:
