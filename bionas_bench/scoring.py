@@ -26,12 +26,17 @@ scoring needs nothing but the results folder.
 * :func:`per_step`, :func:`policy_curves` -- per-episode means over runs with a 95% band
   (mean +- t SD / sqrt(n), t of the runs at that step) after a trailing simple moving
   average, as in the paper.
+
+A bad argument (a label or lambda not in the sweep, an unknown field or metric, a level
+outside (0, 1), a path where the loaded results belong) is one :class:`SweepError`
+naming the argument and the values it may take.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import numbers
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +45,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bionas_bench.errors import SweepError
 from bionas_bench.sweep import CellData, SweepResults
 
 #: moving-average window of the paper's per-step figures
@@ -51,11 +57,56 @@ BOOTSTRAP_RESAMPLES = 2000
 TREND_ALPHA = 0.05
 RANK_COLUMNS = ("loss_rank", "knowledge_rank", "objective_rank")
 VALUE_COLUMNS = ("loss", "knowledge", "objective")
+ANYTIME_AXES = ("samples", "gpu_seconds")
+
+
+# ---------------------------------------------------------------------- argument checks
+def _check_results(results: Any) -> None:
+    """``results`` must be a loaded results folder; a path is the likeliest mistake."""
+    if not isinstance(results, SweepResults):
+        raise SweepError(
+            "results must be a sweep's results as bionas_bench.load_results(folder) returns them, "
+            f"got {type(results).__name__} {str(results)[:80]!r}"
+        )
+
+
+def _check_fraction(value: Any, name: str, example: str) -> None:
+    """``value`` (a confidence or significance level) must lie strictly between 0 and 1."""
+    if not (isinstance(value, numbers.Real) and 0 < value < 1):
+        raise SweepError(f"{name} must be a number in (0, 1), e.g. {example}, got {value!r}")
+
+
+def _check_count(value: Any, name: str, what: str) -> None:
+    """``value`` must be a whole number >= 1."""
+    if not (isinstance(value, numbers.Integral) and value >= 1):
+        raise SweepError(f"{name} must be a whole number >= 1 ({what}), got {value!r}")
+
+
+def _check_choice(value: Any, name: str, valid: Any, what: str) -> None:
+    """``value`` must be one of ``valid``; the error lists them."""
+    if value not in valid:
+        shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in valid)
+        raise SweepError(f"{name} {value!r} is not {what}; use one of: {shown}")
+
+
+def _check_lam(results: SweepResults, lam: float) -> None:
+    """``lam`` must be one of the sweep's lambdas (looked up by value)."""
+    _check_results(results)
+    _check_choice(lam, "lam", results.lambdas, f"a lambda of the sweep in {results.path}")
+
+
+def _checked_cell(results: SweepResults, label: str, lam: float) -> CellData:
+    """The cell of ``label`` at ``lam``, after checking both are in the sweep (the results
+    would otherwise fail on a lambda with a bare ``tuple.index`` error)."""
+    _check_lam(results, lam)
+    _check_choice(label, "label", results.labels, f"a controller of the sweep in {results.path}")
+    return results.cell(label, lam)
 
 
 # ---------------------------------------------------------------------- helpers
 def gold_at(results: SweepResults, lam: float) -> pd.DataFrame:
     """The gold standard at ``lam``, indexed by architecture id."""
+    _check_lam(results, lam)
     gold = results.gold
     return gold[gold["lam"] == lam].set_index("arch").sort_index()
 
@@ -73,6 +124,7 @@ def mean_ci_columns(values: np.ndarray, level: float = 0.95) -> tuple[np.ndarray
     shared by the columns, from a fixed seed). Unlike a t interval it stays within the
     values' range, which matters for ranks (bounded, skewed); its coverage is close to
     nominal for the 20-100 runs of a sweep cell."""
+    _check_fraction(level, "level", "0.95 for a 95% interval")
     x = np.asarray(values, dtype=np.float64)
     finite = np.isfinite(x)
     count = finite.sum(axis=0)
@@ -90,6 +142,7 @@ def mean_ci_columns(values: np.ndarray, level: float = 0.95) -> tuple[np.ndarray
 
 def sma(values: np.ndarray, window: int = SMA_WINDOW, axis: int = -1) -> np.ndarray:
     """Trailing simple moving average over ``axis``; the first ``window - 1`` points are NaN."""
+    _check_count(window, "window", "the moving average's length in steps")
     x = np.moveaxis(np.asarray(values, dtype=np.float64), axis, -1)
     out = np.full(x.shape, np.nan)
     if x.shape[-1] >= window:
@@ -99,6 +152,7 @@ def sma(values: np.ndarray, window: int = SMA_WINDOW, axis: int = -1) -> np.ndar
 
 
 def _cells(results: SweepResults) -> list[tuple[str, float, CellData]]:
+    _check_results(results)
     return [
         (label, lam, results.cell(label, lam))
         for label in results.labels
@@ -136,6 +190,7 @@ def summary(results: SweepResults, level: float = 0.95) -> pd.DataFrame:
     value (no usable replicate in the store: possible on a partial store); the means
     are over the other runs.
     """
+    _check_fraction(level, "level", "0.95 for 95% intervals")
     rec = recommended(results)
     rows = []
     for (label, lam), group in rec.groupby(["controller", "lam"], sort=False):
@@ -269,8 +324,9 @@ def anytime(
     Against GPU seconds the best-so-far value at time t is that of the last sample whose
     cumulative simulated cost is <= t; cells whose store records no cost are skipped.
     """
-    if axis not in ("samples", "gpu_seconds"):
-        raise ValueError(f"axis must be 'samples' or 'gpu_seconds', got {axis!r}")
+    _check_choice(axis, "axis", ANYTIME_AXES, "an anytime axis")
+    _check_count(points, "points", "how many x values per curve")
+    _check_fraction(level, "level", "0.95 for 95% intervals")
     rows = []
     for label, lam, cell in _cells(results):
         gold = gold_at(results, lam)
@@ -327,6 +383,8 @@ def compare(results: SweepResults, metric: str = "objective_rank", alpha: float 
     """
     from statsmodels.stats.multitest import multipletests
 
+    _check_choice(metric, "metric", (*RANK_COLUMNS, *VALUE_COLUMNS), "a score of the recommended archs")
+    _check_fraction(alpha, "alpha", "0.05 for a 5% family-wise error rate")
     rec = recommended(results)
     rows = []
     for lam in results.lambdas:
@@ -413,12 +471,14 @@ def hypervolume(loss: Any, knowledge: Any, reference: tuple[float, float]) -> fl
 
 def reference_point(results: SweepResults) -> tuple[float, float]:
     """The nadir of the space: the largest median loss and median knowledge of any arch."""
+    _check_results(results)
     gold = results.gold.drop_duplicates("arch")
     return float(np.nanmax(gold["loss"])), float(np.nanmax(gold["knowledge"]))
 
 
 def front_table(results: SweepResults) -> pd.DataFrame:
     """Every architecture's median loss and knowledge, and whether it is on the front."""
+    _check_results(results)
     gold = results.gold.drop_duplicates("arch")[["arch", "arch_name", "loss", "knowledge"]].copy()
     gold["on_front"] = pareto_front(gold["loss"], gold["knowledge"])
     return gold.reset_index(drop=True)
@@ -431,6 +491,7 @@ def hypervolumes(results: SweepResults, level: float = 0.95) -> pd.DataFrame:
     per lambda); the table gives the mean over runs with its CI, the hypervolume of the
     union of every run's recommendations, and both as fractions of the true front's.
     """
+    _check_fraction(level, "level", "0.95 for 95% intervals")
     ref = reference_point(results)
     front = front_table(results)
     on = front[front["on_front"]]
@@ -485,7 +546,8 @@ def per_step(
     Each run's per-episode value is the mean over the architectures of that episode;
     steps outside a run's GPU-seconds budget are left out.
     """
-    cell = results.cell(label, lam)
+    cell = _checked_cell(results, label, lam)
+    _check_choice(field, "field", sorted(cell.steps), "recorded per step")
     per_run = np.where(cell.within_budget, cell.steps[field].mean(axis=2), np.nan)
     smooth = sma(per_run, window, axis=1)
     mean, lo, hi = band(smooth)
@@ -504,7 +566,9 @@ def per_step(
 def policy_curves(results: SweepResults, label: str, lam: float, window: int = SMA_WINDOW) -> pd.DataFrame:
     """Per layer and choice: the choice probability over episodes, averaged over runs, SMA;
     episodes outside a run's GPU-seconds budget are left out (as in :func:`per_step`)."""
-    cell = results.cell(label, lam)
+    cell = _checked_cell(results, label, lam)
+    # checked here as well as in sma: a controller without a policy never reaches sma
+    _check_count(window, "window", "the moving average's length in steps")
     space_layers = layer_choices(results)
     frames = []
     for layer, probs in cell.policy.items():
@@ -532,5 +596,6 @@ def policy_curves(results: SweepResults, label: str, lam: float, window: int = S
 
 def layer_choices(results: SweepResults) -> dict[str, list[str]]:
     """Choice names per layer of the sweep's space (recorded in sweep.json)."""
+    _check_results(results)
     layers = results.meta.get("space", {}).get("layers", [])
     return {layer["name"]: list(layer["choices"]) for layer in layers}

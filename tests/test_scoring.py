@@ -11,6 +11,7 @@ from scipy import stats
 from test_sweep import TOY_CONFIG, make_store, toy_config  # noqa: F401 - shared stand-ins
 
 from bionas_bench import controllers, scoring
+from bionas_bench.errors import SweepError
 from bionas_bench.sweep import load_results, run_sweep
 
 
@@ -160,3 +161,96 @@ def test_per_step_and_policy_curves(toy_results):
     last = pol[pol["episode"] == 12].groupby("layer")["mean"].sum()
     np.testing.assert_allclose(last.to_numpy(), 1.0)
     assert isinstance(pol, pd.DataFrame)
+
+
+@pytest.mark.parametrize(
+    ("call", "named"),
+    [
+        pytest.param(
+            lambda r: scoring.per_step(r, "nope", 0.01, "loss"),
+            ["label 'nope'", "toy-policy, toy-random"],
+            id="per_step-label",
+        ),
+        pytest.param(
+            lambda r: scoring.per_step(r, "toy-policy", 123.0, "loss"),
+            ["lam 123.0", "0.01, 1, 100"],
+            id="per_step-lam",
+        ),
+        pytest.param(
+            lambda r: scoring.per_step(r, "toy-policy", 0.01, "nope"),
+            ["field 'nope'", "loss", "knowledge"],
+            id="per_step-field",
+        ),
+        pytest.param(
+            lambda r: scoring.per_step(r, "toy-policy", 0.01, "loss", window=0),
+            ["window", "got 0"],
+            id="per_step-window",
+        ),
+        pytest.param(
+            lambda r: scoring.policy_curves(r, "toy-policy", 123.0),
+            ["lam 123.0", "0.01, 1, 100"],
+            id="policy_curves-lam",
+        ),
+        pytest.param(
+            lambda r: scoring.policy_curves(r, "toy-policy", 1.0, window=2.5),
+            ["window", "got 2.5"],
+            id="policy_curves-window",
+        ),
+        pytest.param(
+            lambda r: scoring.compare(r, metric="nope"),
+            ["metric 'nope'", "objective_rank", "loss"],
+            id="compare-metric",
+        ),
+        pytest.param(lambda r: scoring.compare(r, alpha=2), ["alpha", "(0, 1)", "got 2"], id="compare-alpha"),
+        pytest.param(
+            lambda r: scoring.summary(r, level=95), ["level", "(0, 1)", "got 95"], id="summary-level"
+        ),
+        pytest.param(
+            lambda r: scoring.anytime(r, level=1.0), ["level", "(0, 1)", "got 1.0"], id="anytime-level"
+        ),
+        pytest.param(
+            lambda r: scoring.anytime(r, axis="epochs"),
+            ["axis 'epochs'", "samples", "gpu_seconds"],
+            id="anytime-axis",
+        ),
+        pytest.param(lambda r: scoring.anytime(r, points=0), ["points", "got 0"], id="anytime-points"),
+        pytest.param(
+            lambda r: scoring.hypervolumes(r, level=0), ["level", "(0, 1)", "got 0"], id="hypervolumes-level"
+        ),
+        pytest.param(
+            lambda r: scoring.mean_ci([1.0, 2.0], level=float("nan")),
+            ["level", "(0, 1)", "got nan"],
+            id="mean_ci-level",
+        ),
+        pytest.param(lambda r: scoring.sma(np.ones(5), window=-1), ["window", "got -1"], id="sma-window"),
+    ],
+)
+def test_a_bad_argument_is_one_error_naming_it_and_the_valid_values(toy_results, call, named):
+    """Every public scoring function answers a bad argument with one SweepError that names
+    the argument and what it may be (not a bare KeyError / ValueError from numpy or pandas)."""
+    with pytest.raises(SweepError) as info:
+        call(toy_results)
+    for part in named:
+        assert part in str(info.value), (part, str(info.value))
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        scoring.recommended,
+        scoring.summary,
+        scoring.trend_check,
+        scoring.anytime,
+        scoring.compare,
+        scoring.front_table,
+        scoring.hypervolumes,
+        scoring.layer_choices,
+        lambda r: scoring.per_step(r, "toy-policy", 0.01, "loss"),
+    ],
+    ids=lambda f: getattr(f, "__name__", "per_step").replace("<lambda>", "per_step"),
+)
+def test_a_results_folder_path_in_place_of_its_results_is_one_error(toy_results, call):
+    """A path where the loaded results belong is one SweepError saying how to load them
+    (was an AttributeError on a str)."""
+    with pytest.raises(SweepError, match=r"results must be .*load_results.*got str"):
+        call(str(toy_results.path))
