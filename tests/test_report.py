@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -13,8 +14,8 @@ from test_sweep import TOY_CONFIG, make_store, toy_config  # noqa: F401 - shared
 from bionas_bench import controllers
 from bionas_bench.cli import main
 from bionas_bench.errors import SweepError
-from bionas_bench.report import write_report
-from bionas_bench.sweep import run_sweep
+from bionas_bench.report import sampling_note, write_report
+from bionas_bench.sweep import BudgetSpec, ControllerSpec, run_sweep
 
 
 @pytest.fixture(scope="module")
@@ -227,3 +228,46 @@ def test_a_damaged_results_cell_is_one_line_naming_the_fix(toy_run, tmp_path, ca
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"results cell {cell} is damaged and cannot be read" in err
     assert "run the sweep again with the same --out" in err
+
+
+def test_captions_say_what_is_computed(toy_run, tmp_path):
+    """The ranks table names its percentile-bootstrap interval (was: a t-interval), and the
+    anytime caption states this sweep's budget and space (was: always 600 of 216)."""
+    _, run = toy_run
+    text = write_report(run.out, tmp_path / "rep").markdown.read_text()
+    assert "t-interval" not in text and "600 of 216" not in text
+    assert "Mean over runs [95% percentile-bootstrap confidence interval of the mean: 2000 resamples" in text
+    n_archs = run.load().gold["arch"].nunique()
+    assert f"Each run samples 24 architectures (12 episodes x 2) of the {n_archs} in the space." in text
+    assert "Random search" not in text  # the toy sweep has no `random` controller
+
+
+@pytest.mark.parametrize(
+    ("budget", "params", "says"),
+    [
+        (BudgetSpec(200, 3), (), "draws without replacement, so its full 600 samples cover all 216"),
+        (
+            BudgetSpec(20, 3),
+            (),
+            "draws without replacement: its full 60 samples include the best "
+            "architecture with probability 28%",
+        ),
+        (
+            BudgetSpec(20, 3),
+            (("unique", False),),
+            "draws independently: its full 60 samples include the best architecture with probability 24%",
+        ),
+        (
+            BudgetSpec(20, 3, gpu_seconds=5.0),
+            (),
+            "60 architectures (20 episodes x 3; fewer where the GPU-seconds budget ends a run) of the 216",
+        ),
+    ],
+)
+def test_sampling_note_follows_budget_space_and_random_search(toy_run, budget, params, says):
+    """What random search covers is derived from the budget, the space size and its params."""
+    _, run = toy_run
+    spec = ControllerSpec("random", "rs", params)
+    config = dataclasses.replace(run.load().config, budget=budget, controllers=(spec,))
+    assert says in sampling_note(config, ["rs"], 216)
+    assert "Random search" not in sampling_note(config, ["other"], 216)  # not reported: not mentioned

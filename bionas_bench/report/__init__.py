@@ -33,10 +33,11 @@ import numpy as np
 import pandas as pd
 
 from bionas_bench import scoring
+from bionas_bench.controllers.random_search import PERMUTATION_LIMIT, RandomSearchParams
 from bionas_bench.errors import SweepError
 from bionas_bench.report import figures
 from bionas_bench.report.markdown import fmt, pvalue, table, with_ci
-from bionas_bench.sweep import SweepResults, load_results
+from bionas_bench.sweep import ControllerSpec, SweepConfig, SweepResults, load_results
 
 NOTES_FILE = "NOTES.md"
 
@@ -270,7 +271,9 @@ class _Builder:
         )
         return (
             "## Ranks of the recommended architectures\n\n"
-            f"Mean over runs [95% t-interval] of the gold-standard ranks (1 = best of {self.n_archs}, ties "
+            "Mean over runs [95% percentile-bootstrap confidence interval of the mean: "
+            f"{scoring.BOOTSTRAP_RESAMPLES} resamples of the runs, so it can be asymmetric and stays within "
+            f"the runs' range] of the gold-standard ranks (1 = best of {self.n_archs}, ties "
             "averaged) of each run's recommended architecture, and the mean of its median loss and median "
             f"knowledge over replicates.{note} Data: [`{name}`]({name}).\n\n" + table(header, rows) + "\n"
         )
@@ -439,9 +442,9 @@ class _Builder:
                 "median objective), mean over runs with 95% CI, against samples (log axes). This is how "
                 "soon a controller *samples* a good architecture -- what an oracle choosing among its "
                 "samples would get; which one the controller itself picks is its recommended "
-                "architecture, ranked above. Search that covers the space (random search sampling 600 "
-                "of 216 architectures) reaches rank 1 by construction. Normalised regret (objective gap "
-                "to the best architecture over the objective's range) is in the CSV.",
+                f"architecture, ranked above. {sampling_note(self.res.config, self.labels, self.n_archs)} "
+                "Normalised regret (objective gap to the best architecture over the objective's range) is "
+                "in the CSV.",
                 name,
             )
         )
@@ -552,6 +555,39 @@ class _Builder:
             "The sweep is deterministic: the same config and seeds give byte-identical results on any "
             "scheduler.\n"
         )
+
+
+def sampling_note(config: SweepConfig, labels: list[str], n_archs: int) -> str:
+    """How many architectures a run samples, and for random search (when reported) how likely
+    those samples include the best one: a best-so-far curve at rank 1 then shows coverage of
+    the space, not a search that learnt where good architectures are."""
+    budget = config.budget
+    samples = budget.episodes * budget.archs_per_episode
+    fewer = "; fewer where the GPU-seconds budget ends a run" if budget.gpu_seconds is not None else ""
+    text = (
+        f"Each run samples {samples} architectures ({budget.episodes} episodes x "
+        f"{budget.archs_per_episode}{fewer}) of the {n_archs} in the space."
+    )
+    randoms = [spec for spec in config.controllers if spec.name == "random" and spec.label in labels]
+    return " ".join([text, *(_random_coverage(spec, samples, n_archs) for spec in randoms)])
+
+
+def _random_coverage(spec: ControllerSpec, samples: int, n_archs: int) -> str:
+    """The chance that random search's full budget of ``samples`` includes the best of ``n_archs``."""
+    unique = spec.hparams.get("unique", RandomSearchParams.unique) and n_archs <= PERMUTATION_LIMIT
+    if unique:
+        how, chance = "draws without replacement", min(samples / n_archs, 1.0)
+    else:
+        how, chance = "draws independently", 1.0 - (1.0 - 1.0 / n_archs) ** samples
+    if chance >= 1.0:
+        return (
+            f"Random search (`{spec.label}`) {how}, so its full {samples} samples cover all {n_archs} "
+            "architectures and reach rank 1 by construction."
+        )
+    return (
+        f"Random search (`{spec.label}`) {how}: its full {samples} samples include the best "
+        f"architecture with probability {chance:.0%}."
+    )
 
 
 def _p(p: float) -> str:
