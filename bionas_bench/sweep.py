@@ -1449,15 +1449,27 @@ class SweepResults:
         return self.config.lambdas
 
     def cell(self, label: str, lam: float) -> CellData:
-        li = self.config.lambdas.index(lam)
-        key = f"{label}__lam{li:02d}"
+        key = self._key(label, lam)
         if key not in self.cells:
             raise SweepError(f"results {self.path} have no finished cell {key}; finish the sweep first")
         return self.cells[key][1]
 
     def has_cell(self, label: str, lam: float) -> bool:
-        li = self.config.lambdas.index(lam)
-        return f"{label}__lam{li:02d}" in self.cells
+        return self._key(label, lam) in self.cells
+
+    def _key(self, label: str, lam: float) -> str:
+        """The cell key of controller ``label`` at ``lam``; either unknown to the config is an error."""
+        labels = [c.label for c in self.config.controllers]
+        if label not in labels:
+            raise SweepError(
+                f"label {label!r} is not a controller of sweep {self.config.name!r}; use one of {labels}"
+            )
+        if lam not in self.config.lambdas:
+            lambdas = ", ".join(f"{x:g}" for x in self.config.lambdas)
+            raise SweepError(
+                f"lam {lam!r} is not a lambda of sweep {self.config.name!r}; use one of {lambdas}"
+            )
+        return f"{label}__lam{self.config.lambdas.index(lam):02d}"
 
     @property
     def missing(self) -> list[str]:
