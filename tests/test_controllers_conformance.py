@@ -9,13 +9,16 @@ controllers.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import functools
+import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import pytest
 
 import bionas_bench as bb
+import bionas_bench.store  # noqa: F401 - makes bb.store an attribute for the routes below
 from bionas_bench.controllers import Controller
 from bionas_bench.controllers.base import check
 from bionas_bench.controllers.conformance import (
@@ -229,3 +232,193 @@ def test_a_deterministic_controller_opts_out_of_the_different_seed_check() -> No
     with pytest.raises(ConformanceError, match="stochastic=False"):
         check_controller(Fixed, checks=["determinism"])
     check_controller(Fixed, checks=["determinism"], stochastic=False)
+
+
+# ---------------------------------------------------------------------- ask and tell at the base class
+class _FloatIds(_Good):
+    """Draws ids as floats (``uniform`` instead of ``integers``): truncating them would hide the bug."""
+
+    name = "float_ids"
+
+    def _ask(self, n: int) -> np.ndarray:
+        return self.rng.uniform(0, self.space.size, size=n)
+
+
+class _WholeFloatIds(_Good):
+    name = "whole_float_ids"
+
+    def _ask(self, n: int) -> np.ndarray:
+        return self.rng.integers(0, self.space.size, size=n).astype(np.float64)
+
+
+def test_ask_refuses_ids_that_are_not_integers_and_names_what_ask_returned() -> None:
+    ctrl = _FloatIds(tiny_space(), seed=0)
+    with pytest.raises(ControllerError, match=r"float_ids\._ask\(2\) returned array\(\[.*\]\).*not integer"):
+        ctrl.ask(2)
+    assert ctrl.num_told == 0 and not ctrl._pending
+    ids = _WholeFloatIds(tiny_space(), seed=0).ask(3)  # whole numbers are ids, as tell() accepts them
+    assert ids.dtype == np.int64
+
+
+def test_the_ask_check_reports_float_ids() -> None:
+    with pytest.raises(
+        ConformanceError, match=r"check 'ask': ask\(1\) raised ControllerError: float_ids\._ask"
+    ):
+        check_controller(_FloatIds, checks=["ask"])
+    check_controller(_WholeFloatIds, checks=["ask"])
+
+
+class _MutatesItsInput(_Good):
+    """Normalises what it is told in place."""
+
+    name = "mutates_its_input"
+
+    def _tell(self, ids: np.ndarray, rewards: np.ndarray, info: dict) -> None:
+        rewards -= rewards.mean()
+        ids[:] = 0
+        for value in info.values():
+            value *= 0
+        super()._tell(ids, rewards, info)
+
+
+def test_tell_gives_the_controller_its_own_copies() -> None:
+    ctrl = _MutatesItsInput(tiny_space(), seed=0)
+    ids = ctrl.ask(3)
+    rewards, cost = np.array([1.0, 2.0, 4.0]), np.array([10.0, 20.0, 30.0])
+    asked = ids.copy()
+    ctrl.tell(ids, rewards, {"cost": cost})
+    np.testing.assert_array_equal(ids, asked)
+    np.testing.assert_array_equal(rewards, [1.0, 2.0, 4.0])
+    np.testing.assert_array_equal(cost, [10.0, 20.0, 30.0])
+
+
+# ---------------------------------------------------------------------- messages that name the cause
+def test_global_randomness_is_named_as_the_cause_in_tell_misuse() -> None:
+    with pytest.raises(
+        ConformanceError, match=r"check 'tell_misuse': two controllers made with the same seed"
+    ):
+        check_controller(_GlobalRandom, checks=["tell_misuse"])
+
+
+def test_global_randomness_is_named_as_the_cause_in_recommend() -> None:
+    with pytest.raises(ConformanceError, match=r"check 'recommend': two controllers made with the same seed"):
+        check_controller(_GlobalRandom, checks=["recommend"])
+
+
+class _SkipsBaseTell(_Good):
+    """Overrides ``tell`` and goes straight to ``_tell``: nothing is validated or counted."""
+
+    name = "skips_base_tell"
+
+    def tell(self, ids: Any, rewards: Any, info: Any = None) -> None:
+        self._tell(np.asarray(ids), np.asarray(rewards, dtype=np.float64), dict(info or {}))
+
+
+def test_a_tell_that_skips_the_base_class_is_named_as_the_cause() -> None:
+    with pytest.raises(
+        ConformanceError,
+        match=r"num_told is 0 after telling 33 results: _SkipsBaseTell\.tell\(\) overrides Controller\.tell"
+        r".*implement _tell",
+    ):
+        check_controller(_SkipsBaseTell, checks=["trajectory"])
+
+
+# ---------------------------------------------------------------------- no_store, the README's way
+#: references a cheating plugin might keep where the module scan of ``no_store`` does not look
+_KEPT: dict[str, Any] = {}
+
+
+def _kept(key: str, make: Callable[[], Any]) -> Any:
+    """``make()`` the first time (in an earlier check), the kept value after."""
+    if key not in _KEPT:
+        _KEPT[key] = make()
+    return _KEPT[key]
+
+
+def _best_loss(store: Any) -> int:
+    return int(np.nanargmin(store.arch_medians(store.metric("val_loss"), store.done)))
+
+
+def _kept_store() -> Any:
+    return _kept("store", lambda: bb.open_store())
+
+
+def _oracle_of_kept_store() -> int:
+    oracle = _kept("BootstrapOracle", lambda: bb.BootstrapOracle)(_kept_store(), lam=1.0, seed=0)
+    return _best_loss(oracle.store)
+
+
+def _open_with_kept_class() -> int:
+    path = _kept("path", lambda: bb.store.embedded_store_path())
+    return _best_loss(_kept("Store", lambda: bb.Store).open(path))
+
+
+#: ways to reach the store, and the entry point no_store must name
+_STORE_ROUTES: dict[str, tuple[Callable[[], int], str]] = {
+    "bb.open_store": (lambda: _best_loss(bb.open_store()), "bionas_bench.open_store"),
+    "bb.store.open_store": (lambda: _best_loss(bb.store.open_store()), "bionas_bench.store.open_store"),
+    "a kept Store class": (_open_with_kept_class, "bionas_bench.store.Store.open"),
+    "a kept open_store": (
+        lambda: _best_loss(_kept("open", lambda: functools.partial(bb.store.open_store))()),
+        "bionas_bench.store.embedded_store_path",
+    ),
+    "a store opened earlier": (lambda: _best_loss(_kept_store()), "bionas_bench.store.Store.arch_medians"),
+    "a kept BootstrapOracle": (_oracle_of_kept_store, "bionas_bench.oracle.BootstrapOracle"),
+}
+
+
+def _reads_store(route: Callable[[], int], swallow: bool) -> type[Controller]:
+    """A controller that recommends from the store (``swallow``: and hides any error doing so)."""
+
+    class ReadsStore(_Good):
+        name = "reads_store"
+
+        def __init__(self, space: Any, seed: Any = 0, **hparams: Any):
+            super().__init__(space, seed, **hparams)
+            try:
+                self.cheat = route() % self.space.size
+            except Exception:
+                if not swallow:
+                    raise
+                self.cheat = 0
+
+        def recommend(self) -> int:
+            return self.cheat if self.best is None else super().recommend()
+
+    return ReadsStore
+
+
+def _failures(cls: type[Controller], order: list[str]) -> dict[str, str]:
+    """Every check run one at a time in one process, as the README's parametrized test does."""
+    failures = {}
+    for name in order:
+        try:
+            check_controller(cls, checks=[name])
+        except ConformanceError as exc:
+            failures[name] = str(exc)
+    return failures
+
+
+@pytest.mark.parametrize("swallow", [False, True], ids=["raises", "swallows-errors"])
+@pytest.mark.parametrize("order", ["sorted", "reversed"])
+@pytest.mark.parametrize("route", sorted(_STORE_ROUTES))
+def test_no_store_catches_a_controller_reading_the_store_after_other_checks(
+    route: str, order: str, swallow: bool
+) -> None:
+    reach, entry_point = _STORE_ROUTES[route]
+    cls = _reads_store(reach, swallow)
+    package, store_class = dict(vars(bb)), dict(vars(bb.store.Store))
+    names = sorted(CHECKS) if order == "sorted" else sorted(CHECKS, reverse=True)
+    failures = _failures(cls, names)
+    assert set(failures) == {"no_store"}, failures
+    assert re.search(rf"check 'no_store': it used {re.escape(entry_point)}", failures["no_store"])
+    assert "never the store" in failures["no_store"]
+    assert dict(vars(bb)).items() >= package.items()  # restored (names loaded meanwhile may stay)
+    assert dict(vars(bb.store.Store)) == store_class
+    assert _best_loss(bb.open_store()) >= 0
+    assert check_controller(_Good) == list(CHECKS)
+
+
+def test_no_store_names_an_import_of_the_store() -> None:
+    with pytest.raises(ConformanceError, match=r"check 'no_store': it imported bionas_bench\.oracle"):
+        check_controller(_UsesStore, checks=["no_store"])

@@ -61,10 +61,20 @@ class Controller(ABC):
 
     # ------------------------------------------------------------------ protocol
     def ask(self, n: int = 1) -> np.ndarray:
-        """Return ``n`` architecture ids (int64) to evaluate next."""
+        """Return ``n`` architecture ids (int64) to evaluate next.
+
+        ``_ask`` must return integer ids (floats only when whole, the rule ``tell`` applies):
+        casting ``rng.uniform(...)`` draws to int64 would silently truncate them.
+        """
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
             raise ControllerError(f"{self.name}.ask(n): n must be a positive integer, got {n!r}")
-        ids = np.asarray(self._ask(int(n)), dtype=np.int64)
+        asked = np.asarray(self._ask(int(n)))
+        if not _integer_valued(asked):
+            raise ControllerError(
+                f"{self.name}._ask({n}) returned {asked!r}, which are not integer architecture ids; "
+                "return integers, e.g. self.rng.integers(0, self.space.size, size=n)"
+            )
+        ids = asked.astype(np.int64)
         if ids.shape != (n,):
             raise ControllerError(f"{self.name} returned {ids.shape} ids for ask({n}); this is a bug")
         self.space.check_ids(ids)
@@ -80,11 +90,13 @@ class Controller(ABC):
         """Report the rewards (higher is better) of ids returned by :meth:`ask`.
 
         ``info`` may carry per-id arrays such as ``cost`` (simulated GPU seconds) and
-        ``epoch`` (the fidelity served).
+        ``epoch`` (the fidelity served). ``_tell`` receives copies of the ids, the rewards
+        and the ``info`` arrays, so a controller that changes them in place never changes
+        the caller's.
         """
         ids = np.atleast_1d(np.asarray(ids))
         try:
-            rewards = np.atleast_1d(np.asarray(rewards, dtype=np.float64))
+            rewards = np.atleast_1d(np.array(rewards, dtype=np.float64))
         except (TypeError, ValueError):
             raise ControllerError(f"{self.name}.tell: rewards must be numbers, got {rewards!r}") from None
         if not _integer_valued(ids):
@@ -110,7 +122,10 @@ class Controller(ABC):
                 "(or were already told); tell only what ask() returned"
             )
         check_info(info, f"{self.name}.tell")
-        info = dict(info or {})
+        info = {
+            key: np.copy(value) if isinstance(value, np.ndarray) else value
+            for key, value in (info or {}).items()
+        }
         for key, value in info.items():
             if np.shape(value) not in ((), ids.shape):
                 raise ControllerError(

@@ -10,11 +10,13 @@ check                     what it asserts
                           hyper-parameter names and a space that is neither a ModelSpace nor
                           a space name raise :class:`ControllerError` naming them
 ``ask``                   ``ask(n)`` returns ``n`` valid int64 ids for n = 1, 3 and an n
-                          larger than the space (so larger than any internal batch); a bad
-                          ``n`` raises :class:`ControllerError`
+                          larger than the space (so larger than any internal batch), from
+                          an ``_ask`` that returns integers (fractional ids are refused, not
+                          truncated); a bad ``n`` raises :class:`ControllerError`
 ``trajectory``            a full ask/tell run with mixed batch sizes, results told in
                           shuffled order, split over several ``tell`` calls, with and
-                          without ``info``; every id valid
+                          without ``info``; every id valid; ``num_told`` counts every
+                          result (a ``tell`` override that bypasses the base class fails)
 ``determinism``           the same seed gives the same ids, recommendations, policies and
                           fidelities; a different seed gives a different run (stochastic
                           controllers)
@@ -23,12 +25,17 @@ check                     what it asserts
 ``tell_misuse``           no ids, ids never asked, ids told twice, mismatched lengths, 2-D input,
                           fractional ids, non-finite or non-numeric rewards and an ``info``
                           that is not a mapping raise :class:`ControllerError` and leave the
-                          controller unchanged
+                          controller unchanged (compared with a twin of the same seed, so
+                          randomness not drawn from ``self.rng`` fails here too)
 ``policy``                ``policy()``, when provided, is one probability vector per layer
 ``fidelity``              ``fidelity()`` is one positive integer epoch count per asked id for
                           ``uses_fidelity`` controllers, and None otherwise
 ``no_store``              the controller runs with the store, oracle and sweep modules
-                          unimportable, and its module holds no reference to them
+                          unimportable and every entry point into them blocked (the
+                          package's names, cached or not; functions, classes, methods and
+                          properties of loaded modules), whatever ran before in the process;
+                          any use fails, even one the controller catches; its module holds
+                          no reference to them
 ``batched``               a controller's ``batched`` form equals running each seed alone
 ========================  ==================================================================
 
@@ -50,10 +57,11 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import functools
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from types import ModuleType
+from types import FunctionType, ModuleType
 from typing import Any
 
 import numpy as np
@@ -66,6 +74,19 @@ from bionas_bench.space import Choice, Layer, ModelSpace
 FORBIDDEN_MODULES = ("bionas_bench.store", "bionas_bench.oracle", "bionas_bench.sweep")
 #: batch sizes the trajectory cycles through
 BATCH_SIZES = (1, 3, 2, 5)
+#: why two controllers made with the same seed, driven alike, can ask differently
+_SAME_SEED_DIFFERS = (
+    "two controllers made with the same seed asked different ids (this check drives such a pair "
+    "and compares them); draw all randomness from self.rng, never np.random or random"
+)
+#: what no_store enforces, for its failure messages
+_NO_STORE_RULE = (
+    "a controller sees only the space and the rewards it is told, never the store, oracle or sweep"
+)
+#: class attributes no_store blocks (besides __init__)
+_METHOD_TYPES = (FunctionType, classmethod, staticmethod, property, functools.cached_property)
+#: marks an attribute that was absent before no_store set it
+_MISSING = object()
 
 
 class ConformanceError(AssertionError):
@@ -265,7 +286,11 @@ def check_ask(subject: Subject) -> None:
     ctrl = subject.make()
     large = max(64, subject.space.size + 1) if subject.space.size < 1024 else 64
     for n in (1, 3, large, 1):
-        _check_ids(subject, "ask", ctrl.ask(n), n)
+        try:
+            ids = ctrl.ask(n)
+        except ControllerError as exc:
+            raise subject.fail("ask", f"ask({n}) raised ControllerError: {exc}") from None
+        _check_ids(subject, "ask", ids, n)
     for bad in (0, -1, 2.5, True, "3"):
         try:
             ctrl.ask(bad)  # type: ignore[arg-type]
@@ -278,8 +303,22 @@ def check_trajectory(subject: Subject) -> None:
     ctrl = subject.make()
     run_trajectory(subject, ctrl)
     _check_ids(subject, "trajectory", ctrl.ask(1), 1)
-    if ctrl.num_told != _budget_told(subject.budget):
-        raise subject.fail("trajectory", f"num_told is {ctrl.num_told}, expected {subject.budget}")
+    told = _budget_told(subject.budget)
+    if ctrl.num_told != told:
+        raise subject.fail(
+            "trajectory", f"num_told is {ctrl.num_told} after telling {told} results: {_miscount(ctrl)}"
+        )
+
+
+def _miscount(ctrl: Controller) -> str:
+    """The likely cause of a ``num_told`` that does not match what was told."""
+    cls = type(ctrl)
+    if cls.tell is not Controller.tell:
+        return (
+            f"{cls.__name__}.tell() overrides Controller.tell and skips its validation and counting; "
+            "implement _tell instead (or call super().tell)"
+        )
+    return "only the base Controller.tell may change num_told"
 
 
 def _budget_told(budget: int) -> int:
@@ -329,7 +368,9 @@ def check_recommend(subject: Subject) -> None:
     quiet = run_trajectory(subject, subject.make(seed=3), observe=False, check="recommend")
     watched = run_trajectory(subject, subject.make(seed=3), observe=True, check="recommend")
     if quiet.ids != watched.ids:
-        raise subject.fail("recommend", "calling recommend()/policy()/fidelity() changed later asks")
+        raise _differing_pair(
+            subject, "recommend", "calling recommend()/policy()/fidelity() changed later asks"
+        )
 
 
 def _fidelity(ctrl: Controller, n: int) -> np.ndarray | None:
@@ -343,7 +384,8 @@ def check_tell_misuse(subject: Subject) -> None:
     ctrl = subject.make()
     reference = subject.make()
     ids = ctrl.ask(3)
-    reference.ask(3)
+    if not np.array_equal(reference.ask(3), ids):
+        raise subject.fail("tell_misuse", _SAME_SEED_DIFFERS)
     unasked = next(a for a in range(subject.space.size) if a not in set(ids.tolist()))
     once = [a for a in ids.tolist() if ids.tolist().count(a) == 1]
     bad_calls: list[tuple[str, Any, Any, Any]] = [
@@ -370,7 +412,17 @@ def check_tell_misuse(subject: Subject) -> None:
         run_trajectory(subject, ctrl, check="tell_misuse").ids
         != run_trajectory(subject, reference, check="tell_misuse").ids
     ):
-        raise subject.fail("tell_misuse", "rejected tell() calls changed the controller's later asks")
+        raise _differing_pair(
+            subject, "tell_misuse", "rejected tell() calls changed the controller's later asks"
+        )
+
+
+def _differing_pair(subject: Subject, check: str, message: str) -> ConformanceError:
+    """The failure for two same-seed runs that differ: ``message``, or nondeterminism when two
+    plain runs with one seed differ too (then ``message`` would blame the wrong thing)."""
+    first = run_trajectory(subject, subject.make(seed=5), observe=False, check=check)
+    again = run_trajectory(subject, subject.make(seed=5), observe=False, check=check)
+    return subject.fail(check, message if first.ids == again.ids else _SAME_SEED_DIFFERS)
 
 
 def _expect_controller_error(
@@ -422,16 +474,40 @@ def check_fidelity(subject: Subject) -> None:
 
 
 def check_no_store(subject: Subject) -> None:
+    """Run the controller with every store, oracle and sweep entry point blocked.
+
+    Blocking the entry points themselves (not only the imports) keeps the check sound
+    whatever ran before in the process: an earlier check may have loaded these modules
+    and cached ``bionas_bench.open_store`` in the package. Every use is recorded, so a
+    controller that swallows the error still fails.
+    """
+    _check_module_references(subject)
+    used: list[str] = []
+    try:
+        # blocking comes first: it must find the loaded modules before imports are cut off
+        with _blocked_entry_points(used), _forbidden_imports():
+            ctrl = subject.make()
+            run_trajectory(subject, ctrl, check="no_store")
+            ctrl.recommend()
+    except ModuleNotFoundError as exc:
+        if used or exc.name not in FORBIDDEN_MODULES:
+            raise
+        raise subject.fail("no_store", f"it imported {exc.name}; {_NO_STORE_RULE}") from None
+    except Exception:
+        if not used:
+            raise
+    if used:
+        raise subject.fail("no_store", f"it used {', '.join(dict.fromkeys(used))}; {_NO_STORE_RULE}")
+
+
+def _check_module_references(subject: Subject) -> None:
+    """The controller's module holds nothing from the forbidden modules."""
     module = sys.modules.get(subject.cls.__module__)
     namespace = vars(module) if module is not None else {}
     for name, value in namespace.items():
         origin = value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", "")
         if isinstance(origin, str) and origin.startswith(FORBIDDEN_MODULES):
             raise subject.fail("no_store", f"module {subject.cls.__module__} holds {name!r} from {origin}")
-    with _forbidden_imports():
-        ctrl = subject.make()
-        run_trajectory(subject, ctrl, check="no_store")
-        ctrl.recommend()
 
 
 @contextmanager
@@ -448,6 +524,102 @@ def _forbidden_imports() -> Iterator[None]:
                 sys.modules.pop(name, None)
             else:
                 sys.modules[name] = module
+
+
+class _Blocked:
+    """Stands in for a store, oracle or sweep entry point: using it is recorded and raises.
+
+    Calling it, reading an attribute of it (``bb.store.open_store``) and, as a class
+    attribute, looking it up (``Store.open``, ``store.metric``, ``Store(...)``'s
+    ``__init__``) all count as a use of ``what``.
+    """
+
+    def __init__(self, what: str, used: list[str]):
+        self._what, self._used = what, used
+
+    def _refuse(self, what: str) -> ConformanceError:
+        self._used.append(what)
+        return ConformanceError(f"the conformance check no_store blocks {what}")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise self._refuse(self._what)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # introspection (copy, inspect.unwrap) is not a use
+            raise AttributeError(name)
+        raise self._refuse(f"{self._what}.{name}")
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        raise self._refuse(self._what)
+
+
+@contextmanager
+def _blocked_entry_points(used: list[str]) -> Iterator[None]:
+    """Replace every way into the store, oracle and sweep by :class:`_Blocked` for the block.
+
+    The package's names for them (cached or not), the public functions of those modules
+    that are loaded, and the methods, properties and constructors of their classes (so a
+    class, function or store kept from before is blocked too). All are restored after.
+    """
+    saved = []
+    try:
+        for owner, name, what in _entry_points():
+            value = vars(owner).get(name, _MISSING)
+            setattr(owner, name, _Blocked(what, used))
+            saved.append((owner, name, value))
+        yield
+    finally:
+        for owner, name, value in reversed(saved):
+            if value is _MISSING:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, value)
+
+
+def _entry_points() -> list[tuple[Any, str, str]]:
+    """``(owner, attribute name, what it is called)`` for each entry point to block."""
+    points = _package_entry_points()
+    classes: dict[type, None] = {}
+    for module in [sys.modules[name] for name in FORBIDDEN_MODULES if sys.modules.get(name) is not None]:
+        for name, value in _public_names(module):
+            if isinstance(value, type):
+                classes[value] = None
+            elif callable(value):
+                points.append((module, name, f"{module.__name__}.{name}"))
+    for cls in classes:
+        points += _class_entry_points(cls)
+    return points
+
+
+def _package_entry_points() -> list[tuple[Any, str, str]]:
+    """The package's submodule attributes and lazily loaded names (its ``_LAZY`` table) that
+    lead to a forbidden module, whether or not an earlier use cached them."""
+    import bionas_bench
+
+    named = {module.rsplit(".", 1)[1]: module for module in FORBIDDEN_MODULES} | bionas_bench._LAZY
+    return [
+        (bionas_bench, name, f"bionas_bench.{name}")
+        for name, module in named.items()
+        if module in FORBIDDEN_MODULES
+    ]
+
+
+def _public_names(module: ModuleType) -> list[tuple[str, Any]]:
+    """The public names of ``module`` whose values come from a forbidden module."""
+    return [
+        (name, value)
+        for name, value in vars(module).items()
+        if not name.startswith("_") and str(getattr(value, "__module__", "")).startswith(FORBIDDEN_MODULES)
+    ]
+
+
+def _class_entry_points(cls: type) -> list[tuple[Any, str, str]]:
+    """A class's constructor and every method and property it defines."""
+    where = f"{cls.__module__}.{cls.__qualname__}"
+    methods = [name for name, value in vars(cls).items() if isinstance(value, _METHOD_TYPES)]
+    return [(cls, "__init__", where)] + [
+        (cls, name, f"{where}.{name}") for name in methods if not name.startswith("__")
+    ]
 
 
 def check_batched(subject: Subject) -> None:
