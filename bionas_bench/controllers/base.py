@@ -126,11 +126,7 @@ class Controller(ABC):
             key: np.copy(value) if isinstance(value, np.ndarray) else value
             for key, value in (info or {}).items()
         }
-        for key, value in info.items():
-            if np.shape(value) not in ((), ids.shape):
-                raise ControllerError(
-                    f"{self.name}.tell: info[{key!r}] has shape {np.shape(value)}, expected {ids.shape}"
-                )
+        check_info_shapes(info, ids.shape, f"{self.name}.tell")
         self._pending.subtract(ids.tolist())
         self._pending += Counter()  # drop zero counts
         self.num_told += len(ids)
@@ -193,8 +189,8 @@ def check_info(info: Any, owner: str) -> None:
 
 
 def check_info_shapes(info: Mapping[str, Any], shape: tuple[int, ...], where: str) -> None:
-    """Every value of a batched ``tell``'s ``info`` is a scalar (for every id) or shaped
-    like the ids: a ``(runs, n)`` call cannot take one run's ``(n,)`` costs."""
+    """Every value of ``tell``'s ``info`` is a scalar (for every id) or shaped like the
+    ids (a batched ``(runs, n)`` call cannot take one run's ``(n,)`` costs)."""
     for key, value in info.items():
         if np.shape(value) not in ((), shape):
             raise ControllerError(
