@@ -96,10 +96,8 @@ def _check_lam(results: SweepResults, lam: float) -> None:
 
 
 def _checked_cell(results: SweepResults, label: str, lam: float) -> CellData:
-    """The cell of ``label`` at ``lam``, after checking both are in the sweep (the results
-    would otherwise fail on a lambda with a bare ``tuple.index`` error)."""
-    _check_lam(results, lam)
-    _check_choice(label, "label", results.labels, f"a controller of the sweep in {results.path}")
+    """The cell of ``label`` at ``lam`` (:meth:`SweepResults.cell` names an unknown one)."""
+    _check_results(results)
     return results.cell(label, lam)
 
 

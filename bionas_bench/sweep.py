@@ -1459,8 +1459,8 @@ class SweepResults:
 
     def _key(self, label: str, lam: float) -> str:
         """The cell key of controller ``label`` at ``lam``; either unknown to the config is an error."""
-        labels = [c.label for c in self.config.controllers]
-        if label not in labels:
+        labels = ", ".join(c.label for c in self.config.controllers)
+        if label not in self.labels:
             raise SweepError(
                 f"label {label!r} is not a controller of sweep {self.config.name!r}; use one of {labels}"
             )
