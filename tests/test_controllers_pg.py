@@ -96,10 +96,13 @@ def test_batched_equals_unbatched(space, name, variant):
     ],
 )
 def test_compiled_update_equals_autograd_reference(space, name, variant, extra):
-    """The compiled update (default) matches the torch-autograd reference.
+    """The compiled update (default) follows the torch-autograd reference.
 
     4 runs x 25 episodes with a short warm-up; with a loose KL stop the runs take many
-    steps and stop at different times. Same ids, same step counts, parameters within 1e-10.
+    steps and stop at different times. Same ids, same step counts, parameters within
+    1e-3: the kernel computes in float32 and the reference in float64, and Adam turns
+    the rounding of near-zero gradients into steps of its own size (measured: at most
+    1.4e-4 after 25 episodes). The gradient itself is checked tightly below.
     """
     seeds, episodes, table = [21, 22, 23, 24], 25, _table()
     out = {}
@@ -118,7 +121,31 @@ def test_compiled_update_equals_autograd_reference(space, name, variant, extra):
     assert np.array_equal(ref[1], compiled[1])
     if extra:  # long updates that end at different steps per run
         assert ref[1].min() > episodes and len(set(ref[1].tolist())) > 1
-    np.testing.assert_allclose(compiled[2], ref[2], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(compiled[2], ref[2], rtol=0, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("name", "variant"),
+    [("ppo", "original_code"), ("ppo", "paper"), ("reinforce", "original_code"), ("diverse_pg", "paper")],
+)
+def test_compiled_gradient_equals_autograd_reference(space, name, variant):
+    """One optimiser step on the whole buffer: Adam's first moment is then (1 - beta1) times
+    the gradient, so the kernel's float32 gradient must match the float64 autograd
+    gradient of the same float32 parameters to float32 rounding (1e-5 of its largest entry).
+    """
+    seeds, table = [31, 32], _table()
+    first_moment = {}
+    for impl in ("autograd", "compiled"):
+        runs = controllers.create_runs(
+            name, space, seeds, variant=variant, warmup_episodes=2, max_epochs=1, batch_size=0, kl_stop=None
+        )
+        runs.engine.impl = impl
+        _drive(runs, 2, table, seed=4)
+        assert runs.engine.num_updates.tolist() == [1, 1]
+        first_moment[impl] = runs.engine.adam_m.numpy().copy()
+    ref = first_moment["autograd"]
+    assert np.abs(ref).max() > 0
+    np.testing.assert_allclose(first_moment["compiled"], ref, rtol=0, atol=1e-5 * np.abs(ref).max())
 
 
 @pytest.mark.parametrize(("variant", "quantile"), [("original_code", 0.7), ("paper", 0.6)])

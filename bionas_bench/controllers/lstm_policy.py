@@ -19,8 +19,13 @@ Two ways to feed the LSTM (``feed``), see the README of the reference data:
 
 Initialisation mirrors Keras defaults (Glorot-uniform kernels, orthogonal recurrent
 kernel, zero biases with forget-gate bias 1) and is drawn from a per-run numpy
-``Generator``, so a run's network depends only on its seed. Everything is float64 so
-that a run gives the same numbers alone and inside a batch.
+``Generator``, so a run's network depends only on its seed.
+
+Precision: the trainable state (parameters and Adam moments) is float32 (``PARAM_DTYPE``),
+as in the original Keras controller, and is trained in float32 by the compiled update.
+The forward passes here compute in float64 (``DTYPE``) from those float32 values (every
+float32 is a float64 exactly), so sampling gives the same numbers for a run alone and
+inside a batch, whatever kernels torch picks for the batch's shape.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-DTYPE = torch.float64
+DTYPE = torch.float64  #: what the forward passes compute in
+PARAM_DTYPE = torch.float32  #: what the parameters and Adam moments are stored in
 FEEDS = ("action", "probs")
 
 
@@ -93,10 +99,11 @@ def _init_one(shape: NetShape, rng: np.random.Generator) -> dict[str, np.ndarray
 
 
 def init_params(shape: NetShape, rngs: list[np.random.Generator]) -> torch.Tensor:
-    """Stacked parameters flattened to ``(R, P)`` (order of :meth:`NetShape.names`), one run per rng."""
+    """Stacked parameters flattened to ``(R, P)`` (order of :meth:`NetShape.names`), one run
+    per rng; drawn in float64 and stored rounded to ``PARAM_DTYPE``."""
     per_run = [_init_one(shape, rng) for rng in rngs]
     flat = [np.concatenate([p[n].ravel() for n in shape.names()]) for p in per_run]
-    return torch.tensor(np.stack(flat), dtype=DTYPE)
+    return torch.tensor(np.stack(flat), dtype=PARAM_DTYPE)
 
 
 def param_shapes(shape: NetShape) -> list[tuple[int, ...]]:

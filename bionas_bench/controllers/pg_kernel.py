@@ -16,7 +16,13 @@ losses of :mod:`~bionas_bench.controllers.policy_gradient` (whose torch-autograd
 reference this module is tested against): an LSTM cell with gate order (i, f, g, o), a
 softmax head per layer, the next input a dense map of the previous layer's probabilities
 (``"probs"`` feed) or a row of the embedding of the sampled choice (``"action"`` feed);
-Adam with Keras-style inverse-time decay. All arrays are float64.
+Adam with Keras-style inverse-time decay.
+
+Precision: float32, as the original Keras controller computed, in every array and every
+vector loop (the ``F(...)`` constants keep numba from promoting a loop to float64). On
+this AVX-512 machine a float32 step is ~1.6x faster than the float64 one it replaces
+(16 lanes a vector instead of 8), and after 1,800 steps of a converged run the float32
+parameters are within 1e-5 of float64 ones (parameters that moved by 0.07).
 
 Parameter layout: a run's parameters are one flat row in the order of
 :meth:`~bionas_bench.controllers.lstm_policy.NetShape.names`; ``po`` holds each
@@ -46,48 +52,48 @@ BETA1, BETA2, EPS = 0.9, 0.999, 1e-7
 # ``error_model="numpy"``: no ZeroDivisionError branch, which would stop vectorisation.
 FLAGS = {"contract"}
 REDUCE_FLAGS = {"contract", "reassoc"}
-_LN2_HI = 6.93147180369123816490e-01  # ln 2 split in two for an exact range reduction
-_LN2_LO = 1.90821492927058770002e-10
-_INV_LN2 = 1.44269504088896338700e00
-_SHIFT = 6755399441055744.0  # 1.5 * 2**52: adding it rounds to an integer in the low bits
-_SHIFT_BITS = int(np.float64(_SHIFT).view(np.int64))
+F = np.float32  #: the kernel's precision (numba types these globals as float32 constants)
+ZERO, ONE, TWO = F(0.0), F(1.0), F(2.0)
+_LN2_HI = F(0.693145751953125)  # ln 2 split in two (16 significant bits, so k * _LN2_HI is exact)
+_LN2_LO = F(1.428606765330187e-06)
+_INV_LN2 = F(1.4426950408889634)
+_SHIFT = F(12582912.0)  # 1.5 * 2**23: adding it rounds to an integer in the low bits
+_SHIFT_BITS = int(np.float32(12582912.0).view(np.int32))
+_EXP_LO, _EXP_HI = F(-87.0), F(87.0)  # exp stays a normal float32 inside
+_TAYLOR = tuple(F(1.0 / math.factorial(k)) for k in range(8))  # 1/k!, k = 0..7
 
 
 @njit(cache=True, fastmath=FLAGS, error_model="numpy")
 def _vexp(src, dst, n, scale, fbuf):
-    """``dst[:n] = exp(scale * src[:n])`` to ~1 ulp, in loops LLVM vectorises.
+    """``dst[:n] = exp(scale * src[:n])`` to ~1 ulp of float32, in loops LLVM vectorises.
 
     libm's scalar exp/tanh took ~60 % of a training step. Range reduction
-    ``x = k ln2 + r`` (``|r| <= ln2 / 2``), degree-13 Taylor polynomial of ``exp(r)``
-    (truncation < 3e-16 relative), times ``2**k`` built in the exponent bits (``fbuf``:
-    scratch of length >= n). Inputs are clamped to [-708, 708] (no overflow; the
-    sigmoid and tanh built on it are saturated there to double precision anyway).
+    ``x = k ln2 + r`` (``|r| <= ln2 / 2``), degree-7 Taylor polynomial of ``exp(r)``
+    (truncation < 1e-8 relative), times ``2**k`` built in the exponent bits (``fbuf``:
+    float32 scratch of length >= n). Inputs are clamped to [-87, 87] (no overflow or
+    subnormal; the sigmoid and tanh built on it are saturated there to float32 anyway).
     """
-    ibuf = fbuf.view(np.int64)
+    ibuf = fbuf.view(np.int32)
+    c0, c1, c2, c3, c4, c5, c6, c7 = _TAYLOR
+    factor = F(scale)
     for i in range(n):
-        v = scale * src[i]
-        v = v if v > -708.0 else -708.0
-        v = v if v < 708.0 else 708.0
+        v = factor * src[i]
+        v = v if v > _EXP_LO else _EXP_LO
+        v = v if v < _EXP_HI else _EXP_HI
         t = v * _INV_LN2 + _SHIFT
         fbuf[i] = t
         k = t - _SHIFT
         r = (v - k * _LN2_HI) - k * _LN2_LO
-        q = 1.0 / 6227020800.0
-        q = q * r + 1.0 / 479001600.0
-        q = q * r + 1.0 / 39916800.0
-        q = q * r + 1.0 / 3628800.0
-        q = q * r + 1.0 / 362880.0
-        q = q * r + 1.0 / 40320.0
-        q = q * r + 1.0 / 5040.0
-        q = q * r + 1.0 / 720.0
-        q = q * r + 1.0 / 120.0
-        q = q * r + 1.0 / 24.0
-        q = q * r + 1.0 / 6.0
-        q = q * r + 0.5
-        q = q * r + 1.0
-        dst[i] = q * r + 1.0
+        q = c7
+        q = q * r + c6
+        q = q * r + c5
+        q = q * r + c4
+        q = q * r + c3
+        q = q * r + c2
+        q = q * r + c1
+        dst[i] = q * r + c0
     for i in range(n):
-        ibuf[i] = (ibuf[i] - _SHIFT_BITS + 1023) << 52
+        ibuf[i] = (ibuf[i] - _SHIFT_BITS + 127) << 23
     for i in range(n):
         dst[i] *= fbuf[i]
 
@@ -97,15 +103,15 @@ def _sigmoid(src, dst, n, ebuf, fbuf):
     """``dst[:n] = 1 / (1 + exp(-src[:n]))``."""
     _vexp(src, ebuf, n, -1.0, fbuf)
     for i in range(n):
-        dst[i] = 1.0 / (1.0 + ebuf[i])
+        dst[i] = ONE / (ONE + ebuf[i])
 
 
 @njit(cache=True, fastmath=FLAGS, error_model="numpy")
 def _tanh(src, dst, n, ebuf, fbuf):
-    """``dst[:n] = tanh(src[:n]) = 1 - 2 / (1 + exp(2 src))`` (absolute error ~1e-16)."""
+    """``dst[:n] = tanh(src[:n]) = 1 - 2 / (1 + exp(2 src))`` (absolute error ~1e-7)."""
     _vexp(src, ebuf, n, 2.0, fbuf)
     for i in range(n):
-        dst[i] = 1.0 - 2.0 / (1.0 + ebuf[i])
+        dst[i] = ONE - TWO / (ONE + ebuf[i])
 
 
 @njit(cache=True, fastmath=FLAGS, error_model="numpy")
@@ -154,7 +160,7 @@ def _matmul_rows(out, x, w, nb, inputs):
 def _dot(a, b):
     """``sum_j a[j] * b[j]``, vectorised (``reassoc``: LLVM picks the partial sums; the
     order is fixed by the compiled code, so a run stays deterministic on a machine)."""
-    total = 0.0
+    total = ZERO
     for j in range(a.shape[0]):
         total += a[j] * b[j]
     return total
@@ -199,6 +205,7 @@ def _forward(
     wu = _param(wrow, po, 0, width, gates)
     bias = wrow[po[1] : po[1] + gates]
     state_dim = st.shape[1]
+    cells = z.shape[0] * units  # the size of one layer's (bs, units) caches
     for i in range(nb):
         for k in range(width):
             xh[0, i, k] = 0.0
@@ -222,17 +229,23 @@ def _forward(
             for j in range(gates):
                 z[i, j] = bias[j]
         _matmul_rows(z, xh[layer], wu, nb, inputs)
+        # every gate of every sample in one pass, the candidate as tanh(x) = 2 sigmoid(2x) - 1
         for i in range(nb):
-            zi = z[i]
-            si_row, tg_row, c_row, tc_row = s[layer, i], tg[layer, i], c[layer, i], tc[layer, i]
-            _sigmoid(zi, si_row, gates, ebuf, fbuf)
-            _tanh(zi[2 * units : 3 * units], tg_row, units, ebuf, fbuf)
+            for u in range(2 * units, 3 * units):
+                z[i, u] *= TWO
+        _sigmoid(z.reshape(z.size), s[layer].reshape(z.size), nb * gates, ebuf, fbuf)
+        for i in range(nb):
+            si_row, tg_row, c_row = s[layer, i], tg[layer, i], c[layer, i]
             for u in range(units):
-                cu = si_row[u] * tg_row[u]
+                tgu = TWO * si_row[2 * units + u] - ONE
+                tg_row[u] = tgu
+                cu = si_row[u] * tgu
                 if layer > 0:
                     cu += si_row[units + u] * c[layer - 1, i, u]
                 c_row[u] = cu
-            _tanh(c_row, tc_row, units, ebuf, fbuf)
+        _tanh(c[layer].reshape(cells), tc[layer].reshape(cells), nb * units, ebuf, fbuf)
+        for i in range(nb):
+            si_row, tc_row = s[layer, i], tc[layer, i]
             for u in range(units):
                 hs[layer, i, u] = si_row[3 * units + u] * tc_row[u]
             for kk in range(k_l):
@@ -323,7 +336,7 @@ def _loss_grad(algo, sampled, ew, clip, div_w, slack, radices, coff, act, sc, nb
                     pair[j, i] = weight
         for i in range(nb):
             for k in range(choices):
-                acc = 0.0
+                acc = ZERO
                 for j in range(nb):
                     acc += pair[i, j] * p[j, k]
                 g[i, k] += acc * p[i, k]
@@ -355,7 +368,7 @@ def _backward(
             for i in range(nb):
                 if feed_probs:
                     for kk in range(k_l):
-                        acc = 0.0
+                        acc = ZERO
                         for e in range(emb):
                             acc += dxh[i, e] * emb_w[kk, e]
                         pk = p[i, o + kk]
@@ -380,7 +393,7 @@ def _backward(
                 grad[g_head_b + kk] += dlog[i, kk]
             for u in range(units):
                 hu = hs[layer, i, u]
-                acc = 0.0
+                acc = ZERO
                 for kk in range(k_l):
                     g_head_w[u, kk] += hu * dlog[i, kk]
                     acc += dlog[i, kk] * head_w[u, kk]
@@ -392,14 +405,14 @@ def _backward(
                 sf = s[layer, i, units + u]
                 so = s[layer, i, 3 * units + u]
                 tcu, tgu = tc[layer, i, u], tg[layer, i, u]
-                dcu = dh[i, u] * so * (1.0 - tcu * tcu)
+                dcu = dh[i, u] * so * (ONE - tcu * tcu)
                 if layer + 1 < num_layers:
                     dcu += dcn[i, u]
-                dz[layer, i, 3 * units + u] = dh[i, u] * tcu * so * (1.0 - so)
-                dz[layer, i, u] = dcu * tgu * si * (1.0 - si)
-                dz[layer, i, 2 * units + u] = dcu * si * (1.0 - tgu * tgu)
+                dz[layer, i, 3 * units + u] = dh[i, u] * tcu * so * (ONE - so)
+                dz[layer, i, u] = dcu * tgu * si * (ONE - si)
+                dz[layer, i, 2 * units + u] = dcu * si * (ONE - tgu * tgu)
                 if layer > 0:
-                    dz[layer, i, units + u] = dcu * c[layer - 1, i, u] * sf * (1.0 - sf)
+                    dz[layer, i, units + u] = dcu * c[layer - 1, i, u] * sf * (ONE - sf)
                 else:
                     dz[layer, i, units + u] = 0.0
                 dcn[i, u] = dcu * sf  # dc of the previous step
@@ -434,14 +447,17 @@ def _backward(
 
 @njit(cache=True, fastmath=FLAGS, error_model="numpy")
 def _adam(wrow, m, v, grad, step, lr0, decay):
-    """One Adam step (Keras: lr / (1 + decay * step), bias-corrected), in place."""
+    """One Adam step (Keras: lr / (1 + decay * step), bias-corrected), in place; the
+    step size is computed in float64, the update in float32."""
     t = step + 1.0
     lr = lr0 / (1.0 + decay * step) * math.sqrt(1.0 - BETA2**t) / (1.0 - BETA1**t)
+    rate, b1, b2, eps = F(lr), F(BETA1), F(BETA2), F(EPS)
+    c1, c2 = F(1.0 - BETA1), F(1.0 - BETA2)
     for q in range(wrow.shape[0]):
         gq = grad[q]
-        m[q] = m[q] * BETA1 + gq * (1.0 - BETA1)
-        v[q] = v[q] * BETA2 + gq * (1.0 - BETA2) * gq
-        wrow[q] -= lr * m[q] / (math.sqrt(v[q]) + EPS)
+        m[q] = m[q] * b1 + gq * c1
+        v[q] = v[q] * b2 + gq * c2 * gq
+        wrow[q] -= rate * m[q] / (math.sqrt(v[q]) + eps)
 
 
 @njit(cache=True, inline="always", fastmath=FLAGS, error_model="numpy")
@@ -470,36 +486,36 @@ def update_run(wrow, m, v, step0, state, actions, old, scal, orders, radices, co
     for k_l in radices:  # a loop: radices.max() compiles numba's reduction machinery (~0.6 s)
         widest = max(widest, k_l)
     # forward caches
-    xh = np.zeros((num_layers, bs, width))
-    s = np.empty((num_layers, bs, gates))
-    tg = np.empty((num_layers, bs, units))
-    c = np.empty((num_layers, bs, units))
-    tc = np.empty((num_layers, bs, units))
-    hs = np.empty((num_layers, bs, units))
-    lp = np.empty((bs, choices))
-    p = np.empty((bs, choices))
-    z = np.empty((bs, gates))
-    logit = np.empty(widest)
-    ebuf = np.empty(gates)
-    fbuf = np.empty(gates)
+    xh = np.zeros((num_layers, bs, width), dtype=F)
+    s = np.empty((num_layers, bs, gates), dtype=F)
+    tg = np.empty((num_layers, bs, units), dtype=F)
+    c = np.empty((num_layers, bs, units), dtype=F)
+    tc = np.empty((num_layers, bs, units), dtype=F)
+    hs = np.empty((num_layers, bs, units), dtype=F)
+    lp = np.empty((bs, choices), dtype=F)
+    p = np.empty((bs, choices), dtype=F)
+    z = np.empty((bs, gates), dtype=F)
+    logit = np.empty(widest, dtype=F)
+    ebuf = np.empty(bs * gates, dtype=F)
+    fbuf = np.empty(bs * gates, dtype=F)
     # loss and backward scratch
-    g = np.empty((bs, choices))
-    pair = np.empty((bs, bs))
-    grad = np.empty(wrow.shape[0])
-    ones = np.ones(bs)
+    g = np.empty((bs, choices), dtype=F)
+    pair = np.empty((bs, bs), dtype=F)
+    grad = np.empty(wrow.shape[0], dtype=F)
+    ones = np.ones(bs, dtype=F)
     work = (
-        np.empty((num_layers, bs, gates)),
-        np.empty((bs, width)),
-        np.empty((bs, units)),
-        np.zeros((bs, units)),
-        np.empty((bs, widest)),
-        np.empty((bs, widest)),
+        np.empty((num_layers, bs, gates), dtype=F),
+        np.empty((bs, width), dtype=F),
+        np.empty((bs, units), dtype=F),
+        np.zeros((bs, units), dtype=F),
+        np.empty((bs, widest), dtype=F),
+        np.empty((bs, widest), dtype=F),
     )
     # the minibatch
-    st = np.empty((bs, state.shape[1]))
+    st = np.empty((bs, state.shape[1]), dtype=F)
     act = np.empty((bs, num_layers), dtype=np.int64)
-    ol = np.empty((bs, choices))
-    sc = np.empty((bs, 4))
+    ol = np.empty((bs, choices), dtype=F)
+    sc = np.empty((bs, 4), dtype=F)
     steps = 0
     for epoch in range(orders.shape[0]):
         kl_sum = 0.0

@@ -87,7 +87,9 @@ Training speed: one update of one run (all its epochs, steps and KL checks) is a
 compiled call (:mod:`~bionas_bench.controllers.pg_kernel`, numba); the runs of a batch
 are spread over the caller's torch thread count (1 inside sweeps, whose cells run in
 parallel processes). ``Engine.impl = "autograd"`` selects the torch-autograd reference
-of the same update; the two agree to rounding (tested to 1e-10). The sample order of
+of the same update (float64 arithmetic on the float32 parameters; the compiled update
+computes in float32, as the original Keras controller): one step's gradients agree to
+float32 rounding, and 25 episodes of parameters to 1e-3 (both tested). The sample order of
 every epoch an update might run is drawn from the run's rng before the update.
 """
 
@@ -116,6 +118,7 @@ from bionas_bench.controllers.base import (
 from bionas_bench.controllers.lstm_policy import (
     DTYPE,
     FEEDS,
+    PARAM_DTYPE,
     Net,
     NetShape,
     init_params,
@@ -317,8 +320,8 @@ class Engine:
 
     @property
     def weights(self) -> list[torch.Tensor]:
-        """Per-parameter views ``(R, ...)`` of the flat parameters."""
-        return unflatten(self.shape, self.flat)
+        """Per-parameter ``(R, ...)`` float64 copies of the (float32) flat parameters."""
+        return unflatten(self.shape, self.flat.to(DTYPE))
 
     # ------------------------------------------------------------------ sampling
     def sample(self, n: int) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
@@ -335,21 +338,22 @@ class Engine:
         start = torch.tensor(np.stack(starts), dtype=DTYPE)[:, None, :]
         u = torch.tensor(np.stack(uniforms), dtype=DTYPE)
         with torch.no_grad(), single_thread():
+            weights = self.weights
             if self.shape.feed == "probs":
-                state, actions, probs = self._chained_rollout(start, u)
+                state, actions, probs = self._chained_rollout(weights, start, u)
             else:
                 state = start.expand(-1, n, -1).contiguous()
-                actions, probs = self.net.rollout(self.weights, state, u)
+                actions, probs = self.net.rollout(weights, state, u)
         ids = self.space.encode(actions.numpy())
         return np.asarray(ids, dtype=np.int64).reshape(self.runs, n), state, actions, probs
 
     def _chained_rollout(
-        self, start: torch.Tensor, u: torch.Tensor
+        self, weights: list[torch.Tensor], start: torch.Tensor, u: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """Original code: the state of architecture j+1 is the last-layer probabilities of j."""
         state, states, actions, probs = start, [], [], []
         for j in range(u.shape[1]):
-            a, p = self.net.rollout(self.weights, state, u[:, j : j + 1])
+            a, p = self.net.rollout(weights, state, u[:, j : j + 1])
             states.append(state)
             actions.append(a)
             probs.append(p)
@@ -446,7 +450,8 @@ class Engine:
     def _train_compiled(self, threads: int) -> None:
         """:meth:`_train` as one compiled call (:mod:`~bionas_bench.controllers.pg_kernel`):
         same draws, same steps, same early stops; runs spread over ``threads`` threads.
-        The parameters, Adam moments and step counts are updated in place."""
+        The parameters, Adam moments and step counts are updated in place. The buffer is
+        handed over rounded to float32, the kernel's precision."""
         data = _concat(list(self.buffer))
         size = data.actions.shape[1]
         old = np.concatenate([p.numpy() for p in data.old_probs], axis=-1)  # (R, N, sum radix)
@@ -455,6 +460,7 @@ class Engine:
             (p * np.log(np.maximum(p, 1e-300))).sum(-1) for p in (q.numpy() for q in data.old_probs)
         )
         scal = np.stack([data.old_logp.numpy(), data.advantage.numpy(), data.scale.numpy(), neg_old], -1)
+        single = pg_kernel.F
         hp = self.hp
         taken = np.zeros(self.runs, dtype=np.int64)
         pg_kernel.update_runs(
@@ -463,10 +469,10 @@ class Engine:
             self.adam_m.numpy(),
             self.adam_v.numpy(),
             self.steps.numpy(),
-            np.ascontiguousarray(data.state.numpy()),
+            np.ascontiguousarray(data.state.numpy(), dtype=single),
             np.ascontiguousarray(data.actions.numpy()),
-            old,
-            scal,
+            old.astype(single),
+            scal.astype(single),
             self._epoch_orders(size),
             self._radices,
             self._choice_offsets,
@@ -524,7 +530,7 @@ class Engine:
         """
         rows = None if active.all() else torch.from_numpy(np.flatnonzero(active))
         pick = (lambda x: x) if rows is None else (lambda x: x[rows])
-        flat = pick(self.flat).detach().requires_grad_(True)
+        flat = pick(self.flat).to(DTYPE).requires_grad_(True)
         loss = self._loss(unflatten(self.shape, flat), _select(batch, rows)).sum()
         (grad,) = torch.autograd.grad(loss, flat)
         b1, b2 = ADAM_BETAS
@@ -535,6 +541,7 @@ class Engine:
             m = b1 * pick(self.adam_m) + (1 - b1) * grad
             v = b2 * pick(self.adam_v) + (1 - b2) * grad * grad
             new = flat.detach() - lr * m / (v.sqrt() + ADAM_EPS)
+            new, m, v = new.to(PARAM_DTYPE), m.to(PARAM_DTYPE), v.to(PARAM_DTYPE)
             if rows is None:
                 self.flat, self.adam_m, self.adam_v = new, m, v
             else:
@@ -545,7 +552,7 @@ class Engine:
     def _kl(self, batch: Episode, active: np.ndarray) -> np.ndarray:
         """Mean over the minibatch of sum_l KL(p_old || p_new), per run ``(R,)`` (0 if inactive)."""
         rows = None if active.all() else torch.from_numpy(np.flatnonzero(active))
-        flat = self.flat if rows is None else self.flat[rows]
+        flat = (self.flat if rows is None else self.flat[rows]).to(DTYPE)
         sub = _select(batch, rows)
         with torch.no_grad():
             logps = self.net.evaluate(unflatten(self.shape, flat), sub.state, sub.actions)
