@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import rankdata, spearmanr
+from scipy.stats import permutation_test, rankdata, spearmanr
 
 from bionas_bench.errors import StoreError
 from bionas_bench.store import Store, open_store
@@ -32,6 +32,9 @@ __all__ = ["Agreement", "compare_stores"]
 
 #: Fewest architectures with a median in both stores for a correlation to mean anything.
 MIN_ARCHS = 3
+#: Up to this many architectures the p-value is exact (all n! pairings); above it, the
+#: t-approximation, which says p = 0 for a perfect correlation of 3 (exactly 1/3).
+EXACT_MAX = 8
 
 
 @dataclass(frozen=True)
@@ -39,9 +42,10 @@ class Agreement:
     """Agreement of two stores on one quantity (``"loss"`` or ``"knowledge"``).
 
     ``rho``/``p_value``: Spearman correlation of the per-architecture medians and its
-    two-sided p-value; ``best_a``/``best_b``: each store's best (lowest median)
-    architecture; ``best_a_rank_in_b``: where ``best_a`` ranks in ``b`` (1 = best of
-    ``n``, ties averaged), and the reverse.
+    two-sided p-value (exact for ``n <= EXACT_MAX``, else the t-approximation);
+    ``best_a``/``best_b``: each store's best (lowest median) architecture;
+    ``best_a_rank_in_b``: where ``best_a`` ranks in ``b`` (1 = best of ``n``, ties
+    averaged), and the reverse.
     """
 
     quantity: str
@@ -126,6 +130,24 @@ def _done(store: Store, replicates: Sequence[int] | None) -> np.ndarray:
     return store.done & keep[None, :]
 
 
+def _exact_p_value(x: np.ndarray, y: np.ndarray) -> float:
+    """Two-sided p-value of Spearman's rho from all ``n!`` pairings of ``x`` with ``y``
+    (NaN, as scipy's, when either is constant)."""
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    ry = rankdata(y)
+    ry = (ry - ry.mean()) / np.linalg.norm(ry - ry.mean())
+
+    def rho(rx: np.ndarray, axis: int = -1) -> np.ndarray:
+        centred = rx - rx.mean(axis=axis, keepdims=True)
+        return (centred * ry).sum(axis=axis) / np.linalg.norm(centred, axis=axis)
+
+    result = permutation_test(
+        (rankdata(x),), rho, permutation_type="pairings", n_resamples=np.inf, vectorized=True
+    )
+    return float(result.pvalue)
+
+
 def _agreement(quantity: str, name_a: str, name_b: str, med_a: np.ndarray, med_b: np.ndarray) -> Agreement:
     both = np.isfinite(med_a) & np.isfinite(med_b)
     n = int(both.sum())
@@ -137,6 +159,8 @@ def _agreement(quantity: str, name_a: str, name_b: str, med_a: np.ndarray, med_b
     ids = np.flatnonzero(both)
     x, y = med_a[both], med_b[both]
     rho, p_value = spearmanr(x, y)
+    if n <= EXACT_MAX:
+        p_value = _exact_p_value(x, y)
     rank_a, rank_b = rankdata(x), rankdata(y)
     best_a, best_b = int(np.argmin(x)), int(np.argmin(y))
     return Agreement(

@@ -81,6 +81,19 @@ def test_only_architectures_done_in_both_count(tmp_path, synthetic_store, base):
     assert row.n == 10 and row.best_a == row.best_b == 10
 
 
+@pytest.mark.parametrize(("archs", "expected"), [(3, 1 / 3), (4, 1 / 12), (5, 1 / 60)])
+def test_few_architectures_get_the_exact_p_value(tmp_path, synthetic_store, base, archs, expected):
+    """A perfect correlation of n architectures is reached by 2 of the n! pairings (rho = +-1):
+    p = 2 / n!, not the t-approximation's 0."""
+    loss, myc = base
+    done = np.zeros(loss.shape, dtype=bool)
+    done[:archs] = True
+    other = _store(tmp_path / "b.zarr", loss, myc, done=done)
+    row = compare_stores(synthetic_store, other)[0]
+    assert row.n == archs and row.rho == pytest.approx(1.0)
+    assert row.p_value == pytest.approx(expected)
+
+
 def test_too_few_common_architectures_is_an_error(tmp_path, synthetic_store, base):
     loss, myc = base
     done = np.zeros(loss.shape, dtype=bool)
