@@ -2,7 +2,9 @@
 
 Every error raised on bad input is a :class:`BionasError` whose message names the
 offending input and says how to fix it. The CLI prints the message as one line on
-stderr and exits non-zero; library users can catch the specific subclass.
+stderr and exits non-zero; library users can catch the specific subclass. Checks shared
+by a command and its Python function name the command-line option (``--threads``), which
+is the function's argument without the dashes and with ``_`` for ``-`` (``threads=``).
 """
 
 from __future__ import annotations

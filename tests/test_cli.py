@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import bionas_bench
 
 HEAVY = ("torch", "pandas", "scipy", "zarr", "dask", "distributed", "matplotlib", "numba")
@@ -130,3 +132,33 @@ def test_an_unknown_argument_shows_the_usage_of_the_command_as_typed(capsys):
             err.startswith(f"usage: bionas-bench {command} ")
             and f"bionas-bench {command}: error: unrecognized" in err
         )
+
+
+@pytest.mark.parametrize(
+    ("function", "kwargs"),
+    [
+        ("plan_farm", {"threads": 0}),
+        ("plan_farm", {"archs": "0-999"}),
+        ("plan_farm", {"replicates": "0-99"}),
+        ("plan_sweep", {"scheduler": ""}),
+    ],
+)
+def test_library_messages_name_the_option_of_the_python_argument(tmp_path, function, kwargs):
+    """The README's rule for Python callers: a message's ``--some-option`` is the argument
+    ``some_option=`` of the function called."""
+    import inspect
+    import re
+
+    from bionas_bench import sweep
+    from bionas_bench.errors import BionasError
+    from bionas_bench.train import farm
+
+    if function == "plan_farm":
+        call, base = farm.plan_farm, {"space": "bionas-conv1d", "dataset": "myc-mini", "training": "smoke"}
+    else:
+        call, base = sweep.plan_sweep, {"config": "demo"}
+    with pytest.raises(BionasError) as caught:
+        call(**base, out=tmp_path / "out", **kwargs)
+    options = re.findall(r"--([a-z][a-z-]*)", str(caught.value))
+    assert options and options[0].replace("-", "_") in kwargs, str(caught.value)
+    assert all(o.replace("-", "_") in inspect.signature(call).parameters for o in options), str(caught.value)
