@@ -713,7 +713,8 @@ class PPOController(PolicyGradientController):
     bonus, Adam with Keras inverse-time decay, up to ``max_epochs`` epochs over the buffer
     per update with an early stop on KL(old || new). ``recommend()``: per layer, the argmax
     of the final value of a moving average (``sma_window``) of the per-episode mean choice
-    probabilities (the original rule).
+    probabilities (the original rule). The update computes in float32, as the original
+    Keras controller did (the compiled kernel, :mod:`pg_kernel`).
 
     Hyper-parameters
     ----------------
