@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections import deque
 
 import numpy as np
 import pytest
+import torch
 
 import bionas_bench as bb
 from bionas_bench import controllers
@@ -146,6 +148,58 @@ def test_compiled_gradient_equals_autograd_reference(space, name, variant):
     ref = first_moment["autograd"]
     assert np.abs(ref).max() > 0
     np.testing.assert_allclose(first_moment["compiled"], ref, rtol=0, atol=1e-5 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize(
+    ("name", "variant"), [("ppo", "original_code"), ("ppo", "paper"), ("diverse_pg", "paper")]
+)
+def test_compiled_gradient_with_repeated_samples(space, name, variant):
+    """The kernel gives samples of equal inputs one forward and one backward pass between
+    them (the same state with the "probs" feed, the same choices with the "action" feed)
+    and runs the KL check's forward pass with the next minibatch's. A buffer holding one
+    episode twice, one step on the whole buffer: Adam's first moment must still match the
+    autograd reference, which computes every sample on its own."""
+    seeds, table = [41, 42], _table()
+    first_moment = {}
+    for impl in ("autograd", "compiled"):
+        runs = controllers.create_runs(
+            name, space, seeds, variant=variant, warmup="episodes", warmup_episodes=2,
+            max_epochs=1, batch_size=0, kl_stop=None,
+        )  # fmt: skip
+        engine = runs.engine
+        engine.impl = impl
+        _drive(runs, 1, table, seed=6)  # one buffered episode, no update yet
+        engine.buffer = deque([engine.buffer[0]] * 2)  # (diverse_pg's buffer holds one episode)
+        if impl == "autograd":
+            engine._train()
+        else:
+            engine._train_compiled(1)
+        assert engine.steps.tolist() == [1.0, 1.0]
+        first_moment[impl] = engine.adam_m.numpy().copy()
+    ref = first_moment["autograd"]
+    assert np.abs(ref).max() > 0
+    np.testing.assert_allclose(first_moment["compiled"], ref, rtol=0, atol=1e-5 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("variant", ["original_code", "paper"])
+def test_compiled_sampling_equals_torch_rollout(space, variant):
+    """``ask`` samples with the compiled float64 rollout; ``impl = "autograd"`` with the
+    torch one. From the same parameters (moved far from their initial, near-uniform
+    policy) and the same rng: the same architectures, states and probabilities to 1e-12."""
+    out = {}
+    for impl in ("autograd", "compiled"):
+        runs = controllers.create_runs("ppo", space, [51, 52, 53], variant=variant)
+        noise = np.random.default_rng(7).normal(0.0, 0.5, runs.engine.flat.shape)
+        runs.engine.flat += torch.from_numpy(noise.astype(np.float32))
+        runs.engine.impl = impl
+        out[impl] = runs.engine.sample(4)
+    (ids_r, state_r, act_r, probs_r), (ids_c, state_c, act_c, probs_c) = out["autograd"], out["compiled"]
+    assert np.array_equal(ids_r, ids_c) and torch.equal(act_r, act_c)
+    np.testing.assert_allclose(state_c.numpy(), state_r.numpy(), rtol=0, atol=1e-12)
+    assert max(float(p.max()) for p in probs_r) > 0.6  # far from uniform
+    for p_r, p_c in zip(probs_r, probs_c, strict=True):
+        assert p_c.shape == p_r.shape
+        np.testing.assert_allclose(p_c.numpy(), p_r.numpy(), rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize(("variant", "quantile"), [("original_code", 0.7), ("paper", 0.6)])

@@ -42,8 +42,10 @@ Choices of all layers are concatenated along one axis of length ``C = sum radice
 from __future__ import annotations
 
 import math
+import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 import numpy as np
@@ -701,6 +703,116 @@ def update_run(wrow, m, v, step0, state, actions, old, scal, orders, radices, co
     return steps
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def sample_run(wrow, po, radices, coff, units, emb, feed_probs, start, uniforms, states, actions, probs):
+    """Sample ``n = uniforms.shape[0]`` architectures of one run, in float64.
+
+    The computation of :meth:`~bionas_bench.controllers.lstm_policy.Net.rollout` (the
+    torch reference, which it is tested against) for one run: the float32 parameters
+    ``wrow`` taken exactly as float64, layer ``l``'s choice the number of cumulative
+    probabilities below ``uniforms[j, l]`` (inverse CDF). ``"probs"`` feed: architecture
+    ``j`` starts from the state ``start`` (``j = 0``) or architecture ``j - 1``'s last-layer
+    probabilities (the original code's chain); ``"action"`` feed: from the learned start
+    vector (``states`` gets zeros). Fills ``states (n, S)``, ``actions (n, L)`` and
+    ``probs (n, C)``.
+    """
+    num_layers = radices.shape[0]
+    gates, width = 4 * units, emb + units
+    state_dim = start.shape[0]
+    w = wrow.astype(np.float64)
+    wu = w[po[0] : po[0] + width * gates].reshape((width, gates))
+    bias = w[po[1] : po[1] + gates]
+    xh = np.empty(width)
+    z = np.empty(gates)
+    c = np.empty(units)
+    widest = 0
+    for k_l in radices:
+        widest = max(widest, k_l)
+    logit = np.empty(widest)
+    st = start.copy()
+    for j in range(uniforms.shape[0]):
+        for k in range(width):
+            xh[k] = 0.0
+        for u in range(units):
+            c[u] = 0.0
+        if feed_probs:
+            w_start = w[po[2] : po[2] + state_dim * emb].reshape((state_dim, emb))
+            for k in range(state_dim):
+                states[j, k] = st[k]
+                for e in range(emb):
+                    xh[e] += st[k] * w_start[k, e]
+        else:
+            for k in range(state_dim):
+                states[j, k] = 0.0
+            for e in range(emb):
+                xh[e] = w[po[2] + e]
+        for layer in range(num_layers):
+            k_l, o = radices[layer], coff[layer]
+            for q in range(gates):
+                z[q] = bias[q]
+            for k in range(width):
+                a, row = xh[k], wu[k]
+                for q in range(gates):
+                    z[q] += a * row[q]
+            for u in range(units):
+                ig = 1.0 / (1.0 + math.exp(-z[u]))
+                fg = 1.0 / (1.0 + math.exp(-z[units + u]))
+                og = 1.0 / (1.0 + math.exp(-z[3 * units + u]))
+                c[u] = fg * c[u] + ig * math.tanh(z[2 * units + u])
+                xh[emb + u] = og * math.tanh(c[u])
+            head_w = w[po[3 + layer] : po[3 + layer] + units * k_l].reshape((units, k_l))
+            head_b = po[3 + num_layers + layer]
+            top = -np.inf
+            for kk in range(k_l):
+                acc = w[head_b + kk]
+                for u in range(units):
+                    acc += xh[emb + u] * head_w[u, kk]
+                logit[kk] = acc
+                top = max(top, acc)
+            total = 0.0
+            for kk in range(k_l):
+                total += math.exp(logit[kk] - top)
+            lse = math.log(total)
+            cumulative, choice = 0.0, 0
+            for kk in range(k_l):
+                pk = math.exp((logit[kk] - top) - lse)
+                probs[j, o + kk] = pk
+                cumulative += pk
+                if cumulative < uniforms[j, layer]:
+                    choice += 1
+            choice = min(choice, k_l - 1)
+            actions[j, layer] = choice
+            if layer + 1 < num_layers:
+                lo = po[3 + 2 * num_layers + layer]
+                emb_w = w[lo : lo + k_l * emb].reshape((k_l, emb))
+                emb_b = po[3 + 3 * num_layers - 1 + layer]
+                for e in range(emb):
+                    xh[e] = w[emb_b + e]
+                if feed_probs:
+                    for kk in range(k_l):
+                        pk = probs[j, o + kk]
+                        for e in range(emb):
+                            xh[e] += pk * emb_w[kk, e]
+                else:
+                    for e in range(emb):
+                        xh[e] += emb_w[choice, e]
+        if feed_probs:
+            last = coff[num_layers - 1]
+            for k in range(state_dim):
+                st[k] = probs[j, last + k]
+
+
+def sample_runs(threads: int, flat, starts, uniforms, states, actions, probs, *shared: Any) -> None:
+    """:func:`sample_run` for every run ``r`` of the leading axis of ``flat, starts,
+    uniforms, states, actions, probs`` (``shared``: its arguments from ``po`` to
+    ``feed_probs``), on up to ``threads`` threads."""
+
+    def one(r: int) -> None:
+        sample_run(flat[r], *shared, starts[r], uniforms[r], states[r], actions[r], probs[r])
+
+    _spread(threads, list(range(flat.shape[0])), one)
+
+
 def _run(r: int, args: tuple) -> None:
     """:func:`update_run` for run ``r`` of ``args`` (:func:`update_runs`' arguments).
 
@@ -725,16 +837,38 @@ def update_runs(threads: int, *args: Any, cost: np.ndarray | None = None) -> Non
     prediction, e.g. each run's steps in the previous update), to whichever thread is
     free (a static split of the runs over 2 threads took ~18 % longer than an even split
     in the paper's protocol). A run's result does not depend on its thread; several
-    callers may run at once (the compiled update holds no shared state).
+    callers may run at once (the compiled update holds no shared state; callers share
+    the threads of :func:`_pool`).
     """
     runs = args[0].shape[0]
-    threads = max(1, min(threads, runs))
-    if threads == 1:
-        for r in range(runs):
-            _run(r, args)
-        return
     order = np.argsort(-cost, kind="stable") if cost is not None else np.arange(runs)
-    queue = iter(order.tolist())
+    _spread(threads, order.tolist(), lambda r: _run(r, args))
+
+
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}  # (process id, threads) -> pool
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """This process's pool of ``threads`` threads, kept between calls (starting two threads
+    per call cost ~2 ms, once per episode and per update). Keyed by process id: a forked
+    child inherits the dict but not the threads."""
+    key = (os.getpid(), threads)
+    with _POOLS_LOCK:
+        if key not in _POOLS:
+            _POOLS[key] = ThreadPoolExecutor(threads, thread_name_prefix="bionas-pg")
+        return _POOLS[key]
+
+
+def _spread(threads: int, order: list[int], call: Callable[[int], None]) -> None:
+    """``call(r)`` for every ``r`` of ``order``, handed out one at a time in that order to
+    whichever of up to ``threads`` threads is free; returns when all are done."""
+    threads = max(1, min(threads, len(order)))
+    if threads == 1:
+        for r in order:
+            call(r)
+        return
+    queue = iter(order)
     lock, stop = threading.Lock(), threading.Event()
 
     def work() -> None:
@@ -743,12 +877,14 @@ def update_runs(threads: int, *args: Any, cost: np.ndarray | None = None) -> Non
                 r = next(queue, None)
             if r is None:
                 return
-            _run(r, args)
+            call(r)
 
-    with ThreadPoolExecutor(threads) as pool:
-        try:
-            for done in [pool.submit(work) for _ in range(threads)]:
-                done.result()
-        except BaseException:  # Ctrl-C: the threads finish the run they hold and take no more
-            stop.set()
-            raise
+    pool = _pool(threads)
+    futures = [pool.submit(work) for _ in range(threads)]
+    try:
+        for done in futures:
+            done.result()
+    except BaseException:  # Ctrl-C: the threads finish the run they hold and take no more
+        stop.set()
+        wait(futures)
+        raise

@@ -90,7 +90,9 @@ parallel processes). ``Engine.impl = "autograd"`` selects the torch-autograd ref
 of the same update (float64 arithmetic on the float32 parameters; the compiled update
 computes in float32, as the original Keras controller): one step's gradients agree to
 float32 rounding, and 25 episodes of parameters to 1e-3 (both tested). The sample order of
-every epoch an update might run is drawn from the run's rng before the update.
+every epoch an update might run is drawn from the run's rng before the update. Sampling
+(``ask``) is compiled too (:func:`~bionas_bench.controllers.pg_kernel.sample_run`, float64
+like the torch rollout it is tested against, which ``"autograd"`` uses).
 """
 
 from __future__ import annotations
@@ -307,7 +309,8 @@ class Engine:
         self.episodes = 0
         self.num_updates = np.zeros(len(rngs), dtype=np.int64)  # optimiser steps taken, for diagnostics
         self.last_steps = np.zeros(len(rngs), dtype=np.int64)  # of the last update: its cost next time
-        #: "compiled" (:mod:`pg_kernel`, the default) or "autograd" (the torch reference)
+        #: "compiled" (:mod:`pg_kernel`, the default) or "autograd" (the torch reference),
+        #: for the update and for sampling
         self.impl = "compiled"
         self._radices = np.asarray(space.radices, dtype=np.int64)
         self._choice_offsets = np.concatenate([[0], np.cumsum(self._radices)]).astype(np.int64)
@@ -335,6 +338,8 @@ class Engine:
             else:
                 starts.append(np.zeros(state_dim))
             uniforms.append(rng.random((n, num_layers)))
+        if self.impl == "compiled":
+            return self._sample_compiled(np.stack(starts), np.stack(uniforms))
         start = torch.tensor(np.stack(starts), dtype=DTYPE)[:, None, :]
         u = torch.tensor(np.stack(uniforms), dtype=DTYPE)
         with torch.no_grad(), single_thread():
@@ -346,6 +351,37 @@ class Engine:
                 actions, probs = self.net.rollout(weights, state, u)
         ids = self.space.encode(actions.numpy())
         return np.asarray(ids, dtype=np.int64).reshape(self.runs, n), state, actions, probs
+
+    def _sample_compiled(
+        self, starts: np.ndarray, uniforms: np.ndarray
+    ) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """:meth:`sample` by :func:`~bionas_bench.controllers.pg_kernel.sample_run` (the
+        same float64 computation as the torch rollout, ~3x faster), runs over threads."""
+        n, num_layers = uniforms.shape[1], self.shape.num_layers
+        states = np.empty((self.runs, n, self.shape.state_dim))
+        actions = np.empty((self.runs, n, num_layers), dtype=np.int64)
+        probs = np.empty((self.runs, n, int(self._radices.sum())))
+        pg_kernel.sample_runs(
+            torch.get_num_threads(),
+            self.flat.numpy(),
+            starts,
+            uniforms,
+            states,
+            actions,
+            probs,
+            self._param_offsets,
+            self._radices,
+            self._choice_offsets,
+            self.hp.lstm_units,
+            self.hp.embedding_dim,
+            self.shape.feed == "probs",
+        )
+        per_layer = [
+            torch.from_numpy(np.ascontiguousarray(part))
+            for part in np.split(probs, self._choice_offsets[1:-1], axis=-1)
+        ]
+        ids = np.asarray(self.space.encode(actions), dtype=np.int64).reshape(self.runs, n)
+        return ids, torch.from_numpy(states), torch.from_numpy(actions), per_layer
 
     def _chained_rollout(
         self, weights: list[torch.Tensor], start: torch.Tensor, u: torch.Tensor
