@@ -113,9 +113,10 @@ def progress_bar(
 
 def prepare_compiled_update(config: SweepConfig, scheduler: str | None, quiet: bool) -> None:
     """Before the first task of a sweep with a policy-gradient controller on this machine:
-    compile (or load) the controllers' update here, and say so when it takes a while.
+    compile (or load) the controllers' update and sampler here, and say so when it takes
+    a while.
 
-    numba compiles it on the first use after installing (~15 s on a 2-core machine); a
+    numba compiles them on the first use after installing (~22 s on a 2-core machine); a
     progress bar sitting at 0 % meanwhile looks hung. Compiled here, it is cached on disk,
     and the local workers load it. A remote scheduler's workers compile on their own.
     """

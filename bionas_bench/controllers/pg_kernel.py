@@ -1,4 +1,5 @@
-"""Compiled training update of the BioNAS LSTM controller (numba), runs spread over threads.
+"""Compiled training update and sampling of the BioNAS LSTM controller (numba), runs
+spread over threads.
 
 Why compiled: with the original hyper-parameters a PPO update takes up to 100 epochs x
 9 minibatches = 900 optimiser steps on minibatches of 5 architectures, and a converged
@@ -29,8 +30,13 @@ head weights transposed once per step (a contiguous dot instead of a scalar loop
 choice), the softmax exponentials of all samples are one vector call, samples with equal
 inputs share their forward and backward pass, and the KL check's forward pass runs in one
 call with the next minibatch's (see :func:`update_run`). On updates replayed from the
-paper's protocol these took a step from ~70 us to ~58 us on this machine; sums are taken
+paper's protocol these took a step from 71 us to 60 us on this machine (from 65 us to
+33 us with the "action" feed, whose settled runs repeat one architecture); sums are taken
 in another order, so parameters differ from the former code's by float32 rounding.
+
+Sampling (:func:`sample_run`) is the float64 computation of the torch rollout, compiled:
+a run's draws then cost ~20 us an architecture instead of the batched torch rollout's
+per-call overhead, and the runs of a batch spread over the same threads.
 
 Parameter layout: a run's parameters are one flat row in the order of
 :meth:`~bionas_bench.controllers.lstm_policy.NetShape.names`; ``po`` holds each

@@ -921,11 +921,12 @@ class PolicyGradientRuns(BatchedRuns):
 
 
 def prepare_update() -> None:
-    """Compile the update of :mod:`pg_kernel` now, or load it from numba's on-disk cache.
+    """Compile the update and the sampler of :mod:`pg_kernel` now, or load them from
+    numba's on-disk cache.
 
-    numba compiles the update on its first use after installing (~15 s on a 2-core
-    machine) and caches it next to the module; later processes load it (~0.5 s). Any
-    first update does this anyway; calling it first lets a caller say why it waits (the
+    numba compiles them on their first use after installing (~22 s on a 2-core machine)
+    and caches them next to the module; later processes load them (~0.5 s). Any first
+    ask and update does this anyway; calling it first lets a caller say why it waits (the
     CLI does, before a sweep with a policy-gradient controller). One tiny PPO update on
     the paper's space, so that the arguments have the types of every real update and
     compile the same specialisation.
