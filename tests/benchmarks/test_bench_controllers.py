@@ -8,9 +8,10 @@ threads); the unbatched side runs all 100 runs, each its own controller, one aft
 another (run costs are heavy-tailed -- a run whose KL stop never fires takes 900
 optimiser steps per episode -- so a subset would not scale). Each run has its own
 oracle on both sides, so both do the same work and recommend the same architectures
-(checked). The torch-autograd reference update is timed against the compiled one on
-the same ``AUTOGRAD_SUBSET`` runs alone. ``extra_info`` records every figure. The
-compiled update is compiled (or loaded from numba's cache) before timing. The store is
+(checked). The torch reference (autograd update, torch rollout) is timed against the
+compiled update and sampler on the same ``AUTOGRAD_SUBSET`` runs alone. ``extra_info``
+records every figure. The compiled code is compiled (or loaded from numba's cache) before
+timing. The store is
 the imported original table when ``../shared/bionas_pub`` exists, else a random one.
 Only collected with ``--benchmark-enable`` (see ``tests/conftest.py``).
 """
@@ -37,8 +38,8 @@ def _protocol(store_path: Path, seeds: list[int], batched: bool, impl: str = "co
 
     Each run queries its own oracle (seeded with the run's seed), as in a sweep, so a run
     sees the same rewards batched or alone: both sides do the same work and must recommend
-    the same architectures. ``impl``: the update of the unbatched runs, ``"compiled"`` (the
-    default engine) or ``"autograd"`` (the torch-autograd reference of the same update).
+    the same architectures. ``impl``: the update and sampling of the unbatched runs,
+    ``"compiled"`` (the default engine) or ``"autograd"`` (the torch reference of both).
     """
     space = bb.get_space("bionas-conv1d")
     store = Store.open(store_path)
