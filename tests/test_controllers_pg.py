@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from collections import deque
 
 import numpy as np
@@ -393,3 +395,41 @@ def test_cli_says_what_variant_flags_left_at_none_stand_for(capsys):
     assert main(["controllers", "show", "ppo"]) == 0
     shown = capsys.readouterr().out
     assert re.search(r"\n  minibatch +None \(in effect 'bootstrap'\)  \(str \| None\)\n", shown)
+
+
+def _spread_in_child(queue) -> None:
+    from bionas_bench.controllers import pg_kernel
+
+    done: list[int] = []
+    pg_kernel._spread(2, list(range(6)), done.append)
+    queue.put(sorted(done))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_thread_pool_is_remade_in_a_forked_child():
+    """The runs of a batch go to a thread pool kept per process. A forked child inherits
+    the dict of pools but not their threads: it must make its own, not wait forever on
+    the parent's (whose work would never run)."""
+    import multiprocessing
+
+    from bionas_bench.controllers import pg_kernel
+
+    done: list[int] = []
+    both = threading.Barrier(2, timeout=30)
+
+    def meet(r: int) -> None:  # the first two runs wait for each other: two live threads
+        if r < 2:
+            both.wait()
+        done.append(r)
+
+    pg_kernel._spread(2, list(range(6)), meet)  # the parent's pool, both threads now idle
+    assert sorted(done) == list(range(6))
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_spread_in_child, args=(queue,))
+    child.start()
+    child.join(60)
+    if child.exitcode is None:
+        child.kill()
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == list(range(6))
