@@ -205,15 +205,19 @@ def _dots_col(out, col, rows, nb, w):
 
 
 @njit(cache=True, fastmath=FLAGS, error_model="numpy")
-def _transpose_heads(wrow, po, radices, coff, units, ht):
-    """``ht[coff[l] + k] = head_W[l][:, k]``: the head weights with a choice a row, so that a
-    logit is one contiguous dot product and a row of ``dh`` one contiguous axpy."""
+def _transpose_heads(flat, po, radices, coff, units, ht, back):
+    """``ht[coff[l] + k] = head_W[l][:, k]`` of the flat row ``flat`` (``back``: the other
+    way, into ``flat``): the head weights with a choice a row, so that a logit is one
+    contiguous dot product and a row of ``dh`` one contiguous axpy."""
     num_layers = radices.shape[0]
     for layer in range(num_layers):
         lo, k_l, o = po[3 + layer], radices[layer], coff[layer]
         for u in range(units):
             for kk in range(k_l):
-                ht[o + kk, u] = wrow[lo + u * k_l + kk]
+                if back:
+                    flat[lo + u * k_l + kk] = ht[o + kk, u]
+                else:
+                    ht[o + kk, u] = flat[lo + u * k_l + kk]
 
 
 @njit(cache=True, fastmath=FLAGS, error_model="numpy")
@@ -480,11 +484,7 @@ def _backward(
             wk = wu[k]
             for i in range(nb):
                 dxh[i, k] = _dot(dz[layer, i], wk)
-    for layer in range(num_layers):
-        lo, k_l, o = po[3 + layer], radices[layer], coff[layer]
-        for u in range(units):
-            for kk in range(k_l):
-                grad[lo + u * k_l + kk] = gt[o + kk, u]
+    _transpose_heads(grad, po, radices, coff, units, gt, True)
     g_wu = _param(grad, po, 0, width, gates)
     g_b = grad[po[1] : po[1] + gates]
     for layer in range(num_layers):
@@ -642,7 +642,7 @@ def update_run(wrow, m, v, step0, state, actions, old, scal, orders, radices, co
     total = orders.shape[0] * per_epoch
     if total == 0:
         return 0
-    _transpose_heads(wrow, po, radices, coff, units, ht)
+    _transpose_heads(wrow, po, radices, coff, units, ht, False)
     cur = 0
     nb = min(bs, size)
     nu = _take(orders, 0, 0, nb, cls, state, actions, rows[cur], umap[cur], ukey, 0, st, act)
@@ -677,7 +677,7 @@ def update_run(wrow, m, v, step0, state, actions, old, scal, orders, radices, co
                   xh, s, tg, c, tc, hs, p, gu, ht, work)
         # fmt: on
         _adam(wrow, m, v, grad, step0 + steps, lr0, decay)
-        _transpose_heads(wrow, po, radices, coff, units, ht)
+        _transpose_heads(wrow, po, radices, coff, units, ht, False)
         steps += 1
         # the next minibatch's distinct passes first (its backward pass takes rows [0, nu)),
         # then this one's for the KL check
@@ -856,9 +856,9 @@ _POOLS_LOCK = threading.Lock()
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:
-    """This process's pool of ``threads`` threads, kept between calls (starting two threads
-    per call cost ~2 ms, once per episode and per update). Keyed by process id: a forked
-    child inherits the dict but not the threads."""
+    """This process's pool of ``threads`` threads, kept between calls (under cProfile,
+    starting two threads per call cost ~5 ms, once per episode and per update). Keyed by
+    process id: a forked child inherits the dict but not the threads."""
     key = (os.getpid(), threads)
     with _POOLS_LOCK:
         if key not in _POOLS:
