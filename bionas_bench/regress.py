@@ -45,6 +45,11 @@ Besides the statistics, a check fails when:
 * ``exact`` is set and a cell's results are not **bit-identical** to the baseline's for
   the same seeds (the determinism check), or rerunning a cell in the same process gives
   different results (nondeterminism, e.g. a controller that ignores its seed);
+* ``deterministic`` is set (without ``exact``) and rerunning a cell in the same process
+  gives different results: the portable half of ``exact``, for controllers whose
+  compiled float32 kernels round differently on CPUs of other vector widths, so that
+  their bits match the baseline only on the machine that recorded it (``ppo``,
+  ``reinforce``, ``diverse_pg``: see ``regress-ppo.toml``);
 * every run of a cell asked the same first architectures while the baseline's runs
   differed: the controller ignores its seed.
 """
@@ -519,6 +524,7 @@ class CheckReport:
     seed_ignored: list[str] = field(default_factory=list)
     structure: list[str] = field(default_factory=list)
     exact: bool = False
+    deterministic: bool = False
 
     @property
     def regressions(self) -> list[Comparison]:
@@ -774,6 +780,7 @@ def check(
     baseline: str | Path | Mapping[str, Any],
     *,
     exact: bool = False,
+    deterministic: bool = False,
     allow_input_change: bool = False,
     alpha: float = 0.05,
     store: str | Path | None = None,
@@ -781,8 +788,12 @@ def check(
     keep: str | Path | None = None,
     progress: Callable[[Any], None] | None = None,
 ) -> CheckReport:
-    """Rerun the sweep ``config`` and compare it with ``baseline`` (a path or document);
-    ``progress``: see :func:`run_scores`."""
+    """Rerun the sweep ``config`` and compare it with ``baseline`` (a path or document).
+
+    ``exact``: also require bit-identical results (and ``deterministic``);
+    ``deterministic``: rerun one cell per controller in this process and require the same
+    bits; ``progress``: see :func:`run_scores`.
+    """
     _check_alpha(alpha)
     document = baseline if isinstance(baseline, Mapping) else read_baseline(baseline)
     config = load_config(config)
@@ -796,9 +807,11 @@ def check(
         return CheckReport(config.name, alpha, [], 0, math.nan, input_changes=[change])
     scores, results = run_scores(config, store=store, scheduler=scheduler, keep=keep, progress=progress)
     report = compare(document, scores, alpha=alpha, allow_input_change=allow_input_change)
+    if exact or deterministic:
+        report.deterministic = True
+        report.nondeterminism = repeat_differences(config, results, store=store)
     if exact:
         report.exact = True
-        report.nondeterminism = repeat_differences(config, results, store=store)
         report.exact_failures = exact_differences(document, scores)
     return report
 
