@@ -116,7 +116,7 @@ def prepare_compiled_update(config: SweepConfig, scheduler: str | None, quiet: b
     compile (or load) the controllers' update and sampler here, and say so when it takes
     a while.
 
-    numba compiles them on the first use after installing (~22 s on a 2-core machine); a
+    numba compiles them on the first use after installing (~18 s on a 2-core machine); a
     progress bar sitting at 0 % meanwhile looks hung. Compiled here, it is cached on disk,
     and the local workers load it. A remote scheduler's workers compile on their own.
     """

@@ -484,7 +484,7 @@ def _backward(
             wk = wu[k]
             for i in range(nb):
                 dxh[i, k] = _dot(dz[layer, i], wk)
-    _transpose_heads(grad, po, radices, coff, units, gt, True)
+    _transpose_heads(grad, po, radices, coff, units, gt, np.bool_(True))
     g_wu = _param(grad, po, 0, width, gates)
     g_b = grad[po[1] : po[1] + gates]
     for layer in range(num_layers):
@@ -492,7 +492,7 @@ def _backward(
         rows = dz[layer]
         for k in range(inputs):
             _axpy_rows(g_wu[k], xh[layer, :, k], rows, 0, nb)
-        _axpy_rows(g_b, ones, rows, 0, nb)
+        _axpy_rows(g_b, ones[:, 0], rows, 0, nb)  # a column, as above: one compiled _axpy_rows
     if feed_probs:
         state_dim = st.shape[1]
         g_start = _param(grad, po, 2, state_dim, emb)
@@ -631,7 +631,7 @@ def update_run(wrow, m, v, step0, state, actions, old, scal, orders, radices, co
         np.empty((bs, widest), dtype=F),
         np.empty((bs, widest), dtype=F),
         np.empty((choices, units), dtype=F),
-        np.ones(bs, dtype=F),
+        np.ones((bs, 1), dtype=F),
     )
     # a sample's forward pass is a function of its state vector alone ("probs" feed) or of
     # its choices alone ("action" feed), so samples of equal keys share a forward and a
@@ -642,10 +642,13 @@ def update_run(wrow, m, v, step0, state, actions, old, scal, orders, radices, co
     total = orders.shape[0] * per_epoch
     if total == 0:
         return 0
-    _transpose_heads(wrow, po, radices, coff, units, ht, False)
+    # integer and flag arguments as variables, not literals: numba compiles a callee once
+    # per argument type, and a literal is a type of its own (~1 s more compilation)
+    first, to_rows = np.int64(0), np.bool_(False)
+    _transpose_heads(wrow, po, radices, coff, units, ht, to_rows)
     cur = 0
     nb = min(bs, size)
-    nu = _take(orders, 0, 0, nb, cls, state, actions, rows[cur], umap[cur], ukey, 0, st, act)
+    nu = _take(orders, first, first, nb, cls, state, actions, rows[cur], umap[cur], ukey, first, st, act)
     # fmt: off
     _forward(wrow, po, radices, coff, units, emb, feed_probs, st, act, nu,
              xh, s, tg, c, tc, hs, lp, p, z, ht, sh, ebuf, fbuf)
@@ -677,7 +680,7 @@ def update_run(wrow, m, v, step0, state, actions, old, scal, orders, radices, co
                   xh, s, tg, c, tc, hs, p, gu, ht, work)
         # fmt: on
         _adam(wrow, m, v, grad, step0 + steps, lr0, decay)
-        _transpose_heads(wrow, po, radices, coff, units, ht, False)
+        _transpose_heads(wrow, po, radices, coff, units, ht, to_rows)
         steps += 1
         # the next minibatch's distinct passes first (its backward pass takes rows [0, nu)),
         # then this one's for the KL check
@@ -688,7 +691,7 @@ def update_run(wrow, m, v, step0, state, actions, old, scal, orders, radices, co
             epoch_next = (q + 1) // per_epoch
             # fmt: off
             nu = _take(orders, epoch_next, lo_next, nb_next, cls, state, actions,
-                       rows[1 - cur], umap[1 - cur], ukey, 0, st, act)
+                       rows[1 - cur], umap[1 - cur], ukey, first, st, act)
             # fmt: on
             nu_next = nu
         if kl_stop >= 0:

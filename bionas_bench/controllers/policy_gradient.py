@@ -924,7 +924,7 @@ def prepare_update() -> None:
     """Compile the update and the sampler of :mod:`pg_kernel` now, or load them from
     numba's on-disk cache.
 
-    numba compiles them on their first use after installing (~22 s on a 2-core machine)
+    numba compiles them on their first use after installing (~18 s on a 2-core machine)
     and caches them next to the module; later processes load them (~0.5 s). Any first
     ask and update does this anyway; calling it first lets a caller say why it waits (the
     CLI does, before a sweep with a policy-gradient controller). One tiny PPO update on
