@@ -12,6 +12,19 @@ from bionas_bench import cluster
 from bionas_bench.errors import SweepError
 
 
+@pytest.fixture(autouse=True)
+def python_sigint_handler():
+    """Python's own SIGINT handler (KeyboardInterrupt) for each test, then the one before.
+
+    These tests raise SIGINT and expect that handler. A process started with SIGINT
+    ignored (a shell's background job, ``pytest &`` or ``nohup``) keeps SIG_IGN, where
+    :func:`cluster._sigint_held` rightly holds nothing and a raised SIGINT does nothing.
+    """
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def test_a_ctrl_c_during_startup_is_held_then_raised_after_a_clean_teardown(monkeypatch):
     """Dask cannot tear down a cluster whose constructor was interrupted (its exit handler
     prints tracebacks); the SIGINT must wait for the cluster, which is then closed."""
@@ -39,6 +52,15 @@ def test_only_the_first_ctrl_c_is_held():
         signal.raise_signal(signal.SIGINT)
         pytest.fail("the second Ctrl-C was held")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_ignored_sigint_stays_ignored():
+    """Started with SIGINT ignored (a background job), nothing is held or installed."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with cluster._sigint_held() as held:
+        signal.raise_signal(signal.SIGINT)
+    assert held == []
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
 def test_a_teardown_error_after_a_ctrl_c_does_not_replace_it(monkeypatch):
