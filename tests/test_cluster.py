@@ -95,3 +95,17 @@ def test_a_teardown_error_after_a_ctrl_c_does_not_replace_it(monkeypatch):
     with pytest.raises(OSError, match="Bad file descriptor"), local:  # without an exception: raised
         pass
     assert made[1].status == Status.closed
+
+
+@pytest.mark.parametrize("processes", [True, False], ids=["processes", "threads"])
+def test_local_workers_run_without_the_statistical_profiler(processes):
+    """Its 10 ms stack sampling costs CPU for a dashboard page these clusters do not serve;
+    worker processes get the setting from their nannies, and the caller's config is
+    left as it was."""
+    import dask
+
+    before = dask.config.get("distributed.worker.profile.enabled")
+    with cluster.dask_client("local", 1, error=SweepError, hint="", processes=processes) as client:
+        profiling = client.run(lambda dask_worker: "profile" in dask_worker.periodic_callbacks)
+    assert list(profiling.values()) == [False]
+    assert dask.config.get("distributed.worker.profile.enabled") == before
