@@ -43,6 +43,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -97,7 +98,7 @@ def dask_client(
             tasks they are running).
     """
     if scheduler == "local":
-        with _local_client(workers, processes) as client:
+        with _local_client(workers, processes, error) as client:
             yield client
         return
     try:
@@ -109,6 +110,31 @@ def dask_client(
         raise error(_not_an_address(scheduler, exc, hint)) from None
     with client:
         yield client
+
+
+#: why a worker process may fail to start, and the fix (its own error is printed above)
+MAIN_GUARD = (
+    "a script that starts a local cluster (run_sweep or run_farm with scheduler='local') must "
+    "do so under 'if __name__ == \"__main__\":', because every worker process imports the "
+    "script again"
+)
+
+
+def refuse_reimported_script(call: str) -> None:
+    """Stop a worker process that is importing the user's script again and meets a call
+    that would start a local cluster (the script calls ``call`` outside a main guard).
+
+    multiprocessing's spawn and forkserver start methods run the parent's main script in
+    each new process as the module ``__mp_main__``; an unguarded ``run_sweep`` there would
+    start a cluster of its own, recursively. An exception could only become a traceback
+    per worker (and Dask's "Nanny failed to start" in the parent), so the worker exits
+    with one line naming the fix; the parent then raises :data:`MAIN_GUARD`'s advice too.
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__mp_main__":
+            raise SystemExit(f"bionas-bench: {call}(scheduler='local') ran in a worker process: {MAIN_GUARD}")
+        frame = frame.f_back
 
 
 def check_address(scheduler: str, error: type[BionasError], hint: str) -> None:
@@ -133,24 +159,33 @@ def _not_an_address(scheduler: str, exc: Exception, hint: str) -> str:
 
 
 @contextlib.contextmanager
-def _local_client(workers: int, processes: bool) -> Iterator[Client]:
+def _local_client(workers: int, processes: bool, error: type[BionasError]) -> Iterator[Client]:
     """A client of a new LocalCluster; on an exception, worker processes are killed, not awaited.
 
-    The scheduler runs in this process, so its teardown logs are silenced here.
+    The scheduler runs in this process, so its teardown logs are silenced here. Worker
+    processes that fail to start (whose errors they print themselves) raise ``error``
+    with the likeliest cause, a script without a main guard.
     """
     # the worker processes' nannies hand them this config, thread workers read it as they start
     with _sigint_held() as held, dask.config.set({"distributed.worker.profile.enabled": False}):
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=processes,
-            # The scheduler always serves HTTP (health checks, metrics); None would mean port
-            # 8787 and a warning when another cluster has it: any free port, this host only,
-            # and no dashboard on it.
-            dashboard_address="127.0.0.1:0",
-            scheduler_kwargs={"dashboard": False},
-            silence_logs=logging.ERROR,
-        )
+        try:
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=processes,
+                # The scheduler always serves HTTP (health checks, metrics); None would mean port
+                # 8787 and a warning when another cluster has it: any free port, this host only,
+                # and no dashboard on it.
+                dashboard_address="127.0.0.1:0",
+                scheduler_kwargs={"dashboard": False},
+                silence_logs=logging.ERROR,
+            )
+        except RuntimeError as exc:
+            if "failed to start" not in str(exc):
+                raise
+            raise error(
+                f"the local Dask cluster's worker processes failed to start ({exc}): {MAIN_GUARD}"
+            ) from None
         try:
             client = Client(cluster)
             if processes:  # a worker thread may not set signal handlers (nor need to)

@@ -79,6 +79,12 @@ class _Table:
 def find_mock_black_box(path: str | Path) -> Path:
     """The folder holding ``tmp_1..tmp_20``: ``path`` itself or ``path/mock_black_box``."""
     path = Path(path)
+    if not path.is_dir():
+        where = f" (from {Path.cwd()})" if not path.is_absolute() else ""
+        raise StoreError(
+            f"{path}{where} is not a folder; point DIR at the shared bionas_pub folder of the "
+            f"original BioNAS data (the one holding mock_black_box/)"
+        )
     for candidate in (path / "mock_black_box", path):
         if (candidate / "tmp_1" / "train_history.csv").is_file():
             return candidate

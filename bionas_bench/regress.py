@@ -794,9 +794,12 @@ def check(
     ``deterministic``: rerun one cell per controller in this process and require the same
     bits; ``progress``: see :func:`run_scores`.
     """
+    from bionas_bench.sweep import check_controllers
+
     _check_alpha(alpha)
     document = baseline if isinstance(baseline, Mapping) else read_baseline(baseline)
     config = load_config(config)
+    check_controllers(config)  # a misspelt controller is a config error, not a changed input
     recorded = document["config"]
     if recorded["sha256"] != config.sha256 and not allow_input_change:  # no rerun to compare
         change = (

@@ -525,16 +525,28 @@ class Store:
         source = packed if packed is not None else self._group
         return {name: self._read_array(source, name, written) for name in names}
 
-    def _read_array(self, source: Any, name: str, rows: np.ndarray | None = None) -> np.ndarray:
-        """Array ``name`` of group ``source`` (only ``rows``, see ``_read_rows``); a missing
-        array or a chunk that cannot be decoded is a StoreError naming it."""
+    def _array(self, name: str, source: Any = None) -> Any:
+        """The zarr array ``name`` of group ``source`` (default: the store's root); a missing
+        array, or one whose metadata (``zarr.json``) cannot be read, is a StoreError naming it."""
         try:
-            return _read_rows(source[name], rows)
+            return (self._group if source is None else source)[name]
         except KeyError:
             raise StoreError(
                 f"store {self.location} lists array {name!r} in its attributes but lacks it; "
                 f"the store is damaged: re-create or re-import it"
             ) from None
+        except (ValueError, TypeError) as exc:  # unreadable metadata (JSONDecodeError included)
+            raise StoreError(
+                f"store {self.location} is damaged: the metadata of array {name!r} cannot be read "
+                f"({type(exc).__name__}: {exc}); re-create or re-import it"
+            ) from None
+
+    def _read_array(self, source: Any, name: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """Array ``name`` of group ``source`` (only ``rows``, see ``_read_rows``); a missing
+        array or a chunk that cannot be decoded is a StoreError naming it."""
+        array = self._array(name, source)
+        try:
+            return _read_rows(array, rows)
         except (RuntimeError, ValueError) as exc:  # a chunk that cannot be decoded
             raise StoreError(
                 f"store {self.location} is damaged: array {name!r} cannot be read ({exc}); "
@@ -826,7 +838,7 @@ class Store:
     def max_epochs(self) -> int:
         if not self.curve_names:
             return 0
-        return int(self._group[f"curves/{self.curve_names[0]}"].shape[2])
+        return int(self._array(f"curves/{self.curve_names[0]}").shape[2])
 
     @property
     def has_filters(self) -> bool:
@@ -875,7 +887,7 @@ class Store:
         if not self.has_filters:
             raise StoreError(f"store {self.location} holds no filters (it was created without max_filters)")
         ids = np.atleast_1d(self.space.check_ids(arch_ids))
-        return _read(self._group["filters"].async_array.get_orthogonal_selection((ids,)))
+        return _read(self._array("filters").async_array.get_orthogonal_selection((ids,)))
 
     def missing_units(self) -> np.ndarray:
         """Ids of architectures with at least one replicate not done."""
@@ -902,7 +914,7 @@ class Store:
         for name, (dtype, want) in expected.items():
             self._check_array(name, dtype, want, where)
         if self.has_filters:
-            fshape = self._group["filters"].shape
+            fshape = self._array("filters").shape
             if tuple(fshape[:2]) != shape or len(fshape) != 5 or fshape[4] != 4:
                 raise StoreError(
                     f"{where}: filters has shape {fshape}; expected {shape} + (filter, width, 4)"
@@ -912,10 +924,7 @@ class Store:
                 raise StoreError(f"{where}: {name} has shape {value.shape}; expected {shape}")
 
     def _check_array(self, name: str, dtype: str, shape: tuple[int, ...], where: str) -> None:
-        try:
-            array = self._group[name]
-        except KeyError:
-            raise StoreError(f"{where} lacks array {name!r} listed in its attributes") from None
+        array = self._array(name)
         if tuple(array.shape) != shape or str(array.dtype) != dtype:
             raise StoreError(
                 f"{where}: array {name!r} is {array.dtype}{tuple(array.shape)}; expected {dtype}{shape}"
@@ -1095,7 +1104,7 @@ class Store:
         return xr.Dataset(data, coords=coords, attrs=attrs)
 
     def _lazy(self, name: str) -> Any:
-        array = self._group[name]
+        array = self._array(name)
         try:
             import dask.array as da
         except ImportError:  # pragma: no cover - dask is a dependency; numpy fallback

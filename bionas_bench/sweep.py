@@ -855,7 +855,6 @@ class _single_thread:
     """
 
     def __enter__(self) -> None:
-        import sys
 
         self.torch = sys.modules.get("torch")
         if self.torch is None:
@@ -944,7 +943,10 @@ def run_sweep(
     if not isinstance(config, SweepConfig):
         config = load_sweep_config(config)
     scheduler = check_scheduler(scheduler)
-    _refuse_a_worker_importing_main(scheduler)
+    if scheduler == "local":
+        from bionas_bench.cluster import refuse_reimported_script
+
+        refuse_reimported_script("run_sweep")
     if progress is not None and not callable(progress):
         raise SweepError(f"progress must be None or a function taking a TaskProgress, got {progress!r}")
     start = time.perf_counter()
@@ -1058,15 +1060,16 @@ def _checked_inputs(config: SweepConfig, store: str | Path | None) -> tuple[str 
     location for the workers, the store opened here, and the text of gold.csv (which
     builds the oracle of every lambda, so a metric or knowledge set the store lacks
     fails here, before ``out`` is touched)."""
-    _check_controllers(config)
+    check_controllers(config)
     location = str(store) if store is not None else resolve_store(config.store)
     if location is not None and "://" not in location:  # workers may run in other folders
         location = os.path.abspath(location)
     opened = open_cached_store(location)
     try:
         gold = _gold_frame(config, opened)
-    except (StoreError, OracleError) as exc:
-        raise SweepError(f"sweep config {config.path or config.name} [oracle]: {exc}") from None
+    except (StoreError, OracleError) as exc:  # the store given by --store is named first
+        given = f"--store {store} with " if store is not None else ""
+        raise SweepError(f"{given}sweep config {config.path or config.name} [oracle]: {exc}") from None
     _check_servable(config, opened, gold)
     _check_fidelities(config, opened)
     return location, opened, gold.to_csv(index=False, float_format="%.17g")
@@ -1112,7 +1115,7 @@ def _check_fidelities(config: SweepConfig, store: Any) -> None:
         )
 
 
-def _check_controllers(config: SweepConfig) -> None:
+def check_controllers(config: SweepConfig) -> None:
     """Fail before any work when a controller name or hyper-parameter is bad."""
     from bionas_bench import controllers
     from bionas_bench.controllers.base import make_params
@@ -1387,19 +1390,6 @@ def check_scheduler(scheduler: str | None) -> str:
 
         check_address(name, SweepError, SCHEDULER_HINT)
     return name
-
-
-def _refuse_a_worker_importing_main(scheduler: str) -> None:
-    """Refuse a local cluster started while this process imports a script as the main
-    module of a spawned process (``__mp_main__``): the script called :func:`run_sweep`
-    outside ``if __name__ == "__main__":``, and every worker would start the sweep
-    again (Dask reports only "Nanny failed to start worker process")."""
-    main = sys.modules.get("__main__")
-    if scheduler == "local" and getattr(main, "__name__", None) == "__mp_main__":
-        raise SweepError(
-            f"run_sweep(scheduler={scheduler!r}) ran while a worker process imported the calling "
-            "script: call it under 'if __name__ == \"__main__\":', or use scheduler='sync'"
-        )
 
 
 def local_workers(scheduler: str | None) -> int:

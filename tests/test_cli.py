@@ -162,3 +162,26 @@ def test_library_messages_name_the_option_of_the_python_argument(tmp_path, funct
     options = re.findall(r"--([a-z][a-z-]*)", str(caught.value))
     assert options and options[0].replace("-", "_") in kwargs, str(caught.value)
     assert all(o.replace("-", "_") in inspect.signature(call).parameters for o in options), str(caught.value)
+
+
+def _leaf_parsers(parser, path=()):
+    """(command path, parser) of every command that takes no further sub-command."""
+    import argparse
+
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield path, parser
+        return
+    for name, child in subs[0].choices.items():
+        yield from _leaf_parsers(child, (*path, name))
+
+
+def test_every_command_help_shows_an_example():
+    """Each command's --help ends with at least one example to copy (its own command)."""
+    from bionas_bench.cli import build_parser
+
+    leaves = list(_leaf_parsers(build_parser()))
+    assert len(leaves) >= 15
+    for path, parser in leaves:
+        text = parser.format_help()
+        assert "example" in text and f"bionas-bench {' '.join(path)}" in text.split("example", 1)[1], path

@@ -109,3 +109,24 @@ def test_local_workers_run_without_the_statistical_profiler(processes):
         profiling = client.run(lambda dask_worker: "profile" in dask_worker.periodic_callbacks)
     assert list(profiling.values()) == [False]
     assert dask.config.get("distributed.worker.profile.enabled") == before
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "from bionas_bench import run_sweep, load_sweep_config\n"
+        "run_sweep(load_sweep_config('demo'), OUT, scheduler='local')",
+        "from bionas_bench.train.farm import run_farm\n"
+        "run_farm('bionas-conv1d', 'myc-mini', 'smoke', OUT, archs='0', scheduler='local')",
+    ],
+)
+def test_a_worker_reimporting_an_unguarded_script_stops_with_the_fix(tmp_path, code):
+    """Code run as a spawned worker's ``__mp_main__`` that would start a local cluster
+    exits with one line naming the main guard, before touching its output."""
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as stop:
+        exec(compile(code, "script.py", "exec"), {"__name__": "__mp_main__", "OUT": str(out)})
+    assert str(stop.value).startswith("bionas-bench: run_") and 'if __name__ == "__main__":' in str(
+        stop.value
+    )
+    assert not out.exists() and not list(tmp_path.iterdir())

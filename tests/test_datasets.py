@@ -210,9 +210,10 @@ def test_force_rebuilds_the_cache(tmp_path: Path, capsys: pytest.CaptureFixture[
     path = manifest(tmp_path, SIMULATED.format(seed=1))
     cache = tmp_path / "out" / "tiny.json"
     assert main(["data", "build", str(path), "--out", str(tmp_path / "out")]) == 0
+    assert "reused" not in capsys.readouterr().out
     cache.write_text(cache.read_text().replace('"description"', '"note": "old", "description"'))
-    assert main(["data", "build", str(path), "--out", str(tmp_path / "out")]) == 0
+    assert main(["data", "build", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 0
     assert '"note": "old"' in cache.read_text()  # the cache of the same manifest is reused
-    assert main(["data", "build", str(path), "--out", str(tmp_path / "out"), "--force"]) == 0
-    assert '"note": "old"' not in cache.read_text()
-    capsys.readouterr()
+    assert "reused: built before from the same manifest (--force rebuilds)" in capsys.readouterr().out
+    assert main(["data", "build", str(path), "--out", str(tmp_path / "out"), "--force", "--quiet"]) == 0
+    assert '"note": "old"' not in cache.read_text() and "reused" not in capsys.readouterr().out

@@ -95,8 +95,17 @@ def test_missing_replicate_and_bad_dir(bionas_pub_dir: Path, tmp_path: Path) -> 
     shutil.rmtree(src / "mock_black_box/tmp_20")
     with pytest.raises(StoreError, match="tmp_20"):
         import_bionas_pub(src, tmp_path / "s.zarr")
-    with pytest.raises(StoreError, match="holds no original BioNAS table"):
+
+
+def test_a_missing_or_wrong_dir_is_named(tmp_path: Path) -> None:
+    """A folder that does not exist is called that (a relative one with the folder it was
+    looked up from); an existing folder without the table says what it should hold."""
+    with pytest.raises(StoreError, match="nowhere is not a folder; point DIR at the shared bionas_pub"):
         import_bionas_pub(tmp_path / "nowhere", tmp_path / "s.zarr")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StoreError, match="empty holds no original BioNAS table"):
+        import_bionas_pub(tmp_path / "empty", tmp_path / "s.zarr")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
 
 
 def test_cli_import_and_info(

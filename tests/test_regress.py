@@ -283,6 +283,11 @@ def test_cli_check_exit_codes_and_messages(setup, monkeypatch, capsys):
     assert main(["regress", "check", str(config), "--baseline", str(baseline), "--alpha", "2"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "alpha must be in (0, 1)" in err
+    keep = baseline.with_name("a-file")
+    keep.write_text("")
+    assert main(["regress", "check", str(config), "--baseline", str(baseline), "--keep", str(keep)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--keep {keep} is a file; give a folder" in err
     assert main(["regress", "check", str(config), "--baseline", str(baseline), "--quiet"]) == 1
     assert "regress-toy:" not in capsys.readouterr().err
 
@@ -312,6 +317,19 @@ def test_cli_names_changed_config(setup, toy, synthetic_store_path, tmp_path, ca
     assert "the baseline was recorded from config 'regress-toy', this is 'regress-toy' (edited since)" in (
         captured.err
     )
+
+
+def test_cli_misspelt_controller_is_bad_input_not_a_changed_config(
+    setup, toy, synthetic_store_path, tmp_path, capsys
+):
+    """An edited config with an unknown controller name is a config error (exit 2, the name
+    and the available ones), not "inputs changed since the baseline" (exit 1)."""
+    _, baseline = setup
+    path = tmp_path / "misspelt.toml"
+    path.write_text(CONFIG.format(store=synthetic_store_path, seed=7).replace('"toy-pg"', '"toy-pgg"'))
+    assert main(["regress", "check", str(path), "--baseline", str(baseline)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown controller 'toy-pgg'" in err and "config_sha256" not in err
 
 
 def test_missing_cells_fail(setup, rerun):

@@ -410,6 +410,28 @@ def test_a_damaged_curve_chunk_is_a_store_error(tmp_path: Path) -> None:
         Store.open(tmp_path / "s.zarr").curve("val_loss")
 
 
+@pytest.mark.parametrize("array", ["metrics/val_loss", "curves/val_loss", "done"])
+def test_damaged_array_metadata_is_one_line_from_store_validate(tmp_path: Path, capsys, array) -> None:
+    """An array whose ``zarr.json`` is not JSON (a truncated copy): ``store validate``
+    names the array, exits 2, and prints no traceback; reading the array from Python
+    raises the same StoreError."""
+    from bionas_bench.cli import main
+
+    store = _small_store(tmp_path / "s.zarr", curves=["val_loss"], max_epochs=4)
+    store.write_unit(0, **_unit(), curves={"val_loss": np.ones((3, 4))})
+    (tmp_path / "s.zarr" / array / "zarr.json").write_text("{not json")
+    assert main(["store", "validate", str(tmp_path / "s.zarr")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"is damaged: the metadata of array {array!r} cannot be read (JSONDecodeError" in err
+    read = {
+        "metrics/val_loss": lambda s: s.metric("val_loss"),
+        "curves/val_loss": lambda s: s.curve("val_loss"),
+    }
+    with pytest.raises(StoreError, match=f"metadata of array {array!r}"):
+        read.get(array, lambda s: s.done)(Store.open(tmp_path / "s.zarr"))
+
+
 def test_a_damaged_chunk_prints_one_line_and_no_asyncio_noise(tmp_path: Path) -> None:
     """``store info`` on a store with one damaged chunk prints the one-line error and
     exits 2. zarr reads the other chunks of the array concurrently; left pending when the

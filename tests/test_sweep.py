@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -472,15 +473,35 @@ def test_api_misuse_is_a_clear_error_and_writes_nothing(tmp_path, toy_store):
     assert not (tmp_path / "out").exists()
 
 
-def test_a_local_cluster_started_from_a_spawned_import_is_refused(tmp_path, toy_store, monkeypatch):
-    """A script calling run_sweep(scheduler="local") without a main guard is imported again
-    by every worker process: there the call is refused with the fix, before any work."""
-    import types
-
-    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__mp_main__"))
-    with pytest.raises(SweepError, match='if __name__ == "__main__":'):
-        run_sweep(toy_config(tmp_path, toy_store), tmp_path / "out", scheduler="local")
-    assert not (tmp_path / "out").exists()
+@pytest.mark.parametrize("guarded", [False, True])
+def test_a_script_without_a_main_guard_gets_the_fix(tmp_path, toy_store, guarded):
+    """A script calling run_sweep(scheduler="local") at module level is imported again by
+    every worker process. There the call stops the worker with one line naming the fix
+    (no traceback), and the script gets a SweepError with the same advice (not Dask's
+    bare "Nanny failed to start"). The same script with the guard runs the sweep."""
+    text = TOY_CONFIG.split("[[controllers]]")[0] + '[[controllers]]\nname = "random"\n'
+    config = toy_config(tmp_path, toy_store, text)  # a built-in controller: the script registers none
+    out = str(tmp_path / "out")
+    call = f"bb.run_sweep(bb.load_sweep_config({str(config.path)!r}), {out!r}, scheduler='local')"
+    body = f"if __name__ == '__main__':\n    {call}\n    print('finished')\n" if guarded else call + "\n"
+    script = tmp_path / "script.py"
+    script.write_text("import bionas_bench as bb\n" + body)
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    if guarded:
+        assert proc.returncode == 0 and proc.stdout.strip() == "finished", proc.stderr
+        return
+    assert proc.returncode != 0
+    worker_lines = [line for line in proc.stderr.splitlines() if "ran in a worker process" in line]
+    assert worker_lines and all(
+        line.startswith("bionas-bench: run_sweep(scheduler='local')") for line in worker_lines
+    )
+    assert 'if __name__ == "__main__":' in worker_lines[0]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("bionas_bench.errors.SweepError: the local Dask cluster's worker processes failed")
+    assert 'if __name__ == "__main__":' in last
+    assert "is being written by another sweep" not in proc.stderr
 
 
 def test_results_of_another_package_version_are_refused(tmp_path, toy_store, toy_controllers, capsys):
@@ -673,6 +694,15 @@ def test_store_option_takes_a_path_or_a_url(tmp_path, toy_store, toy_controllers
     missing = str(tmp_path / "absent.zarr")
     assert main(["sweep", config.path, "--out", str(tmp_path / "x"), "--store", missing]) != 0
     assert f"--store {missing} does not exist" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    damaged = tmp_path / "damaged.zarr"  # opens, but its losses cannot be read: --store is named
+    shutil.copytree(toy_store, damaged)
+    next(p for p in damaged.rglob("zarr.json") if p.parent.name == "val_loss").write_text("{")
+    assert main(["sweep", config.path, "--out", str(tmp_path / "x"), "--store", str(damaged)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.count("\n") == 1 and f"error: --store {damaged} with sweep config" in err and "is damaged" in err
+    )
+    assert not (tmp_path / "x").exists()
 
 
 CTRL_C_CONFIG = """

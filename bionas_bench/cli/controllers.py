@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="one line per controller: name, fidelity, description, hyper-parameter defaults",
         description="Every available controller (built-in and plugins): its name, whether it uses "
         "the learning-curve fidelity, a one-line description and its hyper-parameter defaults.",
+        epilog="examples:\n  bionas-bench controllers list\n"
+        "  bionas-bench controllers show ppo   # one in full",
+        formatter_class=HelpFormatter,
     )
     listing.set_defaults(func=run_list)
     show = actions.add_parser(

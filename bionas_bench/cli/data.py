@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "list",
         help="shipped dataset manifests with one-line descriptions",
         description="List the dataset manifests shipped in data_manifests/datasets/, one line each.",
+        epilog="examples:\n  bionas-bench data list\n"
+        "  bionas-bench data show myc-single   # one of them in full",
+        formatter_class=HelpFormatter,
     )
     p_list.set_defaults(func=_cmd_list)
 
@@ -86,9 +89,11 @@ def _cmd_build(args: argparse.Namespace) -> int:
     out: Path = args.out
     start = time.perf_counter()
     bar: tqdm | None = None
+    stages = 0  # none: build_dataset reused the cache
 
     def progress(stage: str) -> None:  # the bar appears with the first stage, after the checks
-        nonlocal bar
+        nonlocal bar, stages
+        stages += 1
         if args.quiet:
             return
         if bar is None:
@@ -103,7 +108,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
             bar.close()
     seconds = time.perf_counter() - start
     _print_summary(dataset)
-    print(f"cache:     {out / (dataset.name + '.json')} (+ .npz)  [{seconds:.2f} s]")
+    note = "" if stages else "; reused: built before from the same manifest (--force rebuilds)"
+    print(f"cache:     {out / (dataset.name + '.json')} (+ .npz)  [{seconds:.2f} s{note}]")
     return 0
 
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bionas_bench.cli import add_quiet_option, add_store_option, checked_store
+from bionas_bench.cli import HelpFormatter, add_quiet_option, add_store_option, checked_store
 from bionas_bench.errors import StoreError, SweepError
 
 if TYPE_CHECKING:
@@ -32,6 +32,14 @@ def register(sub: argparse._SubParsersAction) -> None:
             "controller comparison, and prints a table of mean ranks. --config runs another "
             "sweep the same way, on its own store (or --store)."
         ),
+        epilog=(
+            "examples:\n"
+            "  bionas-bench demo                                  # report in ./bionas-demo-report\n"
+            "  bionas-bench demo --out my-reports/demo --scheduler local\n"
+            "  bionas-bench demo --config paper-fig2-quick --out my-reports/quick"
+            "   # all of Figure 2, 20 runs a cell"
+        ),
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "--out",

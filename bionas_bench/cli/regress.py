@@ -17,7 +17,7 @@ import math
 import sys
 from pathlib import Path
 
-from bionas_bench.cli import add_quiet_option, add_store_option, checked_store
+from bionas_bench.cli import HelpFormatter, add_quiet_option, add_store_option, checked_store
 from bionas_bench.errors import RegressError
 
 EXIT_REGRESSION = 1
@@ -59,6 +59,8 @@ def _record_parser(actions: argparse._SubParsersAction) -> None:
         help="run the sweep and write its baseline JSON",
         description="Run the sweep and write, per controller x lambda, the per-run scores and their "
         "distribution summary plus the config and input hashes.",
+        epilog="example:\n  bionas-bench regress record regress --out reports/baselines/regress.json",
+        formatter_class=HelpFormatter,
     )
     _common(parser)
     parser.add_argument("--out", required=True, type=Path, help="baseline JSON to write")
@@ -76,6 +78,11 @@ def _check_parser(actions: argparse._SubParsersAction) -> None:
         "its seed, (--exact) results that differ from the baseline's or between two runs, or "
         "(--deterministic) results that differ between two runs; exit 2 on "
         "bad input (a missing or damaged baseline, a bad option).",
+        epilog="examples:\n"
+        "  bionas-bench regress check regress --baseline reports/baselines/regress.json --exact\n"
+        "  bionas-bench regress check regress-ppo --baseline reports/baselines/regress-ppo.json "
+        "--deterministic",
+        formatter_class=HelpFormatter,
     )
     _common(parser)
     parser.add_argument("--baseline", required=True, type=Path, help="baseline JSON from 'regress record'")
@@ -112,6 +119,8 @@ def _false_alarm_parser(actions: argparse._SubParsersAction) -> None:
         help="measure how often an unchanged sweep fails the check (other seeds)",
         description="Record a baseline at the config's seed, then check TRIALS reruns at seeds "
         "seed+1..seed+TRIALS and report the fraction that fail. Exit 1 when it exceeds alpha.",
+        epilog="example:\n  bionas-bench regress false-alarm regress --trials 100   # minutes: 100 reruns",
+        formatter_class=HelpFormatter,
     )
     _common(parser, scheduler=False)
     parser.add_argument("--trials", type=int, default=100, help="reruns with other seeds (default 100)")
@@ -144,6 +153,8 @@ def run_check(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     baseline = read_baseline(args.baseline)  # a missing or bad baseline fails before the rerun
+    if args.keep is not None and args.keep.is_file():
+        raise RegressError(f"--keep {args.keep} is a file; give a folder for the rerun's sweep results")
     with progress_bar(config, args.quiet, args.scheduler) as progress:
         report = check(
             config,

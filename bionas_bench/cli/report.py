@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bionas_bench.cli import HelpFormatter
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -15,6 +17,14 @@ def register(sub: argparse._SubParsersAction) -> None:
             "paper's Figure 2, choice probabilities, controller comparison (rank distributions, "
             "pairwise tests, anytime curves, Pareto front) and the CSV behind every figure."
         ),
+        epilog=(
+            "examples:\n"
+            "  bionas-bench sweep demo --out results/demo\n"
+            "  bionas-bench report results/demo --out my-reports/demo --title 'my demo'\n"
+            "  bionas-bench sweep paper-fig2-quick --out results/quick --report my-reports/quick"
+            "  # both in one"
+        ),
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("results", type=Path, help="results folder written by 'bionas-bench sweep'")
     parser.add_argument("--out", required=True, type=Path, help="report folder, e.g. reports/NAME")

@@ -99,6 +99,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "validate",
         help="check a store's shapes and attributes",
         description="Check that every array and attribute of a store is consistent; exit 2 otherwise.",
+        epilog="examples:\n  bionas-bench store validate              # the embedded store\n"
+        "  bionas-bench store validate my-store.zarr",
+        formatter_class=HelpFormatter,
     )
     val.add_argument(
         "store",

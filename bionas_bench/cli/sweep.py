@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from bionas_bench.cli import HelpFormatter, add_quiet_option, add_store_option, checked_store
 from bionas_bench.errors import SweepError
+from bionas_bench.manifests import available
 
 if TYPE_CHECKING:
     from bionas_bench.sweep import SweepConfig, SweepPlan, TaskProgress
@@ -36,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "cannot be killed: Ctrl-C waits for them to finish. A remote scheduler's workers finish\n"
             "the slices they are running (kept); the others are cancelled.\n\n"
             "examples:\n"
-            "  bionas-bench sweep demo --out results/demo --report reports/demo\n"
+            "  bionas-bench sweep demo --out results/demo --report my-reports/demo\n"
             "  bionas-bench sweep paper-fig2 --out results/fig2 --dry-run   # what would run, what is done\n"
             "  bionas-bench sweep paper-fig2 --out results/fig2 --quiet   # no progress bar\n"
             "  bionas-bench sweep my-sweep.toml --out results/mine --scheduler tcp://host:8786\n"
@@ -47,8 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "config",
-        help="sweep manifest name (paper-fig2, paper-fig2-quick, paper-fig2-pub, demo, regress) "
-        "or .toml path",
+        help=f"sweep manifest name ({', '.join(available('sweeps'))}) or .toml path",
     )
     parser.add_argument(
         "--out", required=True, type=Path, help="results folder (created; resumed if present)"

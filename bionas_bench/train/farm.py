@@ -669,6 +669,10 @@ def run_farm(
     ids = _check_archs(space, archs)
     reps = _check_replicates(config, replicates)
     scheduler, workers = check_scheduler(scheduler, workers)
+    if scheduler == "local":
+        from bionas_bench.cluster import refuse_reimported_script
+
+        refuse_reimported_script("run_farm")
     if progress is not None and not callable(progress):
         raise TrainingError(f"progress must be None or a function taking a FarmProgress, got {progress!r}")
     device_name = device or config.device

@@ -28,6 +28,7 @@ import torch
 import bionas_bench as bb
 from bionas_bench import BootstrapOracle, controllers
 from bionas_bench.store import Store
+from bionas_bench.sweep import find_bionas_pub
 
 RUNS, EPISODES, PER_EPISODE = 100, 200, 3
 AUTOGRAD_SUBSET = 2
@@ -100,6 +101,8 @@ def test_bench_ppo_protocol_batched(benchmark, bench_store_path):
             "compiled_seconds_same_runs": compiled_few,
             "compiled_speedup_vs_autograd": autograd_few / compiled_few,
             "threads": torch.get_num_threads(),
+            # the figures depend on the table: runs settle (and cost) differently on each
+            "store": "the imported original table" if find_bionas_pub() else "a random 216 x 20 table",
             "loadavg_1min_before": load_before,
             "loadavg_1min_after": os.getloadavg()[0],
         }
