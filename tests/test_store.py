@@ -412,18 +412,19 @@ def test_a_damaged_curve_chunk_is_a_store_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("array", ["metrics/val_loss", "curves/val_loss", "done"])
 def test_damaged_array_metadata_is_one_line_from_store_validate(tmp_path: Path, capsys, array) -> None:
-    """An array whose ``zarr.json`` is not JSON (a truncated copy): ``store validate``
-    names the array, exits 2, and prints no traceback; reading the array from Python
+    """An array whose ``zarr.json`` is not JSON (a truncated copy): ``store validate`` and
+    ``store info`` name the array, exit 2, and print no traceback; reading the array from Python
     raises the same StoreError."""
     from bionas_bench.cli import main
 
     store = _small_store(tmp_path / "s.zarr", curves=["val_loss"], max_epochs=4)
     store.write_unit(0, **_unit(), curves={"val_loss": np.ones((3, 4))})
     (tmp_path / "s.zarr" / array / "zarr.json").write_text("{not json")
-    assert main(["store", "validate", str(tmp_path / "s.zarr")]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err
-    assert f"is damaged: the metadata of array {array!r} cannot be read (JSONDecodeError" in err
+    for command in ("validate", "info"):  # info checks what it does not read, the curves
+        assert main(["store", command, str(tmp_path / "s.zarr")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert f"is damaged: the metadata of array {array!r} cannot be read (JSONDecodeError" in err
     read = {
         "metrics/val_loss": lambda s: s.metric("val_loss"),
         "curves/val_loss": lambda s: s.curve("val_loss"),

@@ -170,6 +170,7 @@ def run_info(args: argparse.Namespace) -> int:
     if args.top < 0:
         raise StoreError(f"--top must be >= 0 (0: no lists of best architectures), got {args.top}")
     store = open_store(args.store)
+    store.validate()  # a damaged array (one info does not read, say a curve) is reported, not passed over
     if args.loss is not None and args.loss not in store.metric_names:
         raise StoreError(
             f"--loss {args.loss}: store {store.location} has no such metric; it has {store.metric_names}"
