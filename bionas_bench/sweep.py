@@ -236,6 +236,7 @@ def parse_sweep_config(manifest: Manifest) -> SweepConfig:
     meta.finish()
     _require(incumbent_every >= 0, f"{where}: [sweep].incumbent_every must be >= 0, got {incumbent_every}")
     _require(runs >= 1, f"{where}: [sweep].runs must be >= 1, got {runs}")
+    _require(seed >= 0, f"{where}: [sweep].seed must be an integer >= 0, got {seed}")
     config = SweepConfig(
         name=name,
         description=description,

@@ -116,6 +116,7 @@ def test_cache_roundtrip_is_atomic_and_verified(tmp_path: Path):
         ("max = 1\n", "max = 1\nfoo = 1\n", "unknown key"),
         ('id = "MA0139.1"', 'ids = ["MA0139.1", "MA0147.3"]', "exactly one"),
         ("length = 60", "length = 20", "lengthen"),
+        ("seed = 1", "seed = -1", "'seed' must be an integer >= 0"),
     ],
 )
 def test_malformed_manifest(tmp_path: Path, old: str, new: str, message: str):

@@ -200,6 +200,7 @@ def test_quick_paper_config_runs_are_the_first_runs_of_the_paper_config():
         (('source = "path"', 'source = "cloud"'), "source"),
         (('name = "toy-random"', 'name = "toy-policy"'), "labels must be unique"),
         (("runs = 4", "runs = 4.5"), "'runs' must be int"),
+        (("seed = 7", "seed = -7"), r"\[sweep\].seed must be an integer >= 0"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path, edit, message):

@@ -121,6 +121,33 @@ def test_dry_run_shows_what_is_left_and_writes_nothing(tiny_train_dataset: Path,
         plan_farm("bionas-conv1d", tiny_train_dataset, other, out)
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('op = "maxpool1d"', 'op = "maxpool"', "no child-network op 'maxpool'; did you mean 'maxpool1d'?"),
+        ("kernel_size = 8,", "kernel_siz = 8,", "op 'conv1d' does not take parameters"),
+    ],
+)
+def test_a_misspelt_op_or_parameter_fails_before_training(
+    tiny_train_dataset, tmp_path, capsys, old, new, message
+):
+    """A space manifest misspelling an op or a parameter is bad input (exit 2), for the dry
+    run as for training, before the store exists; an op that is simply not implemented
+    here (bionas-eclip's dropout) stays a per-architecture failure, as documented."""
+    text = (Path(__file__).parents[1] / "data_manifests/spaces/bionas-conv1d.toml").read_text()
+    assert old in text
+    space = tmp_path / "my-space.toml"
+    space.write_text(text.replace(old, new, 1))
+    out = tmp_path / "s.zarr"
+    argv = ["train", "--space", str(space), "--dataset", str(tiny_train_dataset), "--training", "smoke"]
+    for extra in (["--dry-run"], ["--scheduler", "none"]):
+        assert main([*argv, "--out", str(out), "--archs", "0", *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err and "fix the space manifest" in err.lower()
+    assert not out.exists()
+    plan_farm("bionas-eclip", tiny_train_dataset, "smoke", out, archs="0")  # unimplemented ops pass
+
+
 def test_ids_that_are_not_whole_numbers_are_refused_not_truncated(tiny_train_dataset: Path, tmp_path: Path):
     """archs=[1.7] used to plan architecture 1, and [True] architecture 1 too."""
     out = tmp_path / "s.zarr"

@@ -148,6 +148,8 @@ def parse_dataset_manifest(manifest: Manifest) -> DatasetSpec:
     description = top.get("description", str, "")
     kind = top.get("type", str)
     seed = top.get("seed", int, 0)
+    if seed < 0:
+        raise ManifestError(f"{where}: 'seed' must be an integer >= 0 (numpy's SeedSequence), got {seed}")
     if kind not in DATASET_TYPES:
         raise ManifestError(f"{where}: 'type' must be one of {', '.join(DATASET_TYPES)}, got {kind!r}")
     motifs = _parse_motifs(top.get("motifs", dict, {}), f"{where} [motifs]")

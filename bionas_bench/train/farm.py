@@ -58,6 +58,7 @@ from bionas_bench.train.batched import (
 )
 from bionas_bench.train.config import TrainingConfig, load_training_config
 from bionas_bench.train.network import BatchedNetwork, first_layer_geometry
+from bionas_bench.train.ops import check_space_ops
 
 __all__ = [
     "FarmPlan",
@@ -582,6 +583,7 @@ def plan_farm(
     seeds.
     """
     space = _as_space(space)
+    check_space_ops(space)  # a misspelt op or parameter: before anything trains
     config = _as_config(training)
     ids = _check_archs(space, archs)
     reps = _check_replicates(config, replicates)
@@ -665,6 +667,7 @@ def run_farm(
     replicates it trained, so replicates trained a few at a time record more each.
     """
     space = _as_space(space)
+    check_space_ops(space)  # a misspelt op or parameter: before anything trains
     config = _as_config(training)
     ids = _check_archs(space, archs)
     reps = _check_replicates(config, replicates)

@@ -32,6 +32,8 @@ Correspondence with the original Keras child networks (facts in
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -563,15 +565,49 @@ def register_op(name: str, builder: OpBuilder) -> None:
     OPS[name] = builder
 
 
-def build_op(op: str, params: Mapping[str, Any], in_shape: Shape, replicates: int) -> BatchedOp:
-    """Build op ``op`` with ``params``; unknown ops and parameters give a TrainingError."""
+def _builder(op: str) -> OpBuilder:
     try:
-        builder = OPS[op]
+        return OPS[op]
     except KeyError:
         raise TrainingError(
             f"no child-network op {op!r}; known ops: {', '.join(sorted(OPS))} "
             "(register new ones with bionas_bench.train.ops.register_op)"
         ) from None
+
+
+def check_space_ops(space: Any) -> None:
+    """Refuse a space whose manifest misspells an op or an op's parameter, before training:
+    each architecture using it would otherwise be recorded as a failed replicate, in a
+    store that the corrected manifest (another hash) no longer opens.
+
+    A parameter a known op does not take is an error; so is an unknown op name close to a
+    known one (``maxpool`` for ``maxpool1d``). Other unknown ops are ops not implemented
+    here (``bionas-eclip`` has ``dropout`` and ``sparsek_vec``): architectures using them
+    are recorded as failed, as documented. Values are checked as each network is built.
+    """
+    for index, layer in enumerate(space.layers):
+        for choice in layer.choices:
+            where = f"space {space.name!r}, layer {index} ({layer.name!r}), choice {choice.name!r}"
+            if choice.op not in OPS:
+                close = difflib.get_close_matches(choice.op, OPS, n=1, cutoff=0.8)
+                if close:
+                    raise TrainingError(
+                        f"{where}: no child-network op {choice.op!r}; did you mean {close[0]!r}? "
+                        "Fix the space manifest"
+                    )
+                continue
+            try:
+                inspect.signature(OPS[choice.op]).bind(None, 1, **dict(choice.kwargs))
+            except TypeError as exc:
+                raise TrainingError(
+                    f"{where}: op {choice.op!r} does not take parameters {dict(choice.kwargs)} ({exc}); "
+                    "fix the space manifest"
+                ) from None
+
+
+def build_op(op: str, params: Mapping[str, Any], in_shape: Shape, replicates: int) -> BatchedOp:
+    """Build op ``op`` with ``params``; unknown ops and parameters give a TrainingError."""
+    builder = _builder(op)
     try:
         return builder(in_shape, replicates, **dict(params))
     except TypeError as exc:
