@@ -9,6 +9,7 @@ which settings it came from.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import tomllib
@@ -136,7 +137,10 @@ class Fields:
         self._seen.add(key)
         if key not in self._table:
             if default is Fields._MISSING:
-                raise ManifestError(f"{self._where}: missing required key {key!r}")
+                unread = [k for k in self._table if k not in self._seen and isinstance(k, str)]
+                close = difflib.get_close_matches(key, unread, n=1, cutoff=0.75)
+                typo = f" (it has {close[0]!r}: misspelt?)" if close else ""
+                raise ManifestError(f"{self._where}: missing required key {key!r}{typo}")
             return default
         value = self._table[key]
         kinds = kind if isinstance(kind, tuple) else (kind,)

@@ -293,9 +293,11 @@ def test_unknown_controller_lists_the_available_ones() -> None:
     ("name", "hparams", "message"),
     [
         ("random", {"uniqe": True}, "unknown hyper-parameter.*uniqe; known: unique"),
-        ("random", {"unique": "yes"}, "unique must be a bool"),
+        ("random", {"unique": "yes"}, "hyper-parameter 'unique' must be bool, got 'yes'"),
+        ("ppo", {"lr": "fast"}, "hyper-parameter 'lr' must be float, got 'fast'"),
+        ("ppo", {"kl_stop": "none"}, "hyper-parameter 'kl_stop' must be float or None, got 'none'"),
         ("evolution", {"population_size": 0}, "population_size must be a positive integer"),
-        ("local_search", {"num_init": 2.5}, "num_init must be a positive integer"),
+        ("local_search", {"num_init": 2.5}, "hyper-parameter 'num_init' must be int, got 2.5"),
         ("hyperband", {"max_epochs": -1}, "max_epochs must be a positive integer"),
         ("tpe", {"n_startup_trials": 0}, "n_startup_trials must be a positive integer"),
         ("bonas", {"kappa": float("nan")}, "kappa must be a finite number"),

@@ -117,6 +117,36 @@ def test_an_entry_point_that_is_not_a_controller_is_rejected(
     assert len(err) == 1 and "not a Controller subclass" in err[0]
 
 
+def test_an_entry_point_that_cannot_be_imported_is_named_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """A plugin whose module is missing (or raises on import): listed as "cannot load"
+    beside the others, and one line (exit 2) when shown or named in a sweep."""
+    dist = tmp_path / "broken_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[bionas_bench.controllers]\nbroken = broken_plugin.nope:Nope\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(
+        ControllerError, match=r"plugin controller 'broken' .*cannot be imported \(ModuleNotFound"
+    ):
+        bb.controllers.get("broken")
+    assert main(["controllers", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "broken" in out and "cannot load" in out and "random" in out
+    assert main(["controllers", "show", "broken"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fix or uninstall the package" in err[0]
+    config = tmp_path / "uses-broken.toml"
+    config.write_text(
+        "[sweep]\nseed = 1\nlambdas = [1.0]\nruns = 1\n[budget]\nepisodes = 2\n"
+        'archs_per_episode = 1\n[[controllers]]\nname = "broken"\n'
+    )
+    assert main(["sweep", str(config), "--out", str(tmp_path / "out"), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot be imported" in err[0]
+
+
 def test_cli_show_unknown_controller_is_one_line_and_non_zero(capsys: pytest.CaptureFixture) -> None:
     assert main(["controllers", "show", "nosuch"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

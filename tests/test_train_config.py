@@ -33,6 +33,11 @@ def test_shipped_manifests():
         ('device = "cpu"', 'device = "tpu"', "device must be one of"),
         ("resplit_per_replicate = false", "resplit_per_replicate = true", "n_train"),
         ("onehot_value = 1.0", 'onehot_value = "one"', "onehot_value"),
+        (
+            "max_epochs = 2",
+            "max_epoch = 2",
+            "missing required key 'max_epochs' \\(it has 'max_epoch': misspelt\\?\\)",
+        ),
     ],
 )
 def test_bad_manifests(tmp_path: Path, old: str, new: str, message: str):

@@ -58,7 +58,14 @@ def get(name: str) -> type[Controller]:
         return getattr(importlib.import_module(module), cls)
     plugins = _plugins()
     if name in plugins:
-        cls = plugins[name].load()
+        try:
+            cls = plugins[name].load()
+        except Exception as exc:  # noqa: BLE001 - a third-party import may raise anything
+            raise ControllerError(
+                f"plugin controller {name!r} ({plugins[name].value}) cannot be imported "
+                f"({type(exc).__name__}: {exc}); fix or uninstall the package that registers it "
+                f"under the entry-point group {ENTRY_POINT_GROUP!r}"
+            ) from None
         if not (isinstance(cls, type) and issubclass(cls, Controller)):
             raise ControllerError(
                 f"plugin controller {name!r} ({plugins[name].value}) is not a Controller subclass"

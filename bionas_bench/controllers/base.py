@@ -23,6 +23,8 @@ a bare None would read as "off".
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -227,9 +229,44 @@ def make_params(cls: type[Controller], hparams: Mapping[str, Any]) -> Any:
             f"controller {cls.name!r}: unknown hyper-parameter(s) {', '.join(unknown)}; known: {known}"
         )
     try:
+        hints = typing.get_type_hints(cls.Params)
+    except Exception:  # noqa: BLE001 - an annotation that does not resolve: values unchecked
+        hints = {}
+    for key, value in hparams.items():
+        if key in hints and _type_ok(value, hints[key]) is False:
+            raise ControllerError(
+                f"controller {cls.name!r}: hyper-parameter {key!r} must be {_type_name(hints[key])}, "
+                f"got {value!r}"
+            )
+    try:
         return cls.Params(**hparams)
     except (TypeError, ValueError) as exc:
         raise ControllerError(f"controller {cls.name!r}: bad hyper-parameter: {exc}") from None
+
+
+def _type_ok(value: Any, hint: Any) -> bool | None:
+    """Whether ``value`` fits the annotation ``hint`` (None: a kind of annotation not
+    checked here). An int fits float; a bool fits only bool."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        fits = [_type_ok(value, arg) for arg in typing.get_args(hint)]
+        return None if None in fits else any(fits)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    return None
+
+
+def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in typing.get_args(hint))
+    return "None" if hint is type(None) else getattr(hint, "__name__", str(hint))
 
 
 def check(condition: bool, message: str) -> None:
