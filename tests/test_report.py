@@ -271,3 +271,21 @@ def test_sampling_note_follows_budget_space_and_random_search(toy_run, budget, p
     config = dataclasses.replace(run.load().config, budget=budget, controllers=(spec,))
     assert says in sampling_note(config, ["rs"], 216)
     assert "Random search" not in sampling_note(config, ["other"], 216)  # not reported: not mentioned
+
+
+def test_a_sweep_shorter_than_the_moving_average_still_has_curves(toy_run, tmp_path):
+    """4 episodes < the paper's 10-step moving average: the per-step and policy curves use
+    a 4-step average (the captions say so) instead of coming out empty."""
+    import pandas as pd
+
+    tmp, _ = toy_run
+    text = TOY_CONFIG.replace("episodes = 12", "episodes = 4").replace("[0.01, 1.0, 100.0]", "[0.01, 100.0]")
+    config = toy_config(tmp_path, tmp / "store.zarr", text)
+    run = run_sweep(config, tmp_path / "out", scheduler="sync")
+    written = write_report(run.out, tmp_path / "rep")
+    steps = pd.read_csv(tmp_path / "rep" / "fig2cd_per_step.csv")
+    assert steps["mean"].notna().any() and steps.loc[steps["episode"] == 4, "mean"].notna().all()
+    policy = pd.read_csv(tmp_path / "rep" / "policy_toy-policy.csv")
+    assert policy["mean"].notna().any()
+    markdown = written.markdown.read_text()
+    assert "moving average of 4 steps (the paper's 10, shortened to this sweep's 4 episodes)" in markdown

@@ -124,6 +124,18 @@ class _Builder:
         self.tables: list[Path] = []
         self.summary: pd.DataFrame | None = None
         self.n_archs = int(res.gold["arch"].nunique())
+        # the paper's moving average of 10 steps, shortened for a sweep of fewer episodes
+        # (whose per-step curves would otherwise be empty)
+        self.window = min(scoring.SMA_WINDOW, res.config.budget.episodes)
+
+    def window_text(self) -> str:
+        """The moving average as the captions state it."""
+        if self.window == scoring.SMA_WINDOW:
+            return f"moving average of {self.window} steps"
+        return (
+            f"moving average of {self.window} steps (the paper's {scoring.SMA_WINDOW}, shortened to this "
+            f"sweep's {self.res.config.budget.episodes} episodes)"
+        )
 
     # ------------------------------------------------------------ plumbing
     def arch_name(self, arch: int) -> str:
@@ -326,7 +338,7 @@ class _Builder:
                 if not self.res.has_cell(label, lam):
                     continue
                 for field_name in ("loss", "knowledge"):
-                    f = scoring.per_step(self.res, label, lam, field_name)
+                    f = scoring.per_step(self.res, label, lam, field_name, window=self.window)
                     f.insert(2, "field", field_name)
                     frames.append(f)
         steps = pd.concat(frames, ignore_index=True)
@@ -341,7 +353,7 @@ class _Builder:
             self.figure(
                 path,
                 f"(c, d) Loss and knowledge of the architectures sampled at each controller step, averaged "
-                f"over runs after a trailing moving average of {scoring.SMA_WINDOW} steps; band = mean ± "
+                f"over runs after a trailing {self.window_text()}; band = mean ± "
                 "t SD/√n (n = runs; t of n - 1 degrees of freedom).",
                 name,
             )
@@ -354,7 +366,9 @@ class _Builder:
         text = []
         for label in self.labels:
             frames = [
-                scoring.policy_curves(self.res, label, lam) for lam in chosen if self.res.has_cell(label, lam)
+                scoring.policy_curves(self.res, label, lam, window=self.window)
+                for lam in chosen
+                if self.res.has_cell(label, lam)
             ]
             frames = [f for f in frames if not f.empty]
             if not frames:
@@ -369,7 +383,7 @@ class _Builder:
                     path,
                     f"Per-layer choice probabilities of {label} over controller steps at λ = "
                     f"{', '.join(f'{lam:g}' for lam in chosen)}: mean over runs of the probabilities the "
-                    f"controller sampled from, moving average of {scoring.SMA_WINDOW} steps.",
+                    f"controller sampled from, {self.window_text()}.",
                     name,
                 )
             )
