@@ -320,7 +320,9 @@ def anytime(
     objective rank) with CI, regret (best-so-far objective minus the best objective of
     the space) with CI, and regret_norm (regret over the objective's range, 0..1).
     Against GPU seconds the best-so-far value at time t is that of the last sample whose
-    cumulative simulated cost is <= t; cells whose store records no cost are skipped.
+    cumulative simulated cost is <= t, from the time every run has a sample (so every
+    point averages all runs) to the runs' median total; cells whose store records no
+    cost are skipped.
     """
     _check_choice(axis, "axis", ANYTIME_AXES, "an anytime axis")
     _check_count(points, "points", "how many x values per curve")
@@ -341,7 +343,11 @@ def anytime(
             cost = np.cumsum(np.nan_to_num(_flat(cell, "cost"), nan=np.nan), axis=1)
             if not np.isfinite(cost).all() or cost[:, -1].max() <= 0:
                 continue
-            x = np.linspace(0, float(np.median(cost[:, -1])), points + 1)[1:]
+            # from the time every run has its first sample on: each point is then a mean over
+            # all runs, so the mean best-so-far cannot rise (a run whose first, cheap sample
+            # was good used to stand alone at the start, and runs joining later raised it)
+            start = float(cost[:, 0].max())
+            x = np.linspace(start, max(float(np.median(cost[:, -1])), start), points)
             idx = np.stack([np.searchsorted(c, x, side="right") - 1 for c in cost])
             take = {"rank": best_rank, "regret": regret, "regret_norm": regret_norm}
             curves = {k: _take_or_nan(v, idx) for k, v in take.items()}

@@ -116,6 +116,11 @@ def test_anytime_is_monotone_and_regret_nonnegative(toy_results):
     assert curves["x"].max() == 24
     gpu = scoring.anytime(toy_results, "gpu_seconds", points=10)
     assert len(gpu) == 2 * 3 * 10 and (gpu["x"] > 0).all()
+    runs = toy_results.cell("toy-random", toy_results.lambdas[0]).incumbent.shape[0]
+    fine = scoring.anytime(toy_results, "gpu_seconds")  # 60 points: some before a run's first sample
+    assert (fine["n"] == runs).all()  # every point a mean over all runs: no rise as runs join
+    for _, g in fine.groupby(["controller", "lam"]):
+        assert np.all(np.diff(g["rank"].to_numpy()) <= 1e-12)
 
 
 def test_compare_uses_holm(toy_results):

@@ -479,7 +479,8 @@ class _Builder:
                 self.figure(
                     path,
                     "Normalised regret of the best-so-far architecture against the simulated GPU seconds "
-                    "charged by the oracle (each sample costs its replicate's recorded training time).",
+                    "charged by the oracle (each sample costs its replicate's recorded training time), from "
+                    "the time every run has its first sample, so that each point averages all runs.",
                     name,
                 )
             )
