@@ -489,3 +489,19 @@ def test_threads_in_process_leave_the_callers_torch_threads(tiny_train_dataset: 
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_resuming_on_other_data_of_the_same_manifest_says_the_data_changed(tiny_train_dataset, tmp_path):
+    """An edited input file behind an unchanged dataset manifest (other sequences, the same
+    manifest hash): resuming is refused naming the data, not "the same manifests"."""
+    import dataclasses
+
+    dataset = build_dataset(tiny_train_dataset)
+    out = tmp_path / "s.zarr"
+    run_farm("bionas-conv1d", dataset, "smoke", out, device="cpu", archs="0", replicates="0", threads=1)
+    codes = dataset.codes.copy()
+    codes[0, 0] = (codes[0, 0] + 1) % 4
+    edited = dataclasses.replace(dataset, codes=codes)
+    assert edited.manifest_sha256 == dataset.manifest_sha256 and edited.sha256 != dataset.sha256
+    with pytest.raises(TrainingError, match="trained on other data of dataset .*its manifest is the same"):
+        run_farm("bionas-conv1d", edited, "smoke", out, device="cpu", archs="1", replicates="0", threads=1)

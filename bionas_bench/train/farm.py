@@ -301,6 +301,13 @@ def _check_resume(store: Any, space: ModelSpace, dataset: Any, config: TrainingC
         have = attrs.get(section) or {}
         for key, value in want.items():
             if key != "name" and have.get(key) != value:
+                if key == "data_sha256":  # the same manifest, other sequences (an edited FASTA file)
+                    raise TrainingError(
+                        f"store {store.location} was trained on other data of dataset {want['name']!r} "
+                        f"(data sha256 {str(have.get(key))[:12]}..., now {value[:12]}...): its manifest is "
+                        "the same but its input files changed since; train into a new --out, or restore "
+                        "the files the store was trained on"
+                    )
                 raise TrainingError(
                     f"store {store.location} was built with {section} {have.get('name')!r} "
                     f"({key} {str(have.get(key))[:12]}...) but this run uses {section} {want['name']!r} "
