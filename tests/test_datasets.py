@@ -154,6 +154,12 @@ def test_fasta_dataset_relative_paths(tmp_path: Path):
     assert not ds.onehot([3]).any()
 
 
+def test_cli_show_of_a_fasta_manifest_names_the_label(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    assert main(["data", "show", str(fasta_manifest(tmp_path, "allow_mixed_lengths = true"))]) == 0
+    out = capsys.readouterr().out
+    assert "label:     'MYC' (1 for positives, 0 for negatives); records padded on the right with N" in out
+
+
 def test_fasta_dataset_errors(tmp_path: Path):
     write_fasta(tmp_path / "pos.fa", np.zeros((3, 10), dtype=np.uint8))
     with pytest.raises(DataError, match=r"neg\.fa\.gz does not exist"):

@@ -150,6 +150,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if spec.fasta is not None:
         print(f"positives: {spec.fasta.positives}")
         print(f"negatives: {spec.fasta.negatives}")
+        mixed = "padded on the right with N" if spec.fasta.allow_mixed_lengths else "all of one length"
+        print(f"label:     {spec.fasta.label!r} (1 for positives, 0 for negatives); records {mixed}")
     if spec.splits.fractions:
         print("splits:    " + ", ".join(f"{n} {f}" for n, f in spec.splits.fractions))
     else:
