@@ -221,6 +221,24 @@ def test_force_rebuilds_the_cache(tmp_path: Path, capsys: pytest.CaptureFixture[
     cache.write_text(cache.read_text().replace('"description"', '"note": "old", "description"'))
     assert main(["data", "build", str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 0
     assert '"note": "old"' in cache.read_text()  # the cache of the same manifest is reused
-    assert "reused: built before from the same manifest (--force rebuilds)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "reused: built before from the same manifest and files (--force rebuilds)" in out
     assert main(["data", "build", str(path), "--out", str(tmp_path / "out"), "--force", "--quiet"]) == 0
     assert '"note": "old"' not in cache.read_text() and "reused" not in capsys.readouterr().out
+
+
+def test_an_edited_fasta_file_is_rebuilt_not_served_from_the_cache(tmp_path: Path):
+    """The cache is keyed by the manifest's text and by the size and modification time of
+    the files it names: a FASTA file edited behind an unchanged manifest is read again."""
+    import os
+
+    write_fasta(tmp_path / "pos.fa", np.zeros((3, 10), dtype=np.uint8))
+    write_fasta(tmp_path / "neg.fa.gz", np.full((2, 10), 4, dtype=np.uint8))
+    path = fasta_manifest(tmp_path)
+    first = build_dataset(path, cache_dir=tmp_path / "cache")
+    assert build_dataset(path, cache_dir=tmp_path / "cache").sha256 == first.sha256  # reused
+    write_fasta(tmp_path / "pos.fa", np.ones((4, 10), dtype=np.uint8))
+    os.utime(tmp_path / "pos.fa", ns=(1, 10**18))  # a modification time of its own, whatever the clock
+    again = build_dataset(path, cache_dir=tmp_path / "cache")
+    assert again.codes.shape == (6, 10) and again.sha256 != first.sha256
+    assert load_dataset(tmp_path / "cache" / f"{again.name}.json").sha256 == again.sha256

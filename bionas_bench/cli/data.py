@@ -108,7 +108,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
             bar.close()
     seconds = time.perf_counter() - start
     _print_summary(dataset)
-    note = "" if stages else "; reused: built before from the same manifest (--force rebuilds)"
+    note = "" if stages else "; reused: built before from the same manifest and files (--force rebuilds)"
     print(f"cache:     {out / (dataset.name + '.json')} (+ .npz)  [{seconds:.2f} s{note}]")
     return 0
 

@@ -490,7 +490,8 @@ def build_dataset(
     """Build the dataset of a shipped manifest name or a manifest path.
 
     With ``cache_dir``, a cache saved from the same manifest text (same sha256) is
-    loaded instead (unless ``force``), and a fresh build is saved there.
+    loaded instead (unless ``force``, or a FASTA or motif file the manifest names changed
+    size or modification time since), and a fresh build is saved there.
     """
     manifest = load_manifest("datasets", name_or_path)
     spec = parse_dataset_manifest(manifest)
@@ -498,12 +499,53 @@ def build_dataset(
         if Path(cache_dir).exists() and not Path(cache_dir).is_dir():
             raise DataError(f"dataset cache folder {cache_dir} is a file; give the path of a folder")
         cached = Path(cache_dir) / f"{spec.name}.json"
-        if not force and cached.is_file() and _cached_manifest_sha(cached) == manifest.sha256:
+        if (
+            not force
+            and cached.is_file()
+            and _cached_manifest_sha(cached) == manifest.sha256
+            and _inputs_unchanged(spec, cached)
+        ):
             return load_dataset(cached)
     dataset = build_from_spec(spec, progress=progress)
     if cache_dir is not None:
         dataset.save(cache_dir)
+        stamps = _input_stamps(spec)
+        if stamps:  # NAME.inputs.json beside the cache, for datasets read from files
+            _atomic_write(_inputs_path(cached), lambda f: f.write(json.dumps(stamps).encode()))
     return dataset
+
+
+def _inputs_path(cached: Path) -> Path:
+    return cached.with_name(cached.stem + ".inputs.json")
+
+
+def _input_stamps(spec: DatasetSpec) -> dict[str, list[int] | None]:
+    """Size and modification time (ns) of each file a build reads besides the manifest
+    (None: cannot be read here, e.g. the original data folder is absent)."""
+    assert spec.manifest is not None
+    base_dir = spec.manifest.path.parent
+    raw = [m.path for m in spec.motifs.values() if m.path is not None]
+    if spec.fasta is not None:
+        raw += [spec.fasta.positives, spec.fasta.negatives]
+    stamps: dict[str, list[int] | None] = {}
+    for item in raw:
+        try:
+            stat = resolve_path(item, base_dir, "input").stat()
+            stamps[str(item)] = [stat.st_size, stat.st_mtime_ns]
+        except (OSError, DataError):
+            stamps[str(item)] = None
+    return stamps
+
+
+def _inputs_unchanged(spec: DatasetSpec, cached: Path) -> bool:
+    """No input file that can be read here differs from when the cache was built (a cache
+    without the record, from before it was kept, counts as unchanged)."""
+    try:
+        recorded = json.loads(_inputs_path(cached).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True
+    now = _input_stamps(spec)
+    return all(now[k] is None or recorded.get(k) in (None, now[k]) for k in now)
 
 
 def build_from_spec(spec: DatasetSpec, progress: Progress | None = None) -> Dataset:
