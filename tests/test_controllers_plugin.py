@@ -147,6 +147,34 @@ def test_an_entry_point_that_cannot_be_imported_is_named_not_a_traceback(
     assert len(err) == 1 and "cannot be imported" in err[0]
 
 
+def test_a_plugin_whose_defaults_fail_its_checks_is_flagged_in_the_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    (tmp_path / "bad_defaults.py").write_text(
+        "from dataclasses import dataclass\n"
+        "from bionas_bench.controllers.base import check\n"
+        "from bionas_bench.controllers.random_search import RandomSearch\n"
+        "class BadDefaults(RandomSearch):\n"
+        "    name = 'bad_defaults'\n"
+        "    @dataclass(frozen=True)\n"
+        "    class Params:\n"
+        "        rate: float = -1.0\n"
+        "        def __post_init__(self):\n"
+        "            check(self.rate > 0, f'rate must be > 0, got {self.rate}')\n"
+    )
+    dist = tmp_path / "bad_defaults-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: bad-defaults\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[bionas_bench.controllers]\nbad_defaults = bad_defaults:BadDefaults\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "bad_defaults", raising=False)
+    assert main(["controllers", "list"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("bad_defaults"))
+    assert "(invalid defaults: controller 'bad_defaults': bad hyper-parameter: rate must be > 0" in line
+
+
 def test_cli_show_unknown_controller_is_one_line_and_non_zero(capsys: pytest.CaptureFixture) -> None:
     assert main(["controllers", "show", "nosuch"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

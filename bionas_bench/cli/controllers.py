@@ -81,6 +81,7 @@ def in_effect(cls: type[Controller]) -> dict[str, Any]:
 
 def run_list(args: argparse.Namespace) -> int:
     from bionas_bench import controllers
+    from bionas_bench.controllers.base import make_params
 
     rows = []
     for name in controllers.list():
@@ -88,6 +89,11 @@ def run_list(args: argparse.Namespace) -> int:
             cls = controllers.get(name)
         except BionasError as exc:  # a broken plugin must not hide the others
             rows.append((name, "?", f"(cannot load: {exc})", ""))
+            continue
+        try:
+            make_params(cls, {})  # defaults that fail their own checks: the plugin cannot run
+        except BionasError as exc:
+            rows.append((name, "?", f"(invalid defaults: {exc})", ""))
             continue
         params = ", ".join(f"{n}={d}" for n, _, d in defaults(cls)) or "-"
         rows.append((name, "epochs" if cls.uses_fidelity else "-", summary(cls), params))
