@@ -856,7 +856,6 @@ class _single_thread:
     """
 
     def __enter__(self) -> None:
-
         self.torch = sys.modules.get("torch")
         if self.torch is None:
             try:

@@ -565,16 +565,6 @@ def register_op(name: str, builder: OpBuilder) -> None:
     OPS[name] = builder
 
 
-def _builder(op: str) -> OpBuilder:
-    try:
-        return OPS[op]
-    except KeyError:
-        raise TrainingError(
-            f"no child-network op {op!r}; known ops: {', '.join(sorted(OPS))} "
-            "(register new ones with bionas_bench.train.ops.register_op)"
-        ) from None
-
-
 def check_space_ops(space: Any) -> None:
     """Refuse a space whose manifest misspells an op or an op's parameter, before training:
     each architecture using it would otherwise be recorded as a failed replicate, in a
@@ -607,7 +597,13 @@ def check_space_ops(space: Any) -> None:
 
 def build_op(op: str, params: Mapping[str, Any], in_shape: Shape, replicates: int) -> BatchedOp:
     """Build op ``op`` with ``params``; unknown ops and parameters give a TrainingError."""
-    builder = _builder(op)
+    try:
+        builder = OPS[op]
+    except KeyError:
+        raise TrainingError(
+            f"no child-network op {op!r}; known ops: {', '.join(sorted(OPS))} "
+            "(register new ones with bionas_bench.train.ops.register_op)"
+        ) from None
     try:
         return builder(in_shape, replicates, **dict(params))
     except TypeError as exc:
