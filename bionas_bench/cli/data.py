@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bionas_bench.cli import HelpFormatter, add_quiet_option
 
 if TYPE_CHECKING:  # the commands import what they use: `--help` stays fast
-    from tqdm import tqdm
-
     from bionas_bench.data.datasets import Dataset
 
 _EPILOG = """examples:
@@ -82,13 +80,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    from bionas_bench.cli.progress import make_bar
     from bionas_bench.data.datasets import build_dataset
 
     out: Path = args.out
     start = time.perf_counter()
-    bar: tqdm | None = None
+    bar: Any = None
     stages = 0  # none: build_dataset reused the cache
 
     def progress(stage: str) -> None:  # the bar appears with the first stage, after the checks
@@ -97,9 +94,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
         if args.quiet:
             return
         if bar is None:
-            bar = tqdm(desc="building", unit=" stage", leave=False)
-        bar.set_postfix_str(stage)
-        bar.update(1)
+            bar = make_bar(None, "stage", f"building: {stage}", leave=False, bar_format="{desc} [{elapsed}]")
+        else:
+            bar.set_description_str(f"building: {stage}")
 
     try:
         dataset = build_dataset(args.name, cache_dir=out, progress=progress, force=args.force)

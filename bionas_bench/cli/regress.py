@@ -180,8 +180,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 def run_false_alarm(args: argparse.Namespace) -> int:
     checked_store(args.store, RegressError)
-    from tqdm import tqdm
-
+    from bionas_bench.cli.progress import make_bar
     from bionas_bench.regress import false_alarm_rate
 
     bars = []  # made at the first finished trial: bad input fails with its one line, no bar
@@ -190,7 +189,7 @@ def run_false_alarm(args: argparse.Namespace) -> int:
     def progress(done: int, alarm: bool) -> None:
         nonlocal alarms
         if not bars:
-            bars.append(tqdm(total=args.trials, unit="trial", desc="false alarms", disable=args.quiet))
+            bars.append(make_bar(args.trials, "trial", "false alarms", args.quiet))
         alarms += alarm
         bars[0].set_postfix_str(f"{alarms} alarms", refresh=False)
         bars[0].update(1)

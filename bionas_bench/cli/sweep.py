@@ -91,7 +91,7 @@ def progress_bar(
     event, once its checks have passed, so bad input fails with its one line and no bar;
     the compiled controller update is prepared at that moment too
     (:func:`prepare_compiled_update`)."""
-    from tqdm import tqdm
+    from bionas_bench.cli.progress import make_bar
 
     bars = []
 
@@ -99,7 +99,7 @@ def progress_bar(
         if not bars:
             prepare_compiled_update(config, scheduler, quiet)
             total = len(config.cells()) * config.runs
-            bars.append(tqdm(total=total, unit="run", desc=config.name, disable=quiet))
+            bars.append(make_bar(total, "run", config.name, quiet))
         if event.done:
             bars[0].set_postfix_str(event.key + (" (done before)" if event.skipped else ""), refresh=False)
             bars[0].update(event.runs)

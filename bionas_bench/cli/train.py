@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import sys
+from typing import Any
 
 from bionas_bench.cli import HelpFormatter, add_quiet_option
 from bionas_bench.space import get_space
@@ -86,8 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    from bionas_bench.cli.progress import make_bar
     from bionas_bench.ids import format_ids
     from bionas_bench.train.farm import FarmProgress, check_scheduler, parse_archs, run_farm
 
@@ -96,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     check_scheduler(args.scheduler, args.workers)  # a dry run makes the same checks
     if args.dry_run:
         return dry_run(args, archs)
-    bar: list[tqdm] = []
+    bar: list[Any] = []
     unbuildable: list[FarmProgress] = []
 
     def progress(event: FarmProgress) -> None:
@@ -105,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         if args.quiet:
             return
         if event.done == 0:
-            bar.append(tqdm(total=event.total, unit="arch", desc="training", file=sys.stderr))
+            bar.append(make_bar(event.total, "arch", "training"))
             return
         bar[0].set_postfix(arch=event.arch_id, failed=event.failed, refresh=False)
         bar[0].update(1)

@@ -1,0 +1,60 @@
+"""Progress bars written to a log (stderr not a terminal): plain lines, no carriage returns."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from bionas_bench.cli import main
+from bionas_bench.cli.progress import LogLines, make_bar
+
+
+def test_log_lines_turn_redraws_into_lines():
+    out = io.StringIO()
+    log = LogLines(out)
+    log.write("\rtraining:   0%|   | 0/3")
+    log.write("\rtraining:  33%|#  | 1/3   ")
+    log.write("\rtraining:  33%|#  | 1/3")  # the same state drawn again
+    log.write("\r" + " " * 30 + "\r")  # a bar erasing itself
+    log.write("\n")
+    assert out.getvalue() == "training:   0%|   | 0/3\ntraining:  33%|#  | 1/3\n"
+
+
+def test_a_bar_in_a_log_writes_its_start_and_its_end(capsys: pytest.CaptureFixture[str]):
+    bar = make_bar(4, "run", "sweep")
+    for _ in range(4):
+        bar.update(1)  # within the log interval: no line of its own
+    bar.close()
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = err.splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("sweep:   0%") and "0/4" in lines[0]
+    assert lines[1].startswith("sweep: 100%") and "4/4" in lines[1]
+
+
+def test_quiet_bar_writes_nothing(capsys: pytest.CaptureFixture[str]):
+    bar = make_bar(2, "run", "sweep", quiet=True)
+    bar.update(2)
+    bar.close()
+    assert capsys.readouterr().err == ""
+
+
+def test_data_build_error_in_a_log_stands_on_its_own_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """A FASTA error after the first stages: the stages are lines and the error is the last
+    line, whole (it used to follow a run of carriage-return redraws on one line)."""
+    (tmp_path / "pos.fa").write_text(">a\nACGTACGT\n>b\nACGTQQGT\n")
+    (tmp_path / "neg.fa").write_text(">c\nACGTACGT\n")
+    manifest = tmp_path / "bad.toml"
+    manifest.write_text(
+        'description = "a bad record"\ntype = "fasta"\nseed = 0\n'
+        '[fasta]\npositives = "pos.fa"\nnegatives = "neg.fa"\n[splits]\nmode = "per_replicate"\n'
+    )
+    assert main(["data", "build", str(manifest), "--out", str(tmp_path / "cache")]) == 2
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = err.splitlines()
+    assert lines[0].startswith("building: ")
+    assert lines[-1].startswith("bionas-bench data build: error: FASTA file") and "'Q'" in lines[-1]
