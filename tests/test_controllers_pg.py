@@ -13,6 +13,7 @@ import torch
 
 import bionas_bench as bb
 from bionas_bench import controllers
+from bionas_bench.controllers.lstm_policy import DTYPE
 from bionas_bench.controllers.policy_gradient import PolicyGradientController
 from bionas_bench.errors import ControllerError
 
@@ -94,7 +95,9 @@ def test_batched_equals_unbatched(space, name, variant):
     [
         ("ppo", "original_code", {}),
         ("ppo", "original_code", {"kl_stop": 0.3, "max_epochs": 2}),
+        ("ppo", "original_code", {"gate": "sigmoid"}),
         ("ppo", "paper", {"kl_stop": 0.3, "max_epochs": 2}),
+        ("ppo", "paper", {"gate": "hard_sigmoid", "kl_stop": 0.3, "max_epochs": 2}),
         ("reinforce", "original_code", {}),
         ("diverse_pg", "paper", {}),
     ],
@@ -123,26 +126,41 @@ def test_compiled_update_equals_autograd_reference(space, name, variant, extra):
     ref, compiled = out["autograd"], out["compiled"]
     assert np.array_equal(ref[0], compiled[0])
     assert np.array_equal(ref[1], compiled[1])
-    if extra:  # long updates that end at different steps per run
+    if "kl_stop" in extra:  # long updates that end at different steps per run
         assert ref[1].min() > episodes and len(set(ref[1].tolist())) > 1
     np.testing.assert_allclose(compiled[2], ref[2], rtol=0, atol=1e-3)
 
 
 @pytest.mark.parametrize(
-    ("name", "variant"),
-    [("ppo", "original_code"), ("ppo", "paper"), ("reinforce", "original_code"), ("diverse_pg", "paper")],
+    ("name", "variant", "gate", "spread"),
+    [
+        ("ppo", "original_code", None, 0.0),
+        ("ppo", "original_code", None, 2.0),
+        ("ppo", "original_code", "sigmoid", 0.0),
+        ("ppo", "paper", None, 0.0),
+        ("ppo", "paper", "hard_sigmoid", 2.0),
+        ("reinforce", "original_code", None, 0.0),
+        ("diverse_pg", "paper", None, 0.0),
+    ],
 )
-def test_compiled_gradient_equals_autograd_reference(space, name, variant):
+def test_compiled_gradient_equals_autograd_reference(space, name, variant, gate, spread):
     """One optimiser step on the whole buffer: Adam's first moment is then (1 - beta1) times
     the gradient, so the kernel's float32 gradient must match the float64 autograd
     gradient of the same float32 parameters to float32 rounding (1e-5 of its largest entry).
+    ``spread``: noise added to the initial parameters, which drives hard-sigmoid gates
+    into their clipped, zero-slope range (checked below).
     """
     seeds, table = [31, 32], _table()
     first_moment = {}
     for impl in ("autograd", "compiled"):
         runs = controllers.create_runs(
-            name, space, seeds, variant=variant, warmup_episodes=2, max_epochs=1, batch_size=0, kl_stop=None
-        )
+            name, space, seeds, variant=variant, warmup_episodes=2, max_epochs=1, batch_size=0, kl_stop=None,
+            **({} if gate is None else {"gate": gate}),
+        )  # fmt: skip
+        noise = np.random.default_rng(8).normal(0.0, spread, runs.engine.flat.shape)
+        runs.engine.flat += torch.from_numpy(noise.astype(np.float32))
+        if spread and runs.engine.shape.gate == "hard_sigmoid":
+            assert _clipped_gate_share(runs.engine) > 0.05
         runs.engine.impl = impl
         _drive(runs, 2, table, seed=4)
         assert runs.engine.num_updates.tolist() == [1, 1]
@@ -183,14 +201,27 @@ def test_compiled_gradient_with_repeated_samples(space, name, variant):
     np.testing.assert_allclose(first_moment["compiled"], ref, rtol=0, atol=1e-5 * np.abs(ref).max())
 
 
-@pytest.mark.parametrize("variant", ["original_code", "paper"])
-def test_compiled_sampling_equals_torch_rollout(space, variant):
+def _clipped_gate_share(engine) -> float:
+    """The share of first-step gate pre-activations outside the hard sigmoid's linear range."""
+    weights = engine.weights
+    start = torch.full((engine.runs, 1, engine.shape.state_dim), 1.0 / engine.shape.state_dim, dtype=DTYPE)
+    x = engine.net.first_input(weights, start)
+    h = torch.zeros(engine.runs, 1, engine.shape.units, dtype=DTYPE)
+    z = torch.baddbmm(weights[1], torch.cat([x, h], dim=-1), weights[0])
+    return float((z.abs() > 2.5).double().mean())
+
+
+@pytest.mark.parametrize(
+    ("variant", "gate"),
+    [("original_code", None), ("original_code", "sigmoid"), ("paper", None), ("paper", "hard_sigmoid")],
+)
+def test_compiled_sampling_equals_torch_rollout(space, variant, gate):
     """``ask`` samples with the compiled float64 rollout; ``impl = "autograd"`` with the
     torch one. From the same parameters (moved far from their initial, near-uniform
     policy) and the same rng: the same architectures, states and probabilities to 1e-12."""
     out = {}
     for impl in ("autograd", "compiled"):
-        runs = controllers.create_runs("ppo", space, [51, 52, 53], variant=variant)
+        runs = controllers.create_runs("ppo", space, [51, 52, 53], variant=variant, gate=gate)
         noise = np.random.default_rng(7).normal(0.0, 0.5, runs.engine.flat.shape)
         runs.engine.flat += torch.from_numpy(noise.astype(np.float32))
         runs.engine.impl = impl
@@ -300,6 +331,7 @@ def test_tell_subsets_and_interleaved_asks(space):
         ("ppo", {"lstm_units": 2.5}),
         ("ppo", {"kl_stop": 0}),
         ("ppo", {"feed": "sideways"}),
+        ("ppo", {"gate": "relu"}),
         ("ppo", {"entropy": "maximal"}),
         ("ppo", {"baseline_decay": 1.5}),
         ("ppo", {"reward_scaling": "yes"}),

@@ -17,6 +17,12 @@ Two ways to feed the LSTM (``feed``), see the README of the reference data:
   the next architecture of an episode is the last layer's probability vector of the
   previous one. The layer probabilities are then a deterministic function of the state.
 
+Gates (``gate``): the input, forget and output gates are ``"sigmoid"`` (the usual LSTM
+and Keras >= 2.3) or ``"hard_sigmoid"``, ``clip(0.2 z + 0.5, 0, 1)``, the default
+``recurrent_activation`` of the Keras LSTM layer before 2.3.0 (September 2019), which
+the original code, written in 2018-19 against ``keras>=2.0`` with TensorFlow 1, built
+its controller with. The candidate and the output use tanh either way.
+
 Initialisation mirrors Keras defaults (Glorot-uniform kernels, orthogonal recurrent
 kernel, zero biases with forget-gate bias 1) and is drawn from a per-run numpy
 ``Generator``, so a run's network depends only on its seed.
@@ -38,6 +44,7 @@ import torch
 DTYPE = torch.float64  #: what the forward passes compute in
 PARAM_DTYPE = torch.float32  #: what the parameters and Adam moments are stored in
 FEEDS = ("action", "probs")
+GATES = ("sigmoid", "hard_sigmoid")
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,7 @@ class NetShape:
     units: int = 50
     embedding_dim: int = 8
     feed: str = "probs"
+    gate: str = "sigmoid"
 
     @property
     def num_layers(self) -> int:
@@ -66,6 +74,11 @@ class NetShape:
         names += [f"emb_W{l}" for l in range(self.num_layers - 1)]
         names += [f"emb_b{l}" for l in range(self.num_layers - 1)]
         return names
+
+
+def hard_sigmoid(z: torch.Tensor) -> torch.Tensor:
+    """Keras's ``hard_sigmoid``: ``clip(0.2 z + 0.5, 0, 1)``, slope 0.2 inside, 0 outside."""
+    return (0.2 * z + 0.5).clamp(0.0, 1.0)
 
 
 def _glorot(rng: np.random.Generator, fan_in: int, fan_out: int) -> np.ndarray:
@@ -148,8 +161,9 @@ class Net:
         """One LSTM step on ``(R, B, .)`` tensors."""
         z = torch.baddbmm(self._p(params, "b"), torch.cat([x, h], dim=-1), self._p(params, "WU"))
         i, f, g, o = z.chunk(4, dim=-1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c), c
+        gate = hard_sigmoid if self.shape.gate == "hard_sigmoid" else torch.sigmoid
+        c = gate(f) * c + gate(i) * torch.tanh(g)
+        return gate(o) * torch.tanh(c), c
 
     def log_probs(self, params: list[torch.Tensor], layer: int, h: torch.Tensor) -> torch.Tensor:
         """Log choice probabilities ``(R, B, radix)`` of ``layer`` from the LSTM output."""

@@ -70,6 +70,7 @@ FLAGS = {"contract"}
 REDUCE_FLAGS = {"contract", "reassoc"}
 F = np.float32  #: the kernel's precision (numba types these globals as float32 constants)
 ZERO, ONE, TWO = F(0.0), F(1.0), F(2.0)
+HALF, HARD_SLOPE = F(0.5), F(0.2)  # the hard sigmoid's offset and slope
 _LN2_HI = F(0.693145751953125)  # ln 2 split in two (16 significant bits, so k * _LN2_HI is exact)
 _LN2_LO = F(1.428606765330187e-06)
 _INV_LN2 = F(1.4426950408889634)
@@ -128,6 +129,21 @@ def _tanh(src, dst, n, ebuf, fbuf):
     _vexp(src, ebuf, n, 2.0, fbuf)
     for i in range(n):
         dst[i] = ONE - TWO / (ONE + ebuf[i])
+
+
+@njit(cache=True, fastmath=FLAGS, error_model="numpy")
+def _hard_sigmoid(x):
+    """Keras's ``hard_sigmoid``: ``clip(0.2 x + 0.5, 0, 1)``."""
+    return min(max(HARD_SLOPE * x + HALF, ZERO), ONE)
+
+
+@njit(cache=True, fastmath=FLAGS, error_model="numpy")
+def _gate_slope(y, hard):
+    """The derivative of a gate with output ``y``: ``y (1 - y)`` for the sigmoid; for the
+    hard sigmoid 0.2 inside its linear part (``0 < y < 1``) and 0 where it is clipped."""
+    if hard:
+        return HARD_SLOPE if ZERO < y < ONE else ZERO
+    return y * (ONE - y)
 
 
 @njit(cache=True, fastmath=FLAGS, error_model="numpy")
@@ -259,6 +275,7 @@ def _forward(
     units,
     emb,
     feed_probs,
+    hard,
     st,
     act,
     nb,
@@ -276,7 +293,8 @@ def _forward(
     ebuf,
     fbuf,
 ):
-    """Forward pass of ``nb`` samples; fills the caches and ``lp`` / ``p`` ``(nb, C)``."""
+    """Forward pass of ``nb`` samples; fills the caches and ``lp`` / ``p`` ``(nb, C)``.
+    ``hard``: hard-sigmoid input, forget and output gates (else sigmoid)."""
     num_layers = radices.shape[0]
     gates = 4 * units
     width = emb + units
@@ -306,11 +324,20 @@ def _forward(
             for j in range(gates):
                 z[i, j] = bias[j]
         _matmul_rows(z, xh[layer], wu, nb, inputs)
-        # every gate of every sample in one pass, the candidate as tanh(x) = 2 sigmoid(2x) - 1
+        # the candidate as tanh(x) = 2 sigmoid(2x) - 1: with sigmoid gates, every gate of
+        # every sample in one pass; with hard-sigmoid gates, the candidates alone
         for i in range(nb):
             for u in range(2 * units, 3 * units):
                 z[i, u] *= TWO
-        _sigmoid(z.reshape(z.size), s[layer].reshape(z.size), nb * gates, ebuf, fbuf)
+        if hard:
+            for i in range(nb):
+                _sigmoid(z[i, 2 * units : 3 * units], s[layer, i, 2 * units : 3 * units], units, ebuf, fbuf)
+                for u in range(2 * units):
+                    s[layer, i, u] = _hard_sigmoid(z[i, u])
+                for u in range(3 * units, gates):
+                    s[layer, i, u] = _hard_sigmoid(z[i, u])
+        else:
+            _sigmoid(z.reshape(z.size), s[layer].reshape(z.size), nb * gates, ebuf, fbuf)
         for i in range(nb):
             si_row, tg_row, c_row = s[layer, i], tg[layer, i], c[layer, i]
             for u in range(units):
@@ -405,8 +432,9 @@ def _loss_grad(algo, sampled, ew, clip, div_w, slack, radices, coff, act, sc, nb
 
 @njit(cache=True, fastmath=FLAGS, error_model="numpy")
 def _backward(
-    wrow, grad, po, radices, coff, units, emb, feed_probs, st, act, nb, xh, s, tg, c, tc, hs, p, g, ht, w
-):
+    wrow, grad, po, radices, coff, units, emb, feed_probs, hard, st, act, nb, xh, s, tg, c, tc, hs, p, g, ht,
+    w,
+):  # fmt: skip
     """Flat gradient (into ``grad``) given ``g = dL/dlog p``; ``ht``: the transposed head
     weights (:func:`_transpose_heads`); ``w``: scratch arrays."""
     dz, dxh, dh, dcn, gl, dlog, gt, ones = w
@@ -470,11 +498,11 @@ def _backward(
                 dcu = dh[i, u] * so * (ONE - tcu * tcu)
                 if layer + 1 < num_layers:
                     dcu += dcn[i, u]
-                dz[layer, i, 3 * units + u] = dh[i, u] * tcu * so * (ONE - so)
-                dz[layer, i, u] = dcu * tgu * si * (ONE - si)
+                dz[layer, i, 3 * units + u] = dh[i, u] * tcu * _gate_slope(so, hard)
+                dz[layer, i, u] = dcu * tgu * _gate_slope(si, hard)
                 dz[layer, i, 2 * units + u] = dcu * si * (ONE - tgu * tgu)
                 if layer > 0:
-                    dz[layer, i, units + u] = dcu * c[layer - 1, i, u] * sf * (ONE - sf)
+                    dz[layer, i, units + u] = dcu * c[layer - 1, i, u] * _gate_slope(sf, hard)
                 else:
                     dz[layer, i, units + u] = 0.0
                 dcn[i, u] = dcu * sf  # dc of the previous step
@@ -578,7 +606,8 @@ def _take(orders, epoch, lo, nb, cls, state, actions, rows, umap, ukey, nu, st, 
 
 @njit(cache=True, nogil=True, fastmath=FLAGS, error_model="numpy")
 def update_run(wrow, m, v, step0, state, actions, old, scal, orders, radices, coff, po, units, emb,
-               feed_probs, algo, sampled, ew, clip, lr0, decay, kl_stop, batch, div_w, slack):  # fmt: skip
+               feed_probs, hard, algo, sampled, ew, clip, lr0, decay, kl_stop, batch, div_w,
+               slack):  # fmt: skip
     """One update of one run: up to ``orders.shape[0]`` epochs over the buffer.
 
     ``state (N, S)``, ``actions (N, L)``, ``old (N, C)`` (the sampling probabilities),
@@ -655,7 +684,7 @@ def update_run(wrow, m, v, step0, state, actions, old, scal, orders, radices, co
     nb = min(bs, size)
     nu = _take(orders, first, first, nb, cls, state, actions, rows[cur], umap[cur], ukey, first, st, act)
     # fmt: off
-    _forward(wrow, po, radices, coff, units, emb, feed_probs, st, act, nu,
+    _forward(wrow, po, radices, coff, units, emb, feed_probs, hard, st, act, nu,
              xh, s, tg, c, tc, hs, lp, p, z, ht, sh, ebuf, fbuf)
     # fmt: on
     steps = 0
@@ -681,7 +710,7 @@ def update_run(wrow, m, v, step0, state, actions, old, scal, orders, radices, co
             for k in range(choices):
                 gu[j, k] += g[i, k]
         # fmt: off
-        _backward(wrow, grad, po, radices, coff, units, emb, feed_probs, st, act, nu,
+        _backward(wrow, grad, po, radices, coff, units, emb, feed_probs, hard, st, act, nu,
                   xh, s, tg, c, tc, hs, p, gu, ht, work)
         # fmt: on
         _adam(wrow, m, v, grad, step0 + steps, lr0, decay)
@@ -703,7 +732,7 @@ def update_run(wrow, m, v, step0, state, actions, old, scal, orders, radices, co
             nu = _take(orders, epoch, lo, nb, cls, state, actions, rows[cur], umap[cur], ukey, nu, st, act)
         if nu > 0:
             # fmt: off
-            _forward(wrow, po, radices, coff, units, emb, feed_probs, st, act, nu,
+            _forward(wrow, po, radices, coff, units, emb, feed_probs, hard, st, act, nu,
                      xh, s, tg, c, tc, hs, lp, p, z, ht, sh, ebuf, fbuf)
             # fmt: on
         if kl_stop >= 0:
@@ -718,7 +747,9 @@ def update_run(wrow, m, v, step0, state, actions, old, scal, orders, radices, co
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def sample_run(wrow, po, radices, coff, units, emb, feed_probs, start, uniforms, states, actions, probs):
+def sample_run(
+    wrow, po, radices, coff, units, emb, feed_probs, hard, start, uniforms, states, actions, probs
+):
     """Sample ``n = uniforms.shape[0]`` architectures of one run, in float64.
 
     The computation of :meth:`~bionas_bench.controllers.lstm_policy.Net.rollout` (the
@@ -769,9 +800,14 @@ def sample_run(wrow, po, radices, coff, units, emb, feed_probs, start, uniforms,
                 for q in range(gates):
                     z[q] += a * row[q]
             for u in range(units):
-                ig = 1.0 / (1.0 + math.exp(-z[u]))
-                fg = 1.0 / (1.0 + math.exp(-z[units + u]))
-                og = 1.0 / (1.0 + math.exp(-z[3 * units + u]))
+                if hard:
+                    ig = min(max(0.2 * z[u] + 0.5, 0.0), 1.0)
+                    fg = min(max(0.2 * z[units + u] + 0.5, 0.0), 1.0)
+                    og = min(max(0.2 * z[3 * units + u] + 0.5, 0.0), 1.0)
+                else:
+                    ig = 1.0 / (1.0 + math.exp(-z[u]))
+                    fg = 1.0 / (1.0 + math.exp(-z[units + u]))
+                    og = 1.0 / (1.0 + math.exp(-z[3 * units + u]))
                 c[u] = fg * c[u] + ig * math.tanh(z[2 * units + u])
                 xh[emb + u] = og * math.tanh(c[u])
             head_w = w[po[3 + layer] : po[3 + layer] + units * k_l].reshape((units, k_l))
@@ -819,7 +855,7 @@ def sample_run(wrow, po, radices, coff, units, emb, feed_probs, start, uniforms,
 def sample_runs(threads: int, flat, starts, uniforms, states, actions, probs, *shared: Any) -> None:
     """:func:`sample_run` for every run ``r`` of the leading axis of ``flat, starts,
     uniforms, states, actions, probs`` (``shared``: its arguments from ``po`` to
-    ``feed_probs``), on up to ``threads`` threads."""
+    ``hard``), on up to ``threads`` threads."""
 
     def one(r: int) -> None:
         sample_run(flat[r], *shared, starts[r], uniforms[r], states[r], actions[r], probs[r])

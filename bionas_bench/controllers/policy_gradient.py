@@ -120,6 +120,7 @@ from bionas_bench.controllers.base import (
 from bionas_bench.controllers.lstm_policy import (
     DTYPE,
     FEEDS,
+    GATES,
     PARAM_DTYPE,
     Net,
     NetShape,
@@ -134,6 +135,7 @@ from bionas_bench.space import ModelSpace
 VARIANTS: dict[str, dict[str, Any]] = {
     "paper": {
         "feed": "action",
+        "gate": "sigmoid",
         "reward_scaling": False,
         "entropy": "exact",
         "minibatch": "shuffle",
@@ -141,6 +143,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     "original_code": {
         "feed": "probs",
+        "gate": "hard_sigmoid",
         "reward_scaling": True,
         "entropy": "sampled",
         "minibatch": "bootstrap",
@@ -162,6 +165,7 @@ class PPOParams:
 
     variant: str = DEFAULT_VARIANT
     feed: str | None = None  #: overrides the variant's feed ("action" | "probs")
+    gate: str | None = None  #: overrides the LSTM gates ("sigmoid" | "hard_sigmoid")
     reward_scaling: bool | None = None  #: overrides: multiply the surrogate by |1/R|
     entropy: str | None = None  #: overrides: "exact" | "sampled"
     minibatch: str | None = None  #: overrides: "shuffle" | "bootstrap" | "none"
@@ -184,6 +188,9 @@ class PPOParams:
         check(self.variant in VARIANTS, f"variant must be one of {sorted(VARIANTS)}, got {self.variant!r}")
         check(
             self.feed is None or self.feed in FEEDS, f"feed must be one of {FEEDS} or None, got {self.feed!r}"
+        )
+        check(
+            self.gate is None or self.gate in GATES, f"gate must be one of {GATES} or None, got {self.gate!r}"
         )
         check(
             self.reward_scaling is None or isinstance(self.reward_scaling, bool),
@@ -294,7 +301,8 @@ class Engine:
         self.rngs = rngs
         self.hp = params
         self.algorithm = algorithm
-        self.shape = NetShape(space.radices, params.lstm_units, params.embedding_dim, params.setting("feed"))
+        feed, gate = params.setting("feed"), params.setting("gate")
+        self.shape = NetShape(space.radices, params.lstm_units, params.embedding_dim, feed, gate)
         self.net = Net(self.shape)
         with single_thread():
             self.flat = init_params(self.shape, rngs)  # (R, P): every parameter of every run
@@ -375,6 +383,7 @@ class Engine:
             self.hp.lstm_units,
             self.hp.embedding_dim,
             self.shape.feed == "probs",
+            self.shape.gate == "hard_sigmoid",
         )
         per_layer = [
             torch.from_numpy(np.ascontiguousarray(part))
@@ -516,6 +525,7 @@ class Engine:
             hp.lstm_units,
             hp.embedding_dim,
             self.shape.feed == "probs",
+            self.shape.gate == "hard_sigmoid",
             pg_kernel.ALGORITHMS[self.algorithm],
             hp.setting("entropy") == "sampled",
             float(hp.entropy_weight),
