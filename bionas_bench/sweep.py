@@ -28,8 +28,8 @@ Results directory (self-contained; the report needs nothing else)::
                                               ``incumbent_every`` episodes and the last; -1
                                               where not recorded)
         within_budget   [run, episode]        False once a run spent its GPU-seconds budget
-        policy/<layer>  [run, episode, choice] choice probabilities before the ask
-                                              (policy controllers only)
+        policy/<layer>  [run, episode, choice] choice probabilities of the step (policy()
+                                              after the ask; policy controllers only)
         runs/<field>    [run]                 seeds, recommended arch, its medians and ranks
 
 The unit of parallel work is a **task**, a slice of a cell's runs (at most 25 by
@@ -564,8 +564,8 @@ def simulate_cell(config: SweepConfig, cell: Cell, store: Any, runs: range | Non
     spent = np.zeros(count)
     names = (*CORE_FIELDS, "failed", *config.oracle.record)
     for episode in range(config.budget.episodes):
-        rec.policy(episode, batch.policy())
         ids = np.asarray(batch.ask(config.budget.archs_per_episode), dtype=np.int64)
+        rec.policy(episode, batch.policy())  # after the ask: the policy this step sampled from
         fidelity = batch.fidelity()
         answers = [
             oracles[r].query(ids[r], **({} if fidelity is None else {"epoch": np.asarray(fidelity)[r]}))

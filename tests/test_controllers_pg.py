@@ -309,6 +309,27 @@ def test_recommend_is_sma_argmax(space):
     assert space.decode(ctrl.recommend()) == tuple(expected)
 
 
+@pytest.mark.parametrize("variant", ["original_code", "paper"])
+def test_policy_is_what_the_last_ask_sampled_from(space, variant):
+    """policy(): before any ask the network's probe; after an ask, the mean probabilities
+    its architectures were drawn from -- the episode's entry of the history that
+    recommend() smooths (for the "probs" feed these differ from the probe: every
+    architecture starts from its own random state)."""
+    runs = controllers.create_runs("ppo", space, [5, 6], variant=variant, warmup_episodes=2)
+    for before, probe in zip(runs.policy(), runs.engine.probe(), strict=True):
+        np.testing.assert_array_equal(before, probe)
+    table, rng = _table(), np.random.default_rng(0)
+    for _ in range(4):
+        ids = runs.ask(3)
+        sampled = runs.policy()
+        runs.tell(ids, table[ids, rng.integers(0, 20, ids.shape)])
+        for layer, p in enumerate(sampled):
+            np.testing.assert_array_equal(p, runs.engine.history[-1][layer])
+            np.testing.assert_allclose(p.sum(axis=-1), 1.0, atol=1e-12)
+    if variant == "original_code":
+        assert max(np.abs(p - q).max() for p, q in zip(sampled, runs.engine.probe(), strict=True)) > 1e-6
+
+
 def test_tell_subsets_and_interleaved_asks(space):
     ctrl = controllers.create("ppo", space, seed=0, warmup_episodes=1)
     a, b = ctrl.ask(2), ctrl.ask(1)

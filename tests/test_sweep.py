@@ -16,6 +16,7 @@ import pytest
 from conftest import ctrl_c, group_gone
 from toy_controllers import SoftmaxPolicy
 
+import bionas_bench as bb
 from bionas_bench import controllers
 from bionas_bench.cli import main
 from bionas_bench.controllers.base import Controller, check
@@ -230,6 +231,27 @@ def test_seeds_depend_on_content_not_position(tmp_path, toy_store):
 
 
 # ---------------------------------------------------------------------- running
+def test_recorded_ppo_policy_is_what_recommend_smooths(tmp_path, toy_store):
+    """The policy a sweep records per step is the one the step's architectures were drawn
+    from (policy() after the ask), so the recommended architecture of every run is the
+    per-layer argmax of the mean of its last 10 recorded steps -- the original's rule,
+    applied to what the report plots."""
+    text = (
+        TOY_CONFIG.replace("[0.01, 1.0, 100.0]", "[1.0]")
+        .replace(
+            'name = "toy-policy"\nparams = {{ lr = 0.5 }}', 'name = "ppo"\nparams = {{ warmup_episodes = 2 }}'
+        )
+        .replace('\n[[controllers]]\nname = "toy-random"\n', "")
+    )
+    config = toy_config(tmp_path, toy_store, text)
+    res = load_results(run_sweep(config, tmp_path / "out", scheduler="sync").out)
+    cell = res.cell("ppo", 1.0)
+    layers = list(cell.policy.values())
+    assert len(layers) == 4 and layers[0].shape[:2] == (4, 12)
+    smoothed = np.stack([probs[:, -10:].mean(axis=1).argmax(axis=-1) for probs in layers], axis=-1)
+    np.testing.assert_array_equal(cell.runs["recommended"], bb.get_space("bionas-conv1d").encode(smoothed))
+
+
 def test_sweep_results_complete_and_consistent(tmp_path, toy_store, toy_controllers):
     config = toy_config(tmp_path, toy_store)
     events = []

@@ -61,8 +61,9 @@ code's, which produced the paper's figures (see the README's "Controllers: BioNA
 
 ``recommend()`` is the original rule: per layer, argmax of the last value of a
 window-10 simple moving average of the per-episode mean choice probabilities.
-``policy()`` is the controller's current per-layer probabilities (uniform state for the
-``"probs"`` feed, the greedy path for the ``"action"`` feed).
+``policy()`` is the per-layer probabilities the last ``ask`` sampled from, averaged over
+its architectures (before the first ``ask``: the network at a uniform state for the
+``"probs"`` feed, along its greedy path for the ``"action"`` feed).
 
 ``diverse_pg`` transfers the idea of deep exploration networks (sample two candidates
 per step and penalise their similarity above a slack with a hinge; cf. Hong et al. 2018,
@@ -314,6 +315,7 @@ class Engine:
         self.prev_mean: np.ndarray | None = None
         self.pooled: list[tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], np.ndarray]] = []
         self.history: list[list[np.ndarray]] = []  # per episode: per layer (R, radix)
+        self.sampled: list[np.ndarray] | None = None  # the last sample's mean probabilities
         self.episodes = 0
         self.num_updates = np.zeros(len(rngs), dtype=np.int64)  # optimiser steps taken, for diagnostics
         self.last_steps = np.zeros(len(rngs), dtype=np.int64)  # of the last update: its cost next time
@@ -347,7 +349,9 @@ class Engine:
                 starts.append(np.zeros(state_dim))
             uniforms.append(rng.random((n, num_layers)))
         if self.impl == "compiled":
-            return self._sample_compiled(np.stack(starts), np.stack(uniforms))
+            drawn = self._sample_compiled(np.stack(starts), np.stack(uniforms))
+            self.sampled = [p.mean(dim=1).numpy() for p in drawn[3]]
+            return drawn
         start = torch.tensor(np.stack(starts), dtype=DTYPE)[:, None, :]
         u = torch.tensor(np.stack(uniforms), dtype=DTYPE)
         with torch.no_grad(), single_thread():
@@ -358,6 +362,7 @@ class Engine:
                 state = start.expand(-1, n, -1).contiguous()
                 actions, probs = self.net.rollout(weights, state, u)
         ids = self.space.encode(actions.numpy())
+        self.sampled = [p.mean(dim=1).numpy() for p in probs]
         return np.asarray(ids, dtype=np.int64).reshape(self.runs, n), state, actions, probs
 
     def _sample_compiled(
@@ -612,14 +617,23 @@ class Engine:
 
     # ------------------------------------------------------------------ read-outs
     def policy(self) -> list[np.ndarray]:
-        """Current per-layer probabilities ``[(R, radix)]``."""
+        """Per-layer probabilities ``[(R, radix)]`` that the last :meth:`sample` drew from,
+        averaged over its architectures (what the original plotted per episode, and what
+        :meth:`recommend` smooths); before any sample, :meth:`probe`."""
+        if self.sampled is None:
+            return self.probe()
+        return [p.copy() for p in self.sampled]
+
+    def probe(self) -> list[np.ndarray]:
+        """The network's per-layer probabilities ``[(R, radix)]`` at a uniform state
+        (``"probs"`` feed) or along its greedy path (``"action"`` feed)."""
         with torch.no_grad(), single_thread():
             return [p.numpy().copy() for p in self.net.probe(self.weights)]
 
     def recommend(self) -> np.ndarray:
         """Per layer, argmax of the window-``sma_window`` moving average's last value."""
         if not self.history:
-            smoothed = self.policy()
+            smoothed = self.probe()
         else:
             window = self.history[-self.hp.sma_window :]
             smoothed = [np.mean([ep[l] for ep in window], axis=0) for l in range(self.shape.num_layers)]
