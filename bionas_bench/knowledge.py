@@ -40,8 +40,12 @@ The published text and the authors' code disagree in two places:
 * **Per-filter term.** The code adds ``0.01 x (number of first-layer filters)`` to
   ``K``; the text does not mention it. For a model space whose first layer always has
   the same number of filters (3 in the BioNAS conv1d space) this is a constant shift: it
-  changes no ranking and no comparison between architectures, only the absolute value
-  and thus the balance ``loss + lambda * K`` by a constant. We leave it out by default
+  changes no ranking and no comparison between architectures at a given lambda (the gold
+  standard is the same), only the absolute value of ``loss + lambda * K``. It is not
+  neutral for every controller, though: the original PPO (``variant="original_code"``)
+  weights each sample's surrogate by ``|1/R|``, and a reward shifted by ``0.03 lambda``
+  weights the samples differently, so a store scored without the term gives that
+  controller other rewards than the original's table did. We leave it out by default
   (``per_filter_penalty=0.0``, the paper's definition) and offer it as an option;
   ``per_filter_penalty=0.01`` reproduces the original numbers (+0.03 for 3 filters).
 

@@ -42,6 +42,8 @@ flag                  ``"paper"``                         ``"original_code"``
 ``feed``              ``"action"``: next LSTM input =     ``"probs"``: step-0 input = random
                       embedding of the sampled choice;    state vector, next input = previous
                       learned start vector                layer's probability vector
+``gate``              ``"sigmoid"``                       ``"hard_sigmoid"``: the Keras LSTM
+                                                          default before Keras 2.3.0
 ``reward_scaling``    ``False``                           ``True``: surrogate times ``|1/R|``
 ``entropy``           ``"exact"``: sum_l H(p_l)           ``"sampled"``: -mean log p(a_l)
 ``minibatch``         ``"shuffle"`` (permutation)         ``"bootstrap"`` (draw N with
@@ -53,7 +55,8 @@ One more departure of the original code is not offered: its "sampled" entropy te
 takes the log-probability of a choice drawn afresh from the current policy at each
 training step; ours takes the buffered (sampling-time) choices, so that an update
 draws no random numbers beyond its minibatch orders. With weight 0.001 its effect on
-the gradient is small.
+the gradient is small, but not of the same kind: a fresh draw makes the term's expected
+gradient zero (the score-function identity), the buffered choices do not.
 
 The original's "ratio as a product over layers" equals ``exp(sum_l log p - log p_old)``
 (Eq. 8) up to rounding, so it is not a flag. The default variant is the original
@@ -841,8 +844,11 @@ class ReinforceController(PolicyGradientController):
 
     The network, baseline, entropy bonus, optimiser and ``recommend()`` of ``ppo``; each
     episode is followed by one full-batch REINFORCE step on that episode's samples, each
-    used once. Its hyper-parameters are ``ppo``'s (``bionas-bench controllers show ppo``)
-    with these defaults changed:
+    used once. Its hyper-parameters are ``ppo``'s (``bionas-bench controllers show ppo``),
+    the ``variant`` flags included: by default (``"original_code"``) the gradient is Eq. 7
+    with the original code's departures (``|1/R|`` scaling, sampled entropy, probability
+    feed, hard-sigmoid gates); ``variant="paper"`` is the plain Eq. 7. These defaults
+    differ from ``ppo``'s:
 
     Hyper-parameters
     ----------------
