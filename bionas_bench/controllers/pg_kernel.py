@@ -138,12 +138,10 @@ def _hard_sigmoid(x):
 
 
 @njit(cache=True, fastmath=FLAGS, error_model="numpy")
-def _gate_slope(y, hard):
-    """The derivative of a gate with output ``y``: ``y (1 - y)`` for the sigmoid; for the
-    hard sigmoid 0.2 inside its linear part (``0 < y < 1``) and 0 where it is clipped."""
-    if hard:
-        return HARD_SLOPE if ZERO < y < ONE else ZERO
-    return y * (ONE - y)
+def _hard_slope(y):
+    """The derivative of the hard sigmoid at output ``y``: 0.2 inside its linear part
+    (``0 < y < 1``), 0 where it is clipped."""
+    return HARD_SLOPE if ZERO < y < ONE else ZERO
 
 
 @njit(cache=True, fastmath=FLAGS, error_model="numpy")
@@ -498,11 +496,16 @@ def _backward(
                 dcu = dh[i, u] * so * (ONE - tcu * tcu)
                 if layer + 1 < num_layers:
                     dcu += dcn[i, u]
-                dz[layer, i, 3 * units + u] = dh[i, u] * tcu * _gate_slope(so, hard)
-                dz[layer, i, u] = dcu * tgu * _gate_slope(si, hard)
+                if hard:
+                    dz[layer, i, 3 * units + u] = dh[i, u] * tcu * _hard_slope(so)
+                    dz[layer, i, u] = dcu * tgu * _hard_slope(si)
+                else:
+                    dz[layer, i, 3 * units + u] = dh[i, u] * tcu * so * (ONE - so)
+                    dz[layer, i, u] = dcu * tgu * si * (ONE - si)
                 dz[layer, i, 2 * units + u] = dcu * si * (ONE - tgu * tgu)
                 if layer > 0:
-                    dz[layer, i, units + u] = dcu * c[layer - 1, i, u] * _gate_slope(sf, hard)
+                    slope_f = _hard_slope(sf) if hard else sf * (ONE - sf)
+                    dz[layer, i, units + u] = dcu * c[layer - 1, i, u] * slope_f
                 else:
                     dz[layer, i, units + u] = 0.0
                 dcn[i, u] = dcu * sf  # dc of the previous step

@@ -42,8 +42,6 @@ flag                  ``"paper"``                         ``"original_code"``
 ``feed``              ``"action"``: next LSTM input =     ``"probs"``: step-0 input = random
                       embedding of the sampled choice;    state vector, next input = previous
                       learned start vector                layer's probability vector
-``gate``              ``"sigmoid"``                       ``"hard_sigmoid"``: the Keras LSTM
-                                                          default before Keras 2.3.0
 ``reward_scaling``    ``False``                           ``True``: surrogate times ``|1/R|``
 ``entropy``           ``"exact"``: sum_l H(p_l)           ``"sampled"``: -mean log p(a_l)
 ``minibatch``         ``"shuffle"`` (permutation)         ``"bootstrap"`` (draw N with
@@ -57,6 +55,13 @@ training step; ours takes the buffered (sampling-time) choices, so that an updat
 draws no random numbers beyond its minibatch orders. With weight 0.001 its effect on
 the gradient is small, but not of the same kind: a fresh draw makes the term's expected
 gradient zero (the score-function identity), the buffered choices do not.
+
+The LSTM's gates are a hyper-parameter of their own, not a variant flag (``gate``,
+default ``"sigmoid"``): the original built its controller with Keras's ``LSTM`` and its
+defaults, which before Keras 2.3.0 (September 2019) made the input, forget and output
+gates hard sigmoids, ``clip(0.2 z + 0.5, 0, 1)``; its Keras version is not recorded, and
+on the original table ``"hard_sigmoid"`` reproduced the paper's small-lambda contrast
+less well than ``"sigmoid"`` (README, "Controllers: BioNAS PPO").
 
 The original's "ratio as a product over layers" equals ``exp(sum_l log p - log p_old)``
 (Eq. 8) up to rounding, so it is not a flag. The default variant is the original
@@ -139,7 +144,6 @@ from bionas_bench.space import ModelSpace
 VARIANTS: dict[str, dict[str, Any]] = {
     "paper": {
         "feed": "action",
-        "gate": "sigmoid",
         "reward_scaling": False,
         "entropy": "exact",
         "minibatch": "shuffle",
@@ -147,7 +151,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     "original_code": {
         "feed": "probs",
-        "gate": "hard_sigmoid",
         "reward_scaling": True,
         "entropy": "sampled",
         "minibatch": "bootstrap",
@@ -169,7 +172,7 @@ class PPOParams:
 
     variant: str = DEFAULT_VARIANT
     feed: str | None = None  #: overrides the variant's feed ("action" | "probs")
-    gate: str | None = None  #: overrides the LSTM gates ("sigmoid" | "hard_sigmoid")
+    gate: str = "sigmoid"  #: LSTM input/forget/output gates: "sigmoid" | "hard_sigmoid" (see README)
     reward_scaling: bool | None = None  #: overrides: multiply the surrogate by |1/R|
     entropy: str | None = None  #: overrides: "exact" | "sampled"
     minibatch: str | None = None  #: overrides: "shuffle" | "bootstrap" | "none"
@@ -193,9 +196,7 @@ class PPOParams:
         check(
             self.feed is None or self.feed in FEEDS, f"feed must be one of {FEEDS} or None, got {self.feed!r}"
         )
-        check(
-            self.gate is None or self.gate in GATES, f"gate must be one of {GATES} or None, got {self.gate!r}"
-        )
+        check(self.gate in GATES, f"gate must be one of {GATES}, got {self.gate!r}")
         check(
             self.reward_scaling is None or isinstance(self.reward_scaling, bool),
             f"reward_scaling must be a bool or None, got {self.reward_scaling!r}",
@@ -305,8 +306,8 @@ class Engine:
         self.rngs = rngs
         self.hp = params
         self.algorithm = algorithm
-        feed, gate = params.setting("feed"), params.setting("gate")
-        self.shape = NetShape(space.radices, params.lstm_units, params.embedding_dim, feed, gate)
+        feed = params.setting("feed")
+        self.shape = NetShape(space.radices, params.lstm_units, params.embedding_dim, feed, params.gate)
         self.net = Net(self.shape)
         with single_thread():
             self.flat = init_params(self.shape, rngs)  # (R, P): every parameter of every run
@@ -847,7 +848,7 @@ class ReinforceController(PolicyGradientController):
     used once. Its hyper-parameters are ``ppo``'s (``bionas-bench controllers show ppo``),
     the ``variant`` flags included: by default (``"original_code"``) the gradient is Eq. 7
     with the original code's departures (``|1/R|`` scaling, sampled entropy, probability
-    feed, hard-sigmoid gates); ``variant="paper"`` is the plain Eq. 7. These defaults
+    feed); ``variant="paper"`` is the plain Eq. 7. These defaults
     differ from ``ppo``'s:
 
     Hyper-parameters
