@@ -13,16 +13,19 @@ scoring needs nothing but the results folder.
 * :func:`trend_check` -- the paper's qualitative result per controller, with a paired
   Wilcoxon signed-rank test of loss rank against knowledge rank at the end lambdas.
 * :func:`anytime` -- best-so-far objective rank and regret against samples or simulated
-  GPU seconds.
+  GPU seconds; a run whose GPU-seconds budget has ended keeps its last in-budget value, so
+  every point is a mean over all runs.
 * :func:`compare` -- pairwise controller comparisons per lambda: two-sided Mann-Whitney U
   on the runs' objective ranks (runs are independent, samples unpaired), Holm-corrected
   over every test of the table (``statsmodels.stats.multitest.multipletests``).
 * :func:`pareto_front`, :func:`hypervolume`, :func:`hypervolumes` -- the Pareto front of
   median loss vs median knowledge over all architectures and the hypervolume that each
-  controller's lambda sweep reaches. The **reference point** is the nadir of the space:
-  the largest median loss and the largest median knowledge over all architectures, so
-  every architecture's point counts (>= 0) and the true front's hypervolume is the most
-  any set can reach; hypervolumes are also given as a fraction of the front's.
+  controller's lambda sweep reaches. The **reference point** is the worst point of the
+  space (worst median loss, worst median knowledge): the largest median loss and the
+  largest median knowledge over all architectures -- not the nadir of the front, which
+  takes the worst values over the Pareto front only. Every architecture's point then
+  counts (>= 0) and the true front's hypervolume is the most any set can reach;
+  hypervolumes are also given as a fraction of the front's.
 * :func:`per_step`, :func:`policy_curves` -- per-episode means over runs with a 95% band
   (mean +- t SD / sqrt(n), t of the runs at that step) after a trailing simple moving
   average, as in the paper.
@@ -182,7 +185,8 @@ def recommended(results: SweepResults) -> pd.DataFrame:
 
 
 def summary(results: SweepResults, level: float = 0.95) -> pd.DataFrame:
-    """Per controller and lambda: n runs, and mean with CI of every rank and median value.
+    """Per controller and lambda: n runs, mean with CI of every rank and median value, and
+    the most frequent recommended architecture (see :func:`_modes`).
 
     ``unranked`` counts the runs whose recommended architecture has no gold-standard
     value (no usable replicate in the store: possible on a partial store); the means
@@ -203,11 +207,21 @@ def summary(results: SweepResults, level: float = 0.95) -> pd.DataFrame:
             row[column] = mean
             row[f"{column}_lo"] = lo
             row[f"{column}_hi"] = hi
-        mode = group["arch"].mode()
-        row["modal_arch"] = int(mode.iloc[0])
-        row["modal_share"] = float((group["arch"] == row["modal_arch"]).mean())
+        row.update(_modes(group["arch"]))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _modes(archs: pd.Series) -> dict[str, Any]:
+    """The most frequent recommended architecture of a cell's runs: ``modal_arch`` (the
+    smallest id when several tie), ``modal_share`` (its share of runs), and ``modal_archs``
+    (every tied id, space-separated, so that a tie is not passed off as one winner)."""
+    tied = sorted(int(a) for a in archs.mode())
+    return {
+        "modal_arch": tied[0],
+        "modal_share": float((archs == tied[0]).mean()),
+        "modal_archs": " ".join(str(a) for a in tied),
+    }
 
 
 @dataclass(frozen=True)
@@ -284,6 +298,7 @@ def _flat(cell: CellData, name: str) -> np.ndarray:
 
 
 def _inside_samples(cell: CellData) -> np.ndarray:
+    """Per run and sample: whether the sample's episode started inside the run's budget."""
     slots = cell.steps["arch"].shape[2]
     return np.repeat(cell.within_budget, slots, axis=1)
 
@@ -300,6 +315,20 @@ def best_so_far(cell: CellData, gold: pd.DataFrame) -> tuple[np.ndarray, np.ndar
     best_rank = rank[rows, best_idx]
     inside = _inside_samples(cell)
     return np.where(inside, best_obj, np.nan), np.where(inside, best_rank, np.nan)
+
+
+def carry_last_inside(values: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """``values [run, sample]`` with each run's samples after its budget ended replaced by
+    its last in-budget value (all NaN for a run with none inside).
+
+    A run that has stopped keeps the best it found, so an anytime curve averages all runs
+    at every point instead of the shrinking set of runs still inside their budget (the
+    runs that spend slowly, whose mean best-so-far could then rise). ``inside`` is a
+    prefix of each run's samples: ``within_budget`` turns False for good once a run has
+    spent its budget.
+    """
+    last = inside.sum(axis=1) - 1
+    return _take_or_nan(values, np.minimum(np.arange(values.shape[1]), last[:, None]))
 
 
 def _running_argmin(values: np.ndarray) -> np.ndarray:
@@ -319,10 +348,15 @@ def anytime(
     Columns: controller, lam, x, n (runs with a value at x), rank (mean best-so-far
     objective rank) with CI, regret (best-so-far objective minus the best objective of
     the space) with CI, and regret_norm (regret over the objective's range, 0..1).
-    Against GPU seconds the best-so-far value at time t is that of the last sample whose
-    cumulative simulated cost is <= t, from the time every run has a sample (so every
-    point averages all runs) to the runs' median total; cells whose store records no
-    cost are skipped.
+
+    Under a GPU-seconds budget a run keeps, once its budget has ended, its last in-budget
+    best-so-far value (:func:`carry_last_inside`), on both axes: every point averages all
+    runs. Against samples the curve runs from 1 to the most samples any run took inside
+    its budget (the whole budget's samples when none ends early). Against GPU seconds the
+    best-so-far value at time t is that of the last sample whose cumulative in-budget
+    simulated cost is <= t, from the time every run has a sample (so every point averages
+    all runs) to the runs' median in-budget total; cells whose store records no cost are
+    skipped.
     """
     _check_choice(axis, "axis", ANYTIME_AXES, "an anytime axis")
     _check_count(points, "points", "how many x values per curve")
@@ -330,17 +364,20 @@ def anytime(
     rows = []
     for label, lam, cell in _cells(results):
         gold = gold_at(results, lam)
-        best_obj, best_rank = best_so_far(cell, gold)
+        inside = _inside_samples(cell)
+        best_obj, best_rank = (carry_last_inside(v, inside) for v in best_so_far(cell, gold))
         finite = gold["objective"][np.isfinite(gold["objective"])]
         regret = best_obj - finite.min()
         regret_norm = regret / max(finite.max() - finite.min(), 1e-300)
         if axis == "samples":
-            grid = _sample_grid(best_obj.shape[1], points)
+            grid = _sample_grid(int(inside.sum(axis=1).max()), points)
             curves = {"rank": best_rank[:, grid - 1], "regret": regret[:, grid - 1]}
             curves["regret_norm"] = regret_norm[:, grid - 1]
             x = grid.astype(np.float64)
         else:
-            cost = np.cumsum(np.nan_to_num(_flat(cell, "cost"), nan=np.nan), axis=1)
+            # out-of-budget samples cost nothing here: each run's clock stops at its in-budget total
+            charged = np.where(inside, np.nan_to_num(_flat(cell, "cost"), nan=np.nan), 0.0)
+            cost = np.cumsum(charged, axis=1)
             if not np.isfinite(cost).all() or cost[:, -1].max() <= 0:
                 continue
             # from the time every run has its first sample on: each point is then a mean over
@@ -348,6 +385,7 @@ def anytime(
             # was good used to stand alone at the start, and runs joining later raised it)
             start = float(cost[:, 0].max())
             x = np.linspace(start, max(float(np.median(cost[:, -1])), start), points)
+            # side="right": on a stopped run's flat clock, its last sample (the carried value)
             idx = np.stack([np.searchsorted(c, x, side="right") - 1 for c in cost])
             take = {"rank": best_rank, "regret": regret, "regret_norm": regret_norm}
             curves = {k: _take_or_nan(v, idx) for k, v in take.items()}
@@ -474,7 +512,9 @@ def hypervolume(loss: Any, knowledge: Any, reference: tuple[float, float]) -> fl
 
 
 def reference_point(results: SweepResults) -> tuple[float, float]:
-    """The nadir of the space: the largest median loss and median knowledge of any arch."""
+    """The worst point of the space (worst median loss, worst median knowledge): the largest
+    median loss and the largest median knowledge of any architecture. It bounds every
+    architecture's point, unlike the nadir of the Pareto front (the worst values on the front)."""
     _check_results(results)
     gold = results.gold.drop_duplicates("arch")
     return float(np.nanmax(gold["loss"])), float(np.nanmax(gold["knowledge"]))

@@ -8,13 +8,16 @@ import os
 import re
 import shutil
 
+import numpy as np
+import pandas as pd
 import pytest
+from matplotlib.colors import to_rgb
 from test_sweep import TOY_CONFIG, make_store, toy_config  # noqa: F401 - shared stand-ins
 
-from bionas_bench import controllers
+from bionas_bench import controllers, scoring
 from bionas_bench.cli import main
 from bionas_bench.errors import SweepError
-from bionas_bench.report import sampling_note, write_report
+from bionas_bench.report import _Builder, figures, sampling_note, write_report
 from bionas_bench.sweep import BudgetSpec, ControllerSpec, run_sweep
 
 
@@ -30,6 +33,54 @@ def toy_run(tmp_path_factory):
     run = run_sweep(config, tmp / "out", scheduler="sync")
     yield tmp, run
     mp.undo()
+
+
+@pytest.fixture(scope="module")
+def budget_run(toy_run):
+    """The toy sweep with random search, under a GPU-seconds budget that ends every run
+    early, at different episodes (each sample costs 10-100 s)."""
+    tmp, _ = toy_run
+    text = TOY_CONFIG.replace("archs_per_episode = 3", "archs_per_episode = 2\ngpu_seconds = 400.0")
+    text = text.replace("[0.01, 1.0, 100.0]", "[0.01, 100.0]").replace(
+        'name = "toy-random"', 'name = "random"'
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(controllers.BUILTIN, "toy-policy", "test_sweep:ToyPolicy")
+        folder = tmp / "budget"
+        folder.mkdir()
+        run = run_sweep(toy_config(folder, tmp / "store.zarr", text), folder / "out", scheduler="sync")
+    return run, write_report(run.out, folder / "rep")
+
+
+def _keeping_figures(mp: pytest.MonkeyPatch) -> dict:
+    """Make the report's figures, by file name, kept as drawn, to inspect what they show."""
+    figs = {}
+    save = figures._save
+
+    def keep(fig, path):
+        fig.canvas.draw()  # lays the figure out and keeps the renderer (closing drops the canvas)
+        fig.kept_renderer = fig.canvas.get_renderer()
+        figs[path.name] = fig
+        return save(fig, path)
+
+    mp.setattr(figures, "_save", keep)
+    return figs
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures drawn in a test, by file name."""
+    return _keeping_figures(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def toy_report(toy_run, tmp_path_factory):
+    """The toy sweep's report and its figures as drawn."""
+    _, run = toy_run
+    with pytest.MonkeyPatch.context() as mp:
+        figs = _keeping_figures(mp)
+        written = write_report(run.out, tmp_path_factory.mktemp("toy-report") / "rep")
+    return written, figs
 
 
 def test_report_files_and_sections(toy_run):
@@ -243,34 +294,166 @@ def test_captions_say_what_is_computed(toy_run, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("budget", "params", "says"),
+    ("budget", "params", "episodes", "says"),
     [
-        (BudgetSpec(200, 3), (), "draws without replacement, so its full 600 samples cover all 216"),
+        (
+            BudgetSpec(200, 3),
+            (),
+            [200] * 3,
+            "draws without replacement, so its full 600 samples cover all 216",
+        ),
         (
             BudgetSpec(20, 3),
             (),
+            [20] * 3,
             "draws without replacement: its full 60 samples include the best "
             "architecture with probability 28%",
         ),
         (
             BudgetSpec(20, 3),
             (("unique", False),),
+            [20] * 3,
             "draws independently: its full 60 samples include the best architecture with probability 24%",
         ),
         (
             BudgetSpec(20, 3, gpu_seconds=5.0),
             (),
-            "60 architectures (20 episodes x 3; fewer where the GPU-seconds budget ends a run) of the 216",
+            [20] * 3,
+            "60 architectures (20 episodes x 3; the GPU-seconds budget ended no run early) of the 216",
+        ),
+        (
+            BudgetSpec(200, 3, gpu_seconds=5.0),
+            (),
+            [24, 33, 30],
+            "Each run sampled 72-99 architectures (24-33 episodes x 3: the GPU-seconds budget of 5 s ended "
+            "every run before the 200 episodes) of the 216 in the space. Random search (`rs`) draws without "
+            "replacement: its 72-99 in-budget samples include the best architecture with probability "
+            "33%-46%.",
+        ),
+        (
+            BudgetSpec(200, 3, gpu_seconds=5.0),
+            (("unique", False),),
+            [24, 200],
+            "Each run sampled 72-600 architectures (24-200 episodes x 3: the GPU-seconds budget of 5 s ended "
+            "1 of 2 runs before the 200 episodes) of the 216 in the space. Random search (`rs`) draws "
+            "independently: its 72-600 in-budget samples include the best architecture with probability "
+            "28%-94%.",
         ),
     ],
 )
-def test_sampling_note_follows_budget_space_and_random_search(toy_run, budget, params, says):
-    """What random search covers is derived from the budget, the space size and its params."""
+def test_sampling_note_follows_budget_space_and_random_search(toy_run, budget, params, episodes, says):
+    """What the runs sampled, and what random search covers, are derived from the budget, the
+    runs' in-budget episodes (was: the full budget's, also where a GPU-seconds budget ended
+    runs early), the space size and random search's params."""
     _, run = toy_run
     spec = ControllerSpec("random", "rs", params)
     config = dataclasses.replace(run.load().config, budget=budget, controllers=(spec,))
-    assert says in sampling_note(config, ["rs"], 216)
-    assert "Random search" not in sampling_note(config, ["other"], 216)  # not reported: not mentioned
+    assert says in sampling_note(config, {"rs": np.array(episodes)}, 216)
+    # not reported: not mentioned
+    assert "Random search" not in sampling_note(config, {"other": np.array(episodes)}, 216)
+
+
+def test_report_under_a_gpu_budget_says_what_the_runs_sampled(budget_run):
+    """Under a binding GPU-seconds budget the sampling note gives the runs' in-budget sample
+    counts and random search's chance from them, the anytime captions say how stopped runs
+    count, and every point of the anytime curves is a mean over all runs."""
+    run, written = budget_run
+    res = run.load()
+    episodes = {
+        label: np.concatenate([res.cell(label, lam).runs["episodes"] for lam in res.lambdas])
+        for label in res.labels
+    }
+    every = np.concatenate(list(episodes.values()))
+    assert every.max() < 12 and every.min() < every.max()  # the budget binds, at different episodes
+    text = written.markdown.read_text()
+    lo, hi = every.min(), every.max()
+    assert (
+        f"Each run sampled {2 * lo}-{2 * hi} architectures ({lo}-{hi} episodes x 2: the GPU-seconds " in text
+    )
+    rs = episodes["random"]
+    chance = f"{2 * rs.min() / 216:.0%}-{2 * rs.max() / 216:.0%}"
+    assert f"its {2 * rs.min()}-{2 * rs.max()} in-budget samples include the best architecture" in text
+    assert f"with probability {chance}." in text
+    assert "fewer where the GPU-seconds budget ends a run" not in text and "full 24 samples" not in text
+    assert (
+        text.count("a run whose GPU-seconds budget has ended keeps its last in-budget best-so-far value") == 2
+    )
+    assert "to the runs' median in-budget total" in text
+    for name in ("anytime_samples", "anytime_gpu_seconds"):
+        curves = pd.read_csv(written.out / f"{name}.csv")
+        assert (curves["n"] == 4).all() and curves["rank"].notna().all(), name
+
+
+def test_csv_floats_read_back_exactly(toy_run, toy_report):
+    """The CSVs hold every float in full (was %.6g: the GPU-seconds grid's x lost digits)."""
+    _, run = toy_run
+    written, _ = toy_report
+    curves = scoring.anytime(run.load(), "gpu_seconds")
+    back = pd.read_csv(written.out / "anytime_gpu_seconds.csv")
+    for column in ("x", "rank", "regret_lo", "regret_norm"):
+        np.testing.assert_array_equal(back[column].to_numpy(), curves[column].to_numpy())
+
+
+def test_report_text_names_the_reference_point_and_the_policy_quantity(toy_report):
+    """The hypervolume's reference point is the worst point of the space, not 'the nadir';
+    the policy caption says which probabilities are plotted."""
+    text = toy_report[0].markdown.read_text()
+    assert "nadir" not in text
+    assert (
+        "reference point = the worst point of the space (worst median loss, worst median knowledge: " in text
+    )
+    assert (
+        "per step, the mean over the step's sampled architectures of the probabilities they were drawn "
+        "from (what `recommend()` smooths), averaged over runs, moving average of 10 steps." in text
+    )
+
+
+def test_a_tie_for_the_most_frequent_architecture_is_shown(toy_run, tmp_path):
+    _, run = toy_run
+    builder = _Builder(run.load(), tmp_path, tmp_path)
+    names = {a: builder.arch_name(a) for a in (5, 190, 196)}
+    assert builder.modal_text("190", 0.5) == f"190 `{names[190]}` (50%)"
+    assert builder.modal_text("190 196", 0.12) == f"190 `{names[190]}`, 196 `{names[196]}` (12% each)"
+    assert builder.modal_text("5 190 196 200", 0.25) == f"5 `{names[5]}`, one of 4 tied (25% each)"
+
+
+def _inside_figure(fig, artist) -> bool:
+    box = artist.get_window_extent(fig.kept_renderer)
+    return fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1 and fig.bbox.y0 <= box.y0 and box.y1 <= fig.bbox.y1
+
+
+def test_figures_fit_their_labels_and_tick_whole_episodes(toy_report):
+    """Every y label, and the Pareto legend, lies inside its figure (the knowledge labels and
+    the legend's long entries were cut off), steps are ticked at whole episodes (was 10.5),
+    and PNG titles hold no Markdown backticks."""
+    _, drawn = toy_report
+    for name in ("fig2a_values.png", "fig2cd_per_step.png", "policy_toy-policy.png", "pareto_front.png"):
+        fig = drawn[name]
+        for ax in fig.axes:
+            assert _inside_figure(fig, ax.yaxis.label), (name, ax.get_ylabel())
+    assert _inside_figure(drawn["pareto_front.png"], drawn["pareto_front.png"].legends[0])  # was cut off
+    for name in ("fig2cd_per_step.png", "policy_toy-policy.png"):
+        for ax in drawn[name].axes:
+            lo, hi = ax.get_xlim()
+            ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+            assert ticks and all(float(t).is_integer() for t in ticks), (name, ticks)
+    titles = [fig.get_suptitle() for fig in drawn.values()]
+    titles += [ax.get_title() for ax in drawn["policy_toy-policy.png"].axes]
+    assert "Choice probabilities of toy-policy per layer" in titles
+    assert not any("`" in title for title in titles)
+
+
+def test_a_median_on_the_box_edge_shows(tmp_path, drawn):
+    """Most runs at rank 1: the median line lies on the box's edge and must stand out from it
+    (was an orange line as thin as the black edge)."""
+    table = pd.DataFrame({"controller": "rs", "lam": 1.0, "objective_rank": [1.0] * 14 + list(range(2, 8))})
+    figures.rank_boxes(table, "objective_rank", "ranks", tmp_path / "box.png", ["rs"])
+    ax = drawn["box.png"].axes[0]
+    (box,) = ax.patches
+    at_one = [line for line in ax.lines if len(line.get_ydata()) == 2 and set(line.get_ydata()) == {1.0}]
+    median = max(at_one, key=lambda line: line.get_linewidth())
+    assert median.get_linewidth() > box.get_linewidth()
+    assert to_rgb(median.get_color()) != to_rgb(box.get_edgecolor())
 
 
 def test_a_sweep_shorter_than_the_moving_average_still_has_curves(toy_run, tmp_path):

@@ -14,21 +14,36 @@ from bionas_bench import controllers, scoring
 from bionas_bench.errors import SweepError
 from bionas_bench.sweep import load_results, run_sweep
 
+#: the toy sweep of these tests: 6 runs of 12 episodes x 2 architectures
+SCORING_CONFIG = TOY_CONFIG.replace("runs = 4", "runs = 6").replace(
+    "archs_per_episode = 3", "archs_per_episode = 2"
+)
+
+
+def _toy_results(tmp_path_factory, text: str):
+    """The results of a toy sweep of ``text`` on a fresh toy store."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(controllers.BUILTIN, "toy-policy", "test_sweep:ToyPolicy")
+        mp.setitem(controllers.BUILTIN, "toy-random", "test_sweep:ToyRandom")
+        tmp = tmp_path_factory.mktemp("scoring")
+        config = toy_config(tmp, make_store(tmp / "store.zarr"), text)
+        return load_results(run_sweep(config, tmp / "out", scheduler="sync").out)
+
+
+def _with_budget(text: str, gpu_seconds: float) -> str:
+    return text.replace("archs_per_episode = 2", f"archs_per_episode = 2\ngpu_seconds = {gpu_seconds!r}")
+
 
 @pytest.fixture(scope="module")
 def toy_results(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    mp.setitem(controllers.BUILTIN, "toy-policy", "test_sweep:ToyPolicy")
-    mp.setitem(controllers.BUILTIN, "toy-random", "test_sweep:ToyRandom")
-    tmp = tmp_path_factory.mktemp("scoring")
-    store = make_store(tmp / "store.zarr")
-    text = TOY_CONFIG.replace("runs = 4", "runs = 6").replace(
-        "archs_per_episode = 3", "archs_per_episode = 2"
-    )
-    config = toy_config(tmp, store, text)
-    res = load_results(run_sweep(config, tmp / "out", scheduler="sync").out)
-    yield res
-    mp.undo()
+    return _toy_results(tmp_path_factory, SCORING_CONFIG)
+
+
+@pytest.fixture(scope="module")
+def budget_results(tmp_path_factory):
+    """The toy sweep under a GPU-seconds budget that ends every run early, at different
+    episodes (each sample costs 10-100 s)."""
+    return _toy_results(tmp_path_factory, _with_budget(SCORING_CONFIG, 400.0))
 
 
 def test_sma_and_mean_ci():
@@ -121,6 +136,74 @@ def test_anytime_is_monotone_and_regret_nonnegative(toy_results):
     assert (fine["n"] == runs).all()  # every point a mean over all runs: no rise as runs join
     for _, g in fine.groupby(["controller", "lam"]):
         assert np.all(np.diff(g["rank"].to_numpy()) <= 1e-12)
+
+
+def test_carry_last_inside_keeps_a_stopped_runs_last_value():
+    values = np.array([[3.0, 2.0, np.nan, np.nan], [5.0, 4.0, 1.0, 0.5], [np.nan] * 4])
+    inside = np.array([[1, 1, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0]], dtype=bool)
+    np.testing.assert_array_equal(
+        scoring.carry_last_inside(values, inside), [[3.0, 2.0, 2.0, 2.0], [5.0, 4.0, 1.0, 0.5], [np.nan] * 4]
+    )
+
+
+def test_anytime_under_a_gpu_budget_averages_every_run(budget_results):
+    """A run whose budget ended keeps its last in-budget best-so-far value on both axes:
+    every point is a mean over all runs and the mean best-so-far rank never rises (it was
+    a mean over the shrinking set of runs still inside, which could rise, and ended in
+    NaN); the GPU-seconds axis ends at the median in-budget total."""
+    cell = budget_results.cell("toy-policy", 0.01)
+    episodes = cell.within_budget.sum(axis=1)
+    assert episodes.max() < 12 and episodes.min() < episodes.max()  # binding, at different episodes
+    runs = episodes.size
+    for axis in scoring.ANYTIME_AXES:
+        curves = scoring.anytime(budget_results, axis)
+        assert (curves["n"] == runs).all(), axis
+        assert curves.drop(columns=["controller"]).notna().all().all(), axis
+        for _, g in curves.groupby(["controller", "lam"]):
+            assert np.all(np.diff(g["rank"].to_numpy()) <= 1e-12), axis
+    spent = (cell.steps["cost"].sum(axis=2) * cell.within_budget).sum(axis=1)
+    gpu = scoring.anytime(budget_results, "gpu_seconds")
+    mine = gpu[(gpu["controller"] == "toy-policy") & (gpu["lam"] == 0.01)]
+    assert mine["x"].iloc[-1] == pytest.approx(np.median(spent))
+    samples = scoring.anytime(budget_results, "samples")
+    mine = samples[(samples["controller"] == "toy-policy") & (samples["lam"] == 0.01)]
+    assert mine["x"].iloc[-1] == 2 * episodes.max()  # the most samples a run took inside
+    _, best_rank = scoring.best_so_far(cell, scoring.gold_at(budget_results, 0.01))
+    last = best_rank[np.arange(runs), 2 * episodes - 1]  # each run's last in-budget value
+    assert mine["rank"].iloc[-1] == pytest.approx(last.mean())
+
+
+def test_a_budget_that_does_not_bind_leaves_the_anytime_curves_as_they_are(toy_results, tmp_path_factory):
+    """The curves of a sweep whose GPU-seconds budget ends no run equal, value for value,
+    those of the same sweep without a budget."""
+    loose = _toy_results(tmp_path_factory, _with_budget(SCORING_CONFIG, 1e12))
+    assert all(loose.cell(label, lam).within_budget.all() for label, lam, _ in scoring._cells(loose))
+    for axis in scoring.ANYTIME_AXES:
+        pd.testing.assert_frame_equal(scoring.anytime(loose, axis), scoring.anytime(toy_results, axis))
+
+
+def test_a_tie_for_the_most_frequent_recommendation_is_kept(toy_results):
+    """modal_archs lists every architecture tied for most frequent (modal_arch was the
+    smallest id of a tie, passed off as the one most frequent)."""
+    res = copy.deepcopy(toy_results)
+    res.cell("toy-random", 1.0).runs["recommended"][:] = [196, 190, 196, 190, 5, 6]
+    res.cell("toy-policy", 1.0).runs["recommended"][:] = [7, 7, 7, 5, 6, 8]
+    s = scoring.summary(res).set_index(["controller", "lam"])
+    tie = s.loc[("toy-random", 1.0)]
+    assert tie["modal_archs"] == "190 196" and tie["modal_arch"] == 190
+    assert tie["modal_share"] == pytest.approx(1 / 3)
+    one = s.loc[("toy-policy", 1.0)]
+    assert one["modal_archs"] == "7" and one["modal_arch"] == 7 and one["modal_share"] == pytest.approx(0.5)
+
+
+def test_reference_point_is_the_worst_point_of_the_space(toy_results):
+    """Not the nadir of the front: the worst median loss and knowledge of any architecture."""
+    front = scoring.front_table(toy_results)
+    worst = (front["loss"].max(), front["knowledge"].max())
+    assert scoring.reference_point(toy_results) == worst
+    on = front[front["on_front"]]
+    assert worst != (on["loss"].max(), on["knowledge"].max())  # the front's nadir differs
+    assert "nadir of the space" not in (scoring.__doc__ + scoring.reference_point.__doc__)
 
 
 def test_compare_uses_holm(toy_results):

@@ -37,9 +37,11 @@ from bionas_bench.controllers.random_search import PERMUTATION_LIMIT, RandomSear
 from bionas_bench.errors import SweepError
 from bionas_bench.report import figures
 from bionas_bench.report.markdown import fmt, pvalue, table, with_ci
-from bionas_bench.sweep import ControllerSpec, SweepConfig, SweepResults, load_results
+from bionas_bench.sweep import BudgetSpec, ControllerSpec, SweepConfig, SweepResults, load_results
 
 NOTES_FILE = "NOTES.md"
+#: the most architectures tied for most frequent that the rank table lists one by one
+MAX_TIED_SHOWN = 3
 
 
 @dataclass
@@ -143,8 +145,12 @@ class _Builder:
         return str(names.get(int(arch), "?"))
 
     def csv(self, frame: pd.DataFrame, name: str) -> str:
+        """Write ``frame`` as ``name.csv``; floats in their shortest round-trip form (pandas'
+        default, Python's repr), so a reader gets every value back exactly (a fixed number of
+        significant digits lost e.g. the x of the GPU-seconds grid) and the bytes depend
+        only on the values."""
         path = self.out / f"{name}.csv"
-        frame.to_csv(path, index=False, float_format="%.6g")
+        frame.to_csv(path, index=False)
         self.tables.append(path)
         return path.name
 
@@ -260,7 +266,7 @@ class _Builder:
                     with_ci(r["objective_rank"], r["objective_rank_lo"], r["objective_rank_hi"]),
                     fmt(r["loss"]),
                     fmt(r["knowledge"]),
-                    f"{r['modal_arch']} `{self.arch_name(r['modal_arch'])}` ({r['modal_share']:.0%})",
+                    self.modal_text(r["modal_archs"], r["modal_share"]),
                 ]
             )
         header = [
@@ -290,6 +296,17 @@ class _Builder:
             f"knowledge over replicates.{note} Data: [`{name}`]({name}).\n\n" + table(header, rows) + "\n"
         )
 
+    def modal_text(self, archs: str, share: float) -> str:
+        """The rank table's most frequent architecture: every one of a tie of up to
+        :data:`MAX_TIED_SHOWN`, else the smallest id and how many tie with it."""
+        ids = [int(a) for a in archs.split()]
+        named = [f"{a} `{self.arch_name(a)}`" for a in ids]
+        if len(ids) == 1:
+            return f"{named[0]} ({share:.0%})"
+        if len(ids) <= MAX_TIED_SHOWN:
+            return f"{', '.join(named)} ({share:.0%} each)"
+        return f"{named[0]}, one of {len(ids)} tied ({share:.0%} each)"
+
     def lambda_figure(self, cols: list[tuple[str, str]], stem: str, title: str, caption: str) -> str:
         """One panel per column of the summary against lambda, its CSV, and the caption."""
         keep = ["controller", "lam", "n"] + [f"{c}{x}" for c, _ in cols for x in ("", "_lo", "_hi")]
@@ -302,7 +319,7 @@ class _Builder:
         text = ["## Figure 2 of the paper\n"]
         cols_a = [
             ("loss", "median validation loss (BCE, nats)"),
-            ("knowledge", "median knowledge dissimilarity K (KL, nats per motif position)"),
+            ("knowledge", "median knowledge dissimilarity K\n(KL, nats per motif position)"),
         ]
         text.append(
             self.lambda_figure(
@@ -376,14 +393,15 @@ class _Builder:
             data = pd.concat(frames, ignore_index=True)
             name = self.csv(data, f"policy_{label}")
             path = figures.policy_grid(
-                data, f"Choice probabilities of `{label}` per layer", self.out / f"policy_{label}.png", layers
+                data, f"Choice probabilities of {label} per layer", self.out / f"policy_{label}.png", layers
             )
             text.append(
                 self.figure(
                     path,
-                    f"Per-layer choice probabilities of {label} over controller steps at λ = "
-                    f"{', '.join(f'{lam:g}' for lam in chosen)}: mean over runs of the probabilities the "
-                    f"controller sampled from, {self.window_text()}.",
+                    f"Per-layer choice probabilities of `{label}` over controller steps at λ = "
+                    f"{', '.join(f'{lam:g}' for lam in chosen)}: per step, the mean over the step's sampled "
+                    "architectures of the probabilities they were drawn from (what `recommend()` smooths), "
+                    f"averaged over runs, {self.window_text()}.",
                     name,
                 )
             )
@@ -456,9 +474,9 @@ class _Builder:
                 "median objective), mean over runs with 95% CI, against samples (log axes). This is how "
                 "soon a controller *samples* a good architecture -- what an oracle choosing among its "
                 "samples would get; which one the controller itself picks is its recommended "
-                f"architecture, ranked above. {sampling_note(self.res.config, self.labels, self.n_archs)} "
-                "Normalised regret (objective gap to the best architecture over the objective's range) is "
-                "in the CSV.",
+                f"architecture, ranked above. Every point averages all runs{self.carry_text()}. "
+                f"{sampling_note(self.res.config, self.in_budget_episodes(), self.n_archs)} Normalised "
+                "regret (objective gap to the best architecture over the objective's range) is in the CSV.",
                 name,
             )
         )
@@ -480,7 +498,8 @@ class _Builder:
                     path,
                     "Normalised regret of the best-so-far architecture against the simulated GPU seconds "
                     "charged by the oracle (each sample costs its replicate's recorded training time), from "
-                    "the time every run has its first sample, so that each point averages all runs.",
+                    f"the time every run has its first sample to the runs' median {self.total_text()}, so "
+                    f"that each point averages all runs{self.carry_text()}.",
                     name,
                 )
             )
@@ -490,6 +509,32 @@ class _Builder:
                 "oracle charges no cost.*\n"
             )
         return "\n".join(text)
+
+    def carry_text(self) -> str:
+        """How the anytime curves average all runs under a GPU-seconds budget (nothing without
+        one), as a clause of their captions."""
+        if self.res.config.budget.gpu_seconds is None:
+            return ""
+        return ": a run whose GPU-seconds budget has ended keeps its last in-budget best-so-far value"
+
+    def total_text(self) -> str:
+        """The end of the GPU-seconds axis as its caption names it."""
+        if self.res.config.budget.gpu_seconds is None:
+            return "total"
+        return "in-budget total (what a run spent up to the end of its budget's last episode)"
+
+    def in_budget_episodes(self) -> dict[str, np.ndarray]:
+        """Per reported controller, each of its runs' episodes inside the budget, all its cells."""
+        return {
+            label: np.concatenate(
+                [
+                    self.res.cell(label, lam).runs["episodes"]
+                    for lam in self.res.lambdas
+                    if self.res.has_cell(label, lam)
+                ]
+            )
+            for label in self.labels
+        }
 
     def pareto(self) -> str:
         front = scoring.front_table(self.res)
@@ -535,8 +580,9 @@ class _Builder:
             )
             + "\nHypervolume (both objectives minimised) of the set of architectures one run recommends "
             "across the lambda grid, mean over run indices [95% CI], and of the union over all runs; "
-            f"reference point = the nadir of the space (largest median loss {fmt(ref[0], 4)}, largest median "
-            f"knowledge {fmt(ref[1], 4)}), so every architecture counts and the true front reaches "
+            "reference point = the worst point of the space (worst median loss, worst median knowledge: "
+            f"{fmt(ref[0], 4)} and {fmt(ref[1], 4)}, over all architectures, not only the front's), so every "
+            "architecture counts and the true front reaches "
             f"{fmt(hv['hv_front'].iloc[0] if len(hv) else np.nan, 4)}. Data: [`{hv_name}`]({hv_name}).\n\n"
             + table(["controller", "hypervolume per run", "of front", "union of runs", "of front"], rows)
             + "\n"
@@ -572,37 +618,64 @@ class _Builder:
         )
 
 
-def sampling_note(config: SweepConfig, labels: list[str], n_archs: int) -> str:
-    """How many architectures a run samples, and for random search (when reported) how likely
+def sampling_note(config: SweepConfig, episodes: dict[str, np.ndarray], n_archs: int) -> str:
+    """How many architectures a run sampled, and for random search (when reported) how likely
     those samples include the best one: a best-so-far curve at rank 1 then shows coverage of
-    the space, not a search that learnt where good architectures are."""
+    the space, not a search that learnt where good architectures are.
+
+    ``episodes`` holds, per reported controller label, each of its runs' episodes inside the
+    budget (``runs["episodes"]`` of its cells): a GPU-seconds budget may end runs before the
+    budget's episodes, and the counts and chances are those of what the runs sampled.
+    """
     budget = config.budget
-    samples = budget.episodes * budget.archs_per_episode
-    fewer = "; fewer where the GPU-seconds budget ends a run" if budget.gpu_seconds is not None else ""
-    text = (
-        f"Each run samples {samples} architectures ({budget.episodes} episodes x "
-        f"{budget.archs_per_episode}{fewer}) of the {n_archs} in the space."
+    every = np.concatenate([np.asarray(e, dtype=np.int64) for e in episodes.values()])
+    text = f"{_samples_text(budget, every)} of the {n_archs} in the space."
+    randoms = [spec for spec in config.controllers if spec.name == "random" and spec.label in episodes]
+    coverage = [
+        _random_coverage(spec, np.asarray(episodes[spec.label]) * budget.archs_per_episode, budget, n_archs)
+        for spec in randoms
+    ]
+    return " ".join([text, *coverage])
+
+
+def _samples_text(budget: BudgetSpec, episodes: np.ndarray) -> str:
+    """The note's first sentence, up to the space ("Each run samples 600 architectures (...)",
+    or "sampled" with the range a GPU-seconds budget left), for the runs' in-budget ``episodes``."""
+    per = budget.archs_per_episode
+    early = episodes < budget.episodes
+    if not early.any():
+        ended = "; the GPU-seconds budget ended no run early" if budget.gpu_seconds is not None else ""
+        return f"Each run samples {budget.samples} architectures ({budget.episodes} episodes x {per}{ended})"
+    who = "every run" if early.all() else f"{int(early.sum())} of {early.size} runs"
+    return (
+        f"Each run sampled {_span(episodes * per)} architectures ({_span(episodes)} episodes x {per}: the "
+        f"GPU-seconds budget of {budget.gpu_seconds:g} s ended {who} before the {budget.episodes} episodes)"
     )
-    randoms = [spec for spec in config.controllers if spec.name == "random" and spec.label in labels]
-    return " ".join([text, *(_random_coverage(spec, samples, n_archs) for spec in randoms)])
 
 
-def _random_coverage(spec: ControllerSpec, samples: int, n_archs: int) -> str:
-    """The chance that random search's full budget of ``samples`` includes the best of ``n_archs``."""
+def _random_coverage(spec: ControllerSpec, samples: np.ndarray, budget: BudgetSpec, n_archs: int) -> str:
+    """The chance that random search's runs, of ``samples`` each, include the best of ``n_archs``."""
     unique = spec.hparams.get("unique", RandomSearchParams.unique) and n_archs <= PERMUTATION_LIMIT
     if unique:
-        how, chance = "draws without replacement", min(samples / n_archs, 1.0)
+        how, chances = "draws without replacement", np.minimum(samples / n_archs, 1.0)
     else:
-        how, chance = "draws independently", 1.0 - (1.0 - 1.0 / n_archs) ** samples
-    if chance >= 1.0:
+        how, chances = "draws independently", 1.0 - (1.0 - 1.0 / n_archs) ** samples
+    which = f"full {budget.samples}" if (samples == budget.samples).all() else f"{_span(samples)} in-budget"
+    if chances.min() >= 1.0:
         return (
-            f"Random search (`{spec.label}`) {how}, so its full {samples} samples cover all {n_archs} "
+            f"Random search (`{spec.label}`) {how}, so its {which} samples cover all {n_archs} "
             "architectures and reach rank 1 by construction."
         )
     return (
-        f"Random search (`{spec.label}`) {how}: its full {samples} samples include the best "
-        f"architecture with probability {chance:.0%}."
+        f"Random search (`{spec.label}`) {how}: its {which} samples include the best "
+        f"architecture with probability {_span(chances, '.0%')}."
     )
+
+
+def _span(values: np.ndarray, form: str = "d") -> str:
+    """``lo-hi`` of ``values`` in the format ``form``, or one value where both read the same."""
+    lo, hi = (format(v, form) for v in (np.min(values), np.max(values)))
+    return lo if lo == hi else f"{lo}-{hi}"
 
 
 def _p(p: float) -> str:

@@ -16,10 +16,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 DPI = 110
 #: fixed colours per controller position, so a controller keeps its colour in every figure
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+#: the box plots' median line: black and wider than the box's edge, so that a median on the
+#: box's edge (e.g. most runs at rank 1) still shows
+MEDIAN_LINE = {"color": "black", "linewidth": 2.4, "solid_capstyle": "butt", "zorder": 4}
 CHOICE_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 
 
@@ -82,10 +86,16 @@ def lambda_panels(
         ax.set_ylabel(ylabel)
         if invert:
             ax.invert_yaxis()
-        ax.set_title(ylabel.split(" (")[0])
+        ax.set_title(ylabel.split("\n")[0].split(" (")[0])
     axes[0][0].legend(title="controller (mean, 95% CI)", fontsize=8)
     fig.suptitle(title)
     return _save(fig, path)
+
+
+def _episode_axis(ax: plt.Axes) -> None:
+    """An x axis of controller steps, ticked at whole episodes only (no step 12.5)."""
+    ax.set_xlabel("controller step (episode)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def per_step_grid(table: pd.DataFrame, title: str, path: Path, labels: list[str]) -> Path:
@@ -93,7 +103,7 @@ def per_step_grid(table: pd.DataFrame, title: str, path: Path, labels: list[str]
     lambdas = sorted(table["lam"].unique())
     fields = [
         ("loss", "validation loss (BCE, nats)"),
-        ("knowledge", "knowledge dissimilarity K (KL, nats per motif position)"),
+        ("knowledge", "knowledge dissimilarity K\n(KL, nats per motif position)"),
     ]
     fig, axes = plt.subplots(
         len(fields), len(lambdas), figsize=(5.2 * len(lambdas), 6.4), squeeze=False, layout="constrained"
@@ -113,7 +123,7 @@ def per_step_grid(table: pd.DataFrame, title: str, path: Path, labels: list[str]
                     rows["episode"], rows["lo"], rows["hi"], color=colour[label], alpha=0.25, lw=0
                 )
             ax.set_title(f"{field} at λ = {lam:g}")
-            ax.set_xlabel("controller step (episode)")
+            _episode_axis(ax)
             ax.set_ylabel(ylabel)
             ax.grid(True, alpha=0.3)
     axes[0][0].legend(title="mean ± t SD/√n (95%)", fontsize=8)
@@ -140,7 +150,7 @@ def policy_grid(table: pd.DataFrame, title: str, path: Path, layers: dict[str, l
                 ax.plot(rows["episode"], rows["mean"], color=CHOICE_COLOURS[k % 8], label=choice, lw=1.4)
             ax.set_ylim(0, 1)
             ax.set_title(f"layer {c} ({layer}), λ = {lam:g}", fontsize=9)
-            ax.set_xlabel("controller step (episode)")
+            _episode_axis(ax)
             ax.set_ylabel("choice probability")
             ax.grid(True, alpha=0.3)
             if r == 0:
@@ -161,10 +171,17 @@ def rank_boxes(table: pd.DataFrame, column: str, title: str, path: Path, labels:
         data = [table.loc[(table["controller"] == label) & (table["lam"] == lam), column] for lam in lambdas]
         pos = np.arange(len(lambdas)) + (i - (len(labels) - 1) / 2) * width
         box = ax.boxplot(
-            data, positions=pos, widths=width * 0.9, patch_artist=True, showfliers=True, flierprops={"ms": 2}
+            data,
+            positions=pos,
+            widths=width * 0.9,
+            patch_artist=True,
+            showfliers=True,
+            flierprops={"ms": 2},
+            medianprops=MEDIAN_LINE,
         )
         for patch in box["boxes"]:
             patch.set_facecolor(colour[label])
+            patch.set_edgecolor(colour[label])  # not black: the black median line stands out on an edge
             patch.set_alpha(0.55)
         ax.plot([], [], color=colour[label], lw=8, alpha=0.55, label=label)
     ax.set_xticks(np.arange(len(lambdas)))
@@ -237,12 +254,14 @@ def pareto(front: pd.DataFrame, picks: pd.DataFrame, hv: pd.DataFrame, title: st
             edgecolors=colour[label],
             marker=markers[i % len(markers)],
             lw=1.3,
-            label=f"{label} picks (size: share of runs){share}",
+            label=f"{label} picks{share}",  # short, to fit two columns; sizes: the caption
             zorder=4,
         )
     ref = (hv["ref_loss"].iloc[0], hv["ref_knowledge"].iloc[0]) if len(hv) else None
     if ref is not None:
-        ax.plot(*ref, marker="x", color="grey", ms=8, ls="none", label="HV reference (nadir)")
+        ax.plot(
+            *ref, marker="x", color="grey", ms=8, ls="none", label="HV reference (worst point of the space)"
+        )
     ax.set_xlabel("median validation loss over replicates (BCE, nats)")
     ax.set_ylabel("median knowledge dissimilarity K (KL, nats per position)")
     ax.set_title(title)
