@@ -246,10 +246,14 @@ class Interrupted:
     pgid: int
 
 
-def ctrl_c(cmd: list[str], ready: Callable[[], bool], wait: float = 180) -> Interrupted:
+def ctrl_c(
+    cmd: list[str], ready: Callable[[], bool], wait: float = 180, sig: int = signal.SIGINT
+) -> Interrupted:
     """Run ``cmd`` in a new process group and, once ``ready()``, send SIGINT to the group.
 
     That is what a terminal's Ctrl-C does (the command's worker processes get it too).
+    ``sig=signal.SIGTERM`` sends SIGTERM to the command's process alone instead, as
+    ``timeout`` or ``kill PID`` do.
     The command starts with SIGINT's default action, as from a terminal, even when the
     tests run where SIGINT is ignored (a shell's background job: ``pytest &``), which a
     child would otherwise inherit. Fails when the command fails, or is not ready within
@@ -275,7 +279,10 @@ def ctrl_c(cmd: list[str], ready: Callable[[], bool], wait: float = 180) -> Inte
         assert proc.returncode == 0, err.decode()
         pytest.skip("the command ended before it could be interrupted")
     sent = time.time()
-    os.killpg(proc.pid, signal.SIGINT)
+    if sig == signal.SIGINT:
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(proc.pid, sig)
     _, err = proc.communicate(timeout=60)
     return Interrupted(proc.returncode, err.decode(), time.time() - sent, proc.pid)
 

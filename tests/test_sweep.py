@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -770,6 +771,26 @@ def test_ctrl_c_on_the_local_cluster_stops_promptly_and_resumes(tmp_path, toy_st
     assert set(resumed.skipped) == finished
     whole = run_sweep(config, tmp_path / "whole", scheduler="sync")
     assert tree_digest(out) == tree_digest(whole.out)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_like_ctrl_c(tmp_path, toy_store):
+    """SIGTERM to the command alone (a cancelled CI job, ``timeout``): one line, exit 143,
+    the lock released and the worker processes gone, and the same command resumes."""
+    config = toy_config(tmp_path, toy_store, CTRL_C_CONFIG)
+    out = tmp_path / "terminated"
+    cmd = [sys.executable, "-m", "bionas_bench", "sweep", config.path, "--out", str(out), "--quiet"]
+    stop = ctrl_c(cmd, ready=lambda: bool(_done_cells(out)), sig=signal.SIGTERM)
+    assert stop.returncode == 143, stop.stderr
+    assert stop.stderr.strip() == (
+        f"bionas-bench sweep: terminated (SIGTERM); finished cells are kept in {out}: "
+        "the same command goes on from there"
+    )
+    assert not (out / ".sweep.lock").exists()
+    assert group_gone(stop.pgid, wait=15), "worker processes outlived the terminated sweep"
+    finished = _done_cells(out)
+    assert 1 <= len(finished) < len(config.cells())
+    assert set(run_sweep(config, out, scheduler="sync").skipped) == finished
 
 
 def _done_cells(out: Path) -> set[str]:

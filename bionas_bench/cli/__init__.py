@@ -9,11 +9,15 @@ system refuses, into one line on stderr and a non-zero exit. Library code never 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
 import tempfile
 import textwrap
+import threading
+from collections.abc import Iterator
 
 from bionas_bench import __version__
 from bionas_bench.errors import BionasError
@@ -22,7 +26,32 @@ from bionas_bench.errors import BionasError
 COMMAND_MODULES = ("demo", "data", "train", "store", "sweep", "report", "controllers", "regress")
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a command its reader closed
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a CI job cancelled, ``timeout``, ``kill``), raised where the command is so
+    that it stops as on Ctrl-C: locks released, local workers shut down, one line."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` while a command runs (main thread only: a
+    signal handler cannot be set elsewhere, e.g. when ``main`` is called from a thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -194,20 +223,22 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_args(argv)
     except KeyboardInterrupt:  # while the command modules load
         print("bionas-bench: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     try:
-        check_outputs_writable(args)
-        code = int(args.func(args) or 0)
-        sys.stdout.flush()  # output still buffered meets a closed pipe here, inside this try
+        with _sigterm_as_interrupt():
+            check_outputs_writable(args)
+            code = int(args.func(args) or 0)
+            sys.stdout.flush()  # output still buffered meets a closed pipe here, inside this try
         return code
     except BionasError as exc:
         print(f"bionas-bench {_command(args)}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         hint = getattr(args, "interrupt_hint", None)  # a resumable command says how to resume
         tail = f"; {hint.format(**vars(args))}" if hint else ""
-        print(f"bionas-bench {_command(args)}: interrupted{tail}", file=sys.stderr)
-        return 130
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"bionas-bench {_command(args)}: {what}{tail}", file=sys.stderr)
+        return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (`bionas-bench store info | head`): stop quietly, as a
         # command killed by SIGPIPE would, and keep Python from complaining again when it
