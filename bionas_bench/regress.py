@@ -562,7 +562,8 @@ class CheckReport:
             }
             for c in self.comparisons
         ]
-        return pd.DataFrame(rows)
+        columns = ["cell", "metric", "baseline", "now", "delta", "effect", "mde", "p", "p_adj", "verdict"]
+        return pd.DataFrame(rows, columns=columns)
 
     def failures(self) -> list[str]:
         """One line per reason the check failed (empty when it passed). Changed inputs are
@@ -624,6 +625,19 @@ def compare(
         if scores.cells[k].first_ask_distinct == 1 and base_cells[k]["first_ask_distinct"] > 1
     ]
     return report
+
+
+def _check_shared_cells(document: Mapping[str, Any], config: Any) -> None:
+    """Refuse a baseline that has none of the config's cells (a baseline of another config,
+    compared with ``allow_input_change``): there would be nothing to compare."""
+    base = sorted(c["key"] for c in document["cells"])
+    now = sorted(cell.key for cell in config.cells())
+    if not set(base) & set(now):
+        raise RegressError(
+            f"the baseline (config {document['config']['name']!r}; cells {', '.join(base)}) has none of the "
+            f"cells of config {config.name!r} ({', '.join(now)}): nothing to compare; record a baseline of "
+            f"this config with 'bionas-bench regress record {config.name} --out BASELINE.json'"
+        )
 
 
 def _check_alpha(alpha: float) -> None:
@@ -808,6 +822,7 @@ def check(
             + (" (edited since)" if recorded["name"] == config.name else "")
         )
         return CheckReport(config.name, alpha, [], 0, math.nan, input_changes=[change])
+    _check_shared_cells(document, config)
     scores, results = run_scores(config, store=store, scheduler=scheduler, keep=keep, progress=progress)
     report = compare(document, scores, alpha=alpha, allow_input_change=allow_input_change)
     if exact or deterministic:

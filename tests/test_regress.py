@@ -332,6 +332,24 @@ def test_cli_misspelt_controller_is_bad_input_not_a_changed_config(
     assert err.count("\n") == 1 and "unknown controller 'toy-pgg'" in err and "config_sha256" not in err
 
 
+def test_a_baseline_with_none_of_the_configs_cells_is_bad_input(
+    setup, toy, synthetic_store_path, tmp_path, capsys
+):
+    """With --allow-input-change, a baseline of another config whose cells are all other
+    ones: one line naming both sets of cells, exit 2, before any rerun (it used to end in
+    a KeyError traceback on the empty comparison table)."""
+    _, baseline = setup
+    path = tmp_path / "relabelled.toml"
+    path.write_text(
+        CONFIG.format(store=synthetic_store_path, seed=7).replace('"toy-pg"', '"toy-pg"\nlabel = "pg"')
+    )
+    args = ["regress", "check", str(path), "--baseline", str(baseline), "--allow-input-change"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has none of the cells of config 'regress-toy'" in err, err
+    assert "toy-pg__lam00, toy-pg__lam01" in err and "(pg__lam00, pg__lam01)" in err
+
+
 def test_missing_cells_fail(setup, rerun):
     doc = read_baseline(setup[1])
     doc["cells"] = doc["cells"][:1]

@@ -168,8 +168,9 @@ def test_cli_sweep_and_report(toy_run, tmp_path, capsys, monkeypatch):
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "no sweep.json" in err
+    out, err = capsys.readouterr()
+    assert err.strip().count("\n") == 0 and "no sweep.json" in err
+    assert "writing the report" not in out  # the notice comes after the results are read
     assert main(["sweep", "no-such-sweep", "--out", str(tmp_path / "o")]) == 2
     assert "unknown sweep manifest" in capsys.readouterr().err
 

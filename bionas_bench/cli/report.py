@@ -40,10 +40,12 @@ def run(args: argparse.Namespace) -> int:
 def render(results: Path, out: Path, title: str | None = None) -> None:
     """Write the report and print where it is and the mean-rank table."""
     from bionas_bench.report import check_report_folder, write_report
+    from bionas_bench.sweep import load_results
 
-    check_report_folder(out)  # a bad --out fails with its one line, before the notice
+    check_report_folder(out)  # a bad --out or results folder fails with its one line, before the notice
+    loaded = load_results(results)
     print(f"writing the report (figures take a few seconds) into {out} ...", flush=True)
-    written = write_report(results, out, title=title)
+    written = write_report(loaded, out, title=title)
     print(f"report: {written.markdown} ({len(written.figures)} figures, {len(written.tables)} CSV tables)")
     if written.missing:
         print(
