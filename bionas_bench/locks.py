@@ -19,18 +19,20 @@ from bionas_bench.errors import BionasError
 
 
 @contextlib.contextmanager
-def folder_lock(lock: Path, error: type[BionasError], busy: str) -> Iterator[None]:
+def folder_lock(lock: Path, error: type[BionasError], busy: str, token: str = "") -> Iterator[None]:
     """Hold ``lock`` (created exclusively, removed on exit) while the body runs.
 
     ``busy`` is the message of the ``error`` raised when another live process holds it;
-    ``{owner}`` in it is replaced by that process's "pid host".
+    ``{owner}`` in it is replaced by that process's "pid host". ``token`` (one word) is
+    written after them, for :func:`holds`: tasks of this run on other processes can check
+    that the run still holds the lock before they write.
     """
-    me = f"{os.getpid()} {socket.gethostname()}"
+    me = f"{os.getpid()} {socket.gethostname()}" + (f" {token}" if token else "")
     for _ in range(2):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)  # a text file, not executable
         except FileExistsError:
-            owner = lock.read_text(encoding="utf-8").strip() if lock.is_file() else ""
+            owner = " ".join(lock.read_text(encoding="utf-8").split()[:2]) if lock.is_file() else ""
             if not _stale(owner, socket.gethostname()):
                 raise error(busy.format(owner=owner or "?")) from None
             lock.unlink(missing_ok=True)
@@ -42,6 +44,15 @@ def folder_lock(lock: Path, error: type[BionasError], busy: str) -> Iterator[Non
         yield
     finally:
         lock.unlink(missing_ok=True)
+
+
+def holds(lock: Path, token: str) -> bool:
+    """Whether ``lock`` is held by the run that took it with ``token``: false once that run
+    has released it (ended) or another run has taken it over."""
+    try:
+        return token in lock.read_text(encoding="utf-8").split()[2:]
+    except OSError:
+        return False
 
 
 def _stale(owner: str, host: str) -> bool:

@@ -21,7 +21,7 @@ from bionas_bench.space import get_space
 from bionas_bench.store import Store
 from bionas_bench.train import farm
 from bionas_bench.train.config import load_training_config
-from bionas_bench.train.farm import parse_archs, plan_farm, run_farm, train_and_write
+from bionas_bench.train.farm import RUN_ENDED, _store_lock, parse_archs, plan_farm, run_farm, train_and_write
 
 ARCHS = "0-23"  # 24 units: conv1d k8 x all pooling / flatten / dense choices
 COMPARED = ("val_loss", "test_loss", "auroc", "aupr", "accuracy", "epochs", "n_params")
@@ -457,14 +457,40 @@ def test_a_worker_handle_lives_for_one_run(tiny_train_dataset: Path, tmp_path: P
     out = tmp_path / "two.zarr"
     run_farm(space_path, tiny_train_dataset, "smoke", out, device="cpu", archs="0", threads=1)
     # a worker of the first run trains the last unit through its own handle; the run packs
-    train_and_write(space, dataset, config, str(out), "first", 1, "cpu", 1)
-    Store.open(out, mode="r+").pack()
+    with _store_lock(out, "first"):
+        train_and_write(space, dataset, config, str(out), "first", 1, "cpu", 1)
+        Store.open(out, mode="r+").pack()
     assert Store.open(out).attrs.get("packed") is True
     # the same worker, in a later run, retrains a replicate
-    train_and_write(space, dataset, config, str(out), "second", 1, "cpu", 1, [0])
+    with _store_lock(out, "second"):
+        train_and_write(space, dataset, config, str(out), "second", 1, "cpu", 1, [0])
     reopened = Store.open(out)
     assert reopened.attrs.get("packed") is False
     assert reopened.done.all()
+
+
+def _digest(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_unit_of_an_ended_run_writes_nothing(tiny_train_dataset: Path, tmp_path: Path):
+    """A unit still running on a remote worker after its run stopped (Ctrl-C: the client
+    cancels only what has not started, then the lock goes) must not write: a resumed run
+    may hold the lock by then and train the same architecture. A unit checks that its
+    run still holds the lock before it trains and before it writes."""
+    space_path = _two_arch_space(tmp_path)
+    space, dataset = get_space(space_path), build_dataset(tiny_train_dataset)
+    config = load_training_config("smoke")
+    out = tmp_path / "two.zarr"
+    run_farm(space_path, tiny_train_dataset, "smoke", out, device="cpu", archs="0", threads=1)
+    before = _digest(out)
+    # the run that asked for the unit has ended: no lock at all
+    assert train_and_write(space, dataset, config, str(out), "ended", 1, "cpu", 1)[3] == RUN_ENDED
+    # a later run holds the lock now
+    with _store_lock(out, "resumed"):
+        assert train_and_write(space, dataset, config, str(out), "ended", 1, "cpu", 1)[3] == RUN_ENDED
+    assert _digest(out) == before
+    assert not Store.open(out).done[1].any()
 
 
 def test_knowledge_rescored_from_the_stored_filters(reference: Store):

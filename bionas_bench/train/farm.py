@@ -429,6 +429,8 @@ def train_and_write(
     with every replicate failed and NaN values, and ``reason`` says why ("" otherwise),
     so one such architecture neither stops the farm nor is retried on every resume.
     """
+    if _run_ended(out, run):
+        return int(arch_id), 0.0, 0, RUN_ENDED
     if threads:
         torch.set_num_threads(int(threads))
     dev = resolve_device(device)
@@ -442,6 +444,8 @@ def train_and_write(
     plan = make_splits(dataset.splits, dataset.n_sequences, config, seeds)
     with determinism(config.deterministic, dev):
         result = train_unit(space, int(arch_id), data, plan, config, seeds)
+    if _run_ended(out, run):
+        return int(arch_id), 0.0, 0, RUN_ENDED
     _write(_writable_store(out, run), result, dataset, config, reps)
     return int(arch_id), float(result.metrics["train_seconds"][0] * len(seeds)), int(result.failed.sum()), ""
 
@@ -693,14 +697,15 @@ def run_farm(
         # a scheduler address is reached before the store is made: a wrong one leaves nothing
         remote = scheduler not in (None, "local")
         client = stack.enter_context(_client(scheduler, workers)) if remote else None
-        stack.enter_context(_store_lock(out_path))
+        run = uuid.uuid4().hex  # names this run in the lock and in the workers' store handles
+        stack.enter_context(_store_lock(out_path, run))
         store = _open_or_create(out_path, space, dataset, config, dev)
         units = plan_units(store.done, ids, reps)
         if units:
             store.note_training(_device_name(dev), torch.__version__)
         if progress is not None:
             progress(FarmProgress(-1, 0, len(units), 0.0, 0))
-        job = (space, dataset, config, str(out_path), uuid.uuid4().hex)
+        job = (space, dataset, config, str(out_path), run)
         if scheduler is None:
             _run_in_process(store, job, units, device_name, threads, progress)
         elif units:
@@ -719,19 +724,42 @@ def run_farm(
     )
 
 
-def _store_lock(out: Path) -> contextlib.AbstractContextManager[None]:
+def _lock_path(out: Path) -> Path:
+    return out.with_name(out.name + ".lock")
+
+
+def _store_lock(out: Path, run: str) -> contextlib.AbstractContextManager[None]:
     """``STORE.lock`` beside the store, held while this run creates or writes it: the
     replicates of an architecture share a chunk, so two runs (say ``--replicates 0-4`` and
-    ``5-9`` at once) would overwrite each other's values. The second run is refused."""
+    ``5-9`` at once) would overwrite each other's values. The second run is refused. The
+    lock names the run (``run``): see :func:`_run_ended`."""
     from bionas_bench.locks import folder_lock
 
-    lock = out.with_name(out.name + ".lock")
+    lock = _lock_path(out)
     lock.parent.mkdir(parents=True, exist_ok=True)
     busy = (
         f"store {out} is being trained by another run (process {{owner}}); wait for it to finish, "
         f"or train into another --out (delete {lock} only if no run trains it)"
     )
-    return folder_lock(lock, TrainingError, busy)
+    return folder_lock(lock, TrainingError, busy, token=run)
+
+
+#: what a unit of an ended run returns instead of training or writing
+RUN_ENDED = "not trained: the run that asked for it has ended (its store lock is gone)"
+
+
+def _run_ended(out: str, run: str) -> bool:
+    """Whether the farm run ``run`` no longer holds the store's lock.
+
+    A task already running on a remote Dask worker goes on after its run stopped (Ctrl-C,
+    an error: closing the client only cancels what has not started), and the lock is
+    released then; a resumed run may take it and train the same unit. So a unit checks
+    the lock before it trains and again before it writes, and an ended run's unit writes
+    nothing.
+    """
+    from bionas_bench.locks import holds
+
+    return not holds(_lock_path(Path(out)), run)
 
 
 SCHEDULER_HINT = "use --scheduler local (a local cluster) or none (in this process)"
