@@ -50,6 +50,8 @@ from typing import Any
 
 import dask
 from distributed import Client, LocalCluster, WorkerPlugin
+from distributed.client import CancelledError
+from distributed.comm.core import CommClosedError
 from distributed.utils import silence_logging_cmgr
 
 from bionas_bench.errors import BionasError
@@ -108,8 +110,64 @@ def dask_client(
         raise error(message) from None
     except (ValueError, TypeError) as exc:  # not an address at all ("missing port number")
         raise error(_not_an_address(scheduler, exc, hint)) from None
-    with client:
-        yield client
+    with _quiet_reconnects(), client:
+        check_workers(client, scheduler, error)
+        try:
+            yield client
+        except (CancelledError, CommClosedError) as exc:
+            if isinstance(exc, CancelledError) and "scheduler-connection-lost" not in str(exc):
+                raise
+            raise error(
+                f"lost the connection to the Dask scheduler at {scheduler!r} mid-run: what finished is "
+                "kept, and the same command goes on from there once the scheduler runs again"
+            ) from None
+
+
+#: how long a remote scheduler may take to have a worker before the run is refused
+WORKER_WAIT_SECONDS = 30.0
+
+
+def check_workers(client: Client, scheduler: str, error: type[BionasError]) -> None:
+    """Refuse a remote scheduler without workers, or whose workers lack this bionas-bench.
+
+    A worker that cannot import the package dies on its first task, and the run would
+    then wait forever for workers (a sweep) or end in a traceback (the farm); a worker of
+    another version computes other results. Asked once, right after connecting.
+    """
+    from importlib.metadata import version
+
+    from bionas_bench import __version__
+
+    try:
+        client.wait_for_workers(1, timeout=WORKER_WAIT_SECONDS)
+    except TimeoutError:
+        raise error(
+            f"the Dask scheduler at {scheduler!r} has no workers (waited {WORKER_WAIT_SECONDS:g} s): "
+            f"start some with 'dask worker {scheduler}', where bionas-bench {__version__} is installed"
+        ) from None
+    found = client.run(version, "bionas-bench", on_error="return")
+    wrong = {w: v for w, v in found.items() if v != __version__}
+    if wrong:
+        seen = "; ".join(
+            f"{w}: {v if isinstance(v, str) else 'not installed'}" for w, v in sorted(wrong.items())
+        )
+        raise error(
+            f"Dask worker(s) of {scheduler!r} lack bionas-bench {__version__}, the version here ({seen}): "
+            "install this version in the workers' environment (pip install -e . from the same checkout)"
+        )
+
+
+@contextlib.contextmanager
+def _quiet_reconnects() -> Iterator[None]:
+    """Keep the client's reconnection attempts out of the output while it runs (a lost
+    scheduler logs a traceback per attempt); the caller reports the loss in one line."""
+    logger = logging.getLogger("distributed.client")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 #: why a worker process may fail to start, and the fix (its own error is printed above)

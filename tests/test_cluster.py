@@ -130,3 +130,58 @@ def test_a_worker_reimporting_an_unguarded_script_stops_with_the_fix(tmp_path, c
         stop.value
     )
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+class _Client:
+    """A stand-in for a Dask client: its workers and what each answers to ``run``."""
+
+    def __init__(self, answers: dict, appear: bool = True):
+        self.answers, self.appear = answers, appear
+
+    def wait_for_workers(self, n: int, timeout: float) -> None:
+        if not self.appear:
+            raise TimeoutError
+
+    def run(self, function, *args, on_error: str = "raise") -> dict:
+        return self.answers
+
+
+def test_workers_without_this_bionas_bench_are_refused(monkeypatch):
+    """A remote worker that cannot import the package dies on its first task (a sweep then
+    waits forever for workers); one of another version computes other results. Both are
+    refused right after connecting, naming the worker; so is a scheduler without workers."""
+    from importlib.metadata import PackageNotFoundError
+
+    from bionas_bench import __version__
+
+    address = "tcp://10.0.0.1:8786"
+
+    def check(answers: dict, appear: bool = True) -> None:
+        cluster.check_workers(_Client(answers, appear), address, SweepError)
+
+    check({"tcp://w1:1": __version__})
+    with pytest.raises(SweepError, match=r"tcp://w1:1: not installed.*install this version"):
+        check({"tcp://w1:1": PackageNotFoundError("bionas-bench")})
+    with pytest.raises(SweepError, match=r"tcp://w2:2: 0\.0\.1") as raised:
+        check({"tcp://w1:1": __version__, "tcp://w2:2": "0.0.1"})
+    assert "w1" not in str(raised.value)
+    monkeypatch.setattr(cluster, "WORKER_WAIT_SECONDS", 0.01)
+    with pytest.raises(SweepError, match=rf"{address}' has no workers.*dask worker {address}"):
+        check({}, appear=False)
+
+
+def test_a_lost_scheduler_is_one_error_with_the_way_on():
+    """A scheduler that dies mid-run: the run's error type with the way on, not Dask's
+    traceback (seen with a real scheduler killed mid-sweep: exit 2 and this one line)."""
+    from distributed.comm.core import CommClosedError
+
+    lost = "lost the connection to the Dask scheduler.*same command goes on"
+    with LocalCluster(n_workers=1, processes=False, threads_per_worker=1, dashboard_address=None) as local:
+
+        def client():
+            return cluster.dask_client(local.scheduler_address, 1, error=SweepError, hint="h")
+
+        with pytest.raises(SweepError, match=lost), client():
+            raise CommClosedError("in <TCPConnector>: ConnectionRefusedError")
+        with pytest.raises(ValueError, match="a task's own error"), client():  # passed through
+            raise ValueError("a task's own error")
