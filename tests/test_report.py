@@ -385,6 +385,21 @@ def test_report_under_a_gpu_budget_says_what_the_runs_sampled(budget_run):
         assert (curves["n"] == 4).all() and curves["rank"].notna().all(), name
 
 
+def test_per_step_curves_of_runs_shorter_than_the_window(budget_run):
+    """A GPU-seconds budget that ends every run before 10 episodes: the moving average is
+    shortened to the longest run (the caption says so), so the per-step and policy curves
+    are drawn instead of empty."""
+    run, written = budget_run
+    res = run.load()
+    longest = max(int(res.cell(lab, lam).runs["episodes"].max()) for lab in res.labels for lam in res.lambdas)
+    assert longest < 10
+    text = written.markdown.read_text()
+    assert f"shortened to the longest run's {longest} episodes inside the GPU-seconds budget" in text
+    for name in ("fig2cd_per_step", "policy_toy-policy"):
+        curves = pd.read_csv(written.out / f"{name}.csv")
+        assert curves["mean"].notna().any(), name
+
+
 def test_csv_floats_read_back_exactly(toy_run, toy_report):
     """The CSVs hold every float in full (was %.6g: the GPU-seconds grid's x lost digits)."""
     _, run = toy_run

@@ -790,6 +790,10 @@ class PPOController(PolicyGradientController):
         LSTM inputs. "probs" (original_code): a random state vector per episode, the next
         layer's input a dense map of the previous layer's probabilities. "action" (paper):
         a learned start vector, the next input the embedding of the sampled choice.
+    gate : str = "sigmoid"
+        The LSTM's input, forget and output gates: "sigmoid", or "hard_sigmoid",
+        ``clip(0.2 z + 0.5, 0, 1)``, the Keras LSTM default before Keras 2.3 that the
+        original most likely ran with (not a variant flag; see the README).
     reward_scaling : bool | None = None
         True (original_code): each sample's surrogate is multiplied by ``|1/R|``.
     entropy : str | None = None

@@ -126,18 +126,22 @@ class _Builder:
         self.tables: list[Path] = []
         self.summary: pd.DataFrame | None = None
         self.n_archs = int(res.gold["arch"].nunique())
-        # the paper's moving average of 10 steps, shortened for a sweep of fewer episodes
-        # (whose per-step curves would otherwise be empty)
-        self.window = min(scoring.SMA_WINDOW, res.config.budget.episodes)
+        # the paper's moving average of 10 steps, shortened for runs of fewer episodes (a
+        # short sweep, or a GPU-seconds budget that ended them), whose per-step curves
+        # would otherwise be empty
+        episodes = [cell.runs["episodes"] for _, cell in res.cells.values()]
+        self.longest = max((int(e.max()) for e in episodes if len(e)), default=res.config.budget.episodes)
+        self.window = max(1, min(scoring.SMA_WINDOW, self.longest))
 
     def window_text(self) -> str:
         """The moving average as the captions state it."""
         if self.window == scoring.SMA_WINDOW:
             return f"moving average of {self.window} steps"
-        return (
-            f"moving average of {self.window} steps (the paper's {scoring.SMA_WINDOW}, shortened to this "
-            f"sweep's {self.res.config.budget.episodes} episodes)"
-        )
+        if self.longest < self.res.config.budget.episodes:
+            why = f"the longest run's {self.longest} episodes inside the GPU-seconds budget"
+        else:
+            why = f"this sweep's {self.res.config.budget.episodes} episodes"
+        return f"moving average of {self.window} steps (the paper's {scoring.SMA_WINDOW}, shortened to {why})"
 
     # ------------------------------------------------------------ plumbing
     def arch_name(self, arch: int) -> str:
