@@ -503,9 +503,10 @@ def _backward(
                     dz[layer, i, 3 * units + u] = dh[i, u] * tcu * so * (ONE - so)
                     dz[layer, i, u] = dcu * tgu * si * (ONE - si)
                 dz[layer, i, 2 * units + u] = dcu * si * (ONE - tgu * tgu)
-                if layer > 0:
-                    slope_f = _hard_slope(sf) if hard else sf * (ONE - sf)
-                    dz[layer, i, units + u] = dcu * c[layer - 1, i, u] * slope_f
+                if layer > 0 and hard:
+                    dz[layer, i, units + u] = dcu * c[layer - 1, i, u] * _hard_slope(sf)
+                elif layer > 0:  # as written: another grouping of the products rounds otherwise
+                    dz[layer, i, units + u] = dcu * c[layer - 1, i, u] * sf * (ONE - sf)
                 else:
                     dz[layer, i, units + u] = 0.0
                 dcn[i, u] = dcu * sf  # dc of the previous step
