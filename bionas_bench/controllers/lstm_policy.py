@@ -20,8 +20,8 @@ Two ways to feed the LSTM (``feed``), see the README of the reference data:
 Gates (``gate``): the input, forget and output gates are ``"sigmoid"`` (the usual LSTM
 and Keras >= 2.3) or ``"hard_sigmoid"``, ``clip(0.2 z + 0.5, 0, 1)``, the default
 ``recurrent_activation`` of the Keras LSTM layer before 2.3.0 (September 2019), which
-the original code, written in 2018-19 against ``keras>=2.0`` with TensorFlow 1, built
-its controller with. The candidate and the output use tanh either way.
+the original code (2018-19, ``keras>=2.0`` with TensorFlow 1, its Keras version not
+recorded) most likely ran with. The candidate and the output use tanh either way.
 
 Initialisation mirrors Keras defaults (Glorot-uniform kernels, orthogonal recurrent
 kernel, zero biases with forget-gate bias 1) and is drawn from a per-run numpy

@@ -352,12 +352,18 @@ class Engine:
             else:
                 starts.append(np.zeros(state_dim))
             uniforms.append(rng.random((n, num_layers)))
-        if self.impl == "compiled":
-            drawn = self._sample_compiled(np.stack(starts), np.stack(uniforms))
-            self.sampled = [p.mean(dim=1).numpy() for p in drawn[3]]
-            return drawn
-        start = torch.tensor(np.stack(starts), dtype=DTYPE)[:, None, :]
-        u = torch.tensor(np.stack(uniforms), dtype=DTYPE)
+        draw = self._sample_compiled if self.impl == "compiled" else self._sample_torch
+        drawn = draw(np.stack(starts), np.stack(uniforms))
+        self.sampled = [p.mean(dim=1).numpy() for p in drawn[3]]
+        return drawn
+
+    def _sample_torch(
+        self, starts: np.ndarray, uniforms: np.ndarray
+    ) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """:meth:`sample` by the torch rollout (the reference of the compiled sampler)."""
+        n = uniforms.shape[1]
+        start = torch.tensor(starts, dtype=DTYPE)[:, None, :]
+        u = torch.tensor(uniforms, dtype=DTYPE)
         with torch.no_grad(), single_thread():
             weights = self.weights
             if self.shape.feed == "probs":
@@ -366,7 +372,6 @@ class Engine:
                 state = start.expand(-1, n, -1).contiguous()
                 actions, probs = self.net.rollout(weights, state, u)
         ids = self.space.encode(actions.numpy())
-        self.sampled = [p.mean(dim=1).numpy() for p in probs]
         return np.asarray(ids, dtype=np.int64).reshape(self.runs, n), state, actions, probs
 
     def _sample_compiled(
