@@ -176,6 +176,25 @@ def _leaf_parsers(parser, path=()):
         yield from _leaf_parsers(child, (*path, name))
 
 
+def test_every_command_group_help_shows_examples():
+    """A group's --help (``bionas-bench regress --help``) shows examples of its actions too."""
+    import argparse
+
+    from bionas_bench.cli import build_parser
+
+    root = build_parser()
+    (commands,) = [a for a in root._actions if isinstance(a, argparse._SubParsersAction)]
+    groups = {
+        name: parser
+        for name, parser in commands.choices.items()
+        if any(isinstance(a, argparse._SubParsersAction) for a in parser._actions)
+    }
+    assert {"data", "store", "regress", "controllers"} <= set(groups)
+    for name, parser in groups.items():
+        text = parser.format_help()
+        assert "example" in text and f"bionas-bench {name} " in text.split("example", 1)[1], name
+
+
 def test_every_command_help_shows_an_example():
     """Each command's --help ends with at least one example to copy (its own command)."""
     from bionas_bench.cli import build_parser

@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Search controllers follow one ask/tell protocol. Built-ins are registered by name; "
             "third-party ones through the entry-point group 'bionas_bench.controllers'."
         ),
+        epilog="examples:\n  bionas-bench controllers list\n  bionas-bench controllers show ppo",
+        formatter_class=HelpFormatter,
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser(

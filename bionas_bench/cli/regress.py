@@ -33,6 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
             "one-sided Mann-Whitney U test, Holm-corrected, and exits 1 on a significant regression; "
             "'false-alarm' measures how often an unchanged sweep fails the check."
         ),
+        epilog="examples:\n"
+        "  bionas-bench regress record regress --out reports/baselines/regress.json\n"
+        "  bionas-bench regress check regress --baseline reports/baselines/regress.json --exact\n"
+        "  bionas-bench regress false-alarm regress --trials 20",
+        formatter_class=HelpFormatter,
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     _record_parser(actions)
