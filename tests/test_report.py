@@ -155,7 +155,8 @@ def test_cli_sweep_and_report(toy_run, tmp_path, capsys, monkeypatch):
     code = main(["sweep", str(config), "--out", str(run.out), "--scheduler", "sync", "--no-progress",
                  "--report", str(tmp_path / "r")])  # fmt: skip
     out = capsys.readouterr().out
-    assert code == 0 and "4 already done" in out and "report:" in out and "toy-policy" in out
+    assert code == 0 and "4 already done (" in out and "report:" in out and "toy-policy" in out
+    assert re.search(r"4 already done \((\d+) of \1 runs, finished slices included\)", out), out
     # the report written by the CLI has the same CSV tables as the library's
     first = tmp / "rep"
     if not (first / "report.md").is_file():

@@ -374,6 +374,19 @@ def test_finished_slices_are_kept_on_resume(tmp_path, toy_store, toy_controllers
     assert tree_digest(out) == tree_digest(whole.out)
 
 
+def test_the_cli_counts_finished_slices_as_done_before(tmp_path, toy_store, toy_controllers, capsys):
+    """Resuming a folder with 7 whole cells and one finished slice of the eighth: the
+    summary counts the slice's runs too (it said only "7 already done")."""
+    config = toy_config(tmp_path, toy_store, SLICED_CONFIG)  # 8 cells of 5 runs
+    out = run_sweep(config, tmp_path / "out", scheduler="sync", runs_per_task=2).out
+    first = plan_tasks(config, 2)[0]
+    shutil.rmtree(out / "cells" / f"{first.cell.key}.zarr")
+    run_task(config, first, str(toy_store), str(out))
+    args = ["sweep", str(config.path), "--out", str(out), "--scheduler", "sync", "--runs-per-task", "2"]
+    assert main([*args, "--quiet"]) == 0
+    assert "7 already done (37 of 40 runs, finished slices included)" in capsys.readouterr().out
+
+
 def test_dry_run_shows_what_a_sweep_would_run(tmp_path, toy_store, toy_controllers, capsys):
     """plan_sweep / --dry-run: the tasks a sweep would run, counted as the sweep counts
     them (a slice of another split is not a finished task), the same refusals, no writes."""

@@ -163,7 +163,14 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return dry_run(args, config)
     total = len(config.cells())
-    with progress_bar(config, args.quiet, args.scheduler) as progress:
+    done_before = [0]  # runs of cells and slices finished by an earlier, interrupted run
+
+    with progress_bar(config, args.quiet, args.scheduler) as show:
+
+        def progress(event: TaskProgress) -> None:
+            done_before[0] += event.runs if event.skipped else 0
+            show(event)
+
         result = run_sweep(
             config,
             args.out,
@@ -172,7 +179,12 @@ def run(args: argparse.Namespace) -> int:
             store=args.store,
             runs_per_task=args.runs_per_task,
         )
-    skipped = f", {len(result.skipped)} already done" if result.skipped else ""
+    skipped = (
+        f", {len(result.skipped)} already done ({done_before[0]} of {total * config.runs} runs, "
+        "finished slices included)"
+        if done_before[0]
+        else ""
+    )
     print(
         f"sweep {config.name}: {total} cells in {result.seconds:.1f} s wall "
         f"({result.cpu_seconds:.1f} CPU-s in cells){skipped}; results in {result.out}"
