@@ -104,6 +104,7 @@ def dask_client(
             yield client
         return
     try:
+        _refuse_refused(scheduler)
         client = Client(scheduler, timeout="20s")
     except OSError as exc:  # TimeoutError included
         message = f"cannot reach the Dask scheduler at {scheduler!r}: {exc}; start one, or {hint}"
@@ -121,6 +122,27 @@ def dask_client(
                 f"lost the connection to the Dask scheduler at {scheduler!r} mid-run: what finished is "
                 "kept, and the same command goes on from there once the scheduler runs again"
             ) from None
+
+
+def _refuse_refused(scheduler: str) -> None:
+    """Raise ``ConnectionRefusedError`` at once when nothing listens at a ``tcp://``
+    scheduler address: Dask's client retries a refused connection for its whole timeout
+    (20 s). Anything else (a slow network, a name to resolve) is left to the client."""
+    import socket
+
+    from distributed.comm import parse_address
+    from distributed.comm.addressing import parse_host_port
+
+    scheme, location = parse_address(scheduler)
+    if scheme != "tcp":
+        return
+    host, port = parse_host_port(location)
+    try:
+        socket.create_connection((host, port), timeout=2.0).close()
+    except ConnectionRefusedError:
+        raise
+    except OSError:
+        return
 
 
 #: how long a remote scheduler may take to have a worker before the run is refused

@@ -185,3 +185,22 @@ def test_a_lost_scheduler_is_one_error_with_the_way_on():
             raise CommClosedError("in <TCPConnector>: ConnectionRefusedError")
         with pytest.raises(ValueError, match="a task's own error"), client():  # passed through
             raise ValueError("a task's own error")
+
+
+def test_a_refused_address_fails_without_the_clients_retries(monkeypatch):
+    """Nothing listens at the port: the error comes from one refused connection, before
+    Dask's client (which retries a refused connection for its whole 20 s timeout)."""
+    import socket
+
+    with socket.socket() as probe:  # a port that was free a moment ago, now closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    def no_client(*args, **kwargs):
+        pytest.fail("Dask's client was started for a refused address")
+
+    monkeypatch.setattr(cluster, "Client", no_client)
+    refused = rf"cannot reach the Dask scheduler at 'tcp://127.0.0.1:{port}'.*refused"
+    client = cluster.dask_client(f"tcp://127.0.0.1:{port}", 1, error=SweepError, hint="h")
+    with pytest.raises(SweepError, match=refused), client:
+        pytest.fail("connected")
