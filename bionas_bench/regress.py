@@ -547,23 +547,12 @@ class CheckReport:
 
     def table(self) -> pd.DataFrame:
         """The comparison table: cell, metric, baseline, now, effect size, adjusted p, verdict."""
+        columns = ["cell", "metric", "baseline", "now", "delta", "effect", "mde", "p", "p_adj", "verdict"]
         rows = [
-            {
-                "cell": c.cell,
-                "metric": c.metric,
-                "baseline": c.base_mean,
-                "now": c.now_mean,
-                "delta": c.delta,
-                "effect": c.effect,
-                "mde": c.mde,
-                "p": c.p,
-                "p_adj": c.p_adj,
-                "verdict": c.verdict,
-            }
+            (c.cell, c.metric, c.base_mean, c.now_mean, c.delta, c.effect, c.mde, c.p, c.p_adj, c.verdict)
             for c in self.comparisons
         ]
-        columns = ["cell", "metric", "baseline", "now", "delta", "effect", "mde", "p", "p_adj", "verdict"]
-        return pd.DataFrame(rows, columns=columns)
+        return pd.DataFrame(rows, columns=columns)  # the columns also when nothing was compared
 
     def failures(self) -> list[str]:
         """One line per reason the check failed (empty when it passed). Changed inputs are

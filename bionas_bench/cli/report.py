@@ -42,7 +42,7 @@ def render(results: Path, out: Path, title: str | None = None) -> None:
     from bionas_bench.report import check_report_folder, write_report
     from bionas_bench.sweep import load_results
 
-    check_report_folder(out)  # a bad --out or results folder fails with its one line, before the notice
+    check_report_folder(out)  # a bad --out, then a bad results folder: one line, before the notice
     loaded = load_results(results)
     print(f"writing the report (figures take a few seconds) into {out} ...", flush=True)
     written = write_report(loaded, out, title=title)

@@ -14,10 +14,11 @@ any batch, on any number of threads.
 
 The mathematics is that of :class:`~bionas_bench.controllers.lstm_policy.Net` plus the
 losses of :mod:`~bionas_bench.controllers.policy_gradient` (whose torch-autograd
-reference this module is tested against): an LSTM cell with gate order (i, f, g, o), a
-softmax head per layer, the next input a dense map of the previous layer's probabilities
-(``"probs"`` feed) or a row of the embedding of the sampled choice (``"action"`` feed);
-Adam with Keras-style inverse-time decay.
+reference this module is tested against): an LSTM cell with gate order (i, f, g, o)
+(sigmoid or, with ``hard``, hard-sigmoid input, forget and output gates), a softmax head
+per layer, the next input a dense map of the previous layer's probabilities (``"probs"``
+feed) or a row of the embedding of the sampled choice (``"action"`` feed); Adam with
+Keras-style inverse-time decay.
 
 Precision: float32, as the original Keras controller computed, in every array and every
 vector loop (the ``F(...)`` constants keep numba from promoting a loop to float64). On
