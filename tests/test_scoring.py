@@ -49,8 +49,14 @@ def budget_results(tmp_path_factory):
 def test_sma_and_mean_ci():
     x = np.arange(12, dtype=float)
     out = scoring.sma(x, 10)
-    assert np.isnan(out[:9]).all()
+    # the first 9 points: the mean so far (the original's figure code), then a window of 10
+    np.testing.assert_allclose(out[:9], [k / 2 for k in range(9)])
     np.testing.assert_allclose(out[9:], [4.5, 5.5, 6.5])
+    stacked = scoring.sma(np.stack([x, 2 * x]), 3, axis=1)
+    np.testing.assert_allclose(stacked[1], [0.0, 1.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 18.0, 20.0])
+    ended = scoring.sma(np.concatenate([x[:5], [np.nan] * 3]), 10)  # a run whose budget ended
+    np.testing.assert_allclose(ended[:5], [0.0, 0.5, 1.0, 1.5, 2.0])
+    assert np.isnan(ended[5:]).all()
     mean, lo, hi = scoring.mean_ci([1.0, 2.0, 3.0])
     assert mean == 2.0 and 1.0 <= lo < 2.0 < hi <= 3.0
     assert scoring.mean_ci([1.0, 2.0, 3.0]) == (mean, lo, hi)  # seeded: the same interval
@@ -243,7 +249,11 @@ def test_hypervolumes_fraction_bounded(toy_results):
 
 def test_per_step_and_policy_curves(toy_results):
     steps = scoring.per_step(toy_results, "toy-policy", 0.01, "loss")
-    assert len(steps) == 12 and steps["mean"].iloc[:9].isna().all() and steps["mean"].iloc[9:].notna().all()
+    assert len(steps) == 12 and steps["mean"].notna().all()
+    per_run = toy_results.cell("toy-policy", 0.01).steps["loss"].mean(axis=2)  # (runs, episodes)
+    np.testing.assert_allclose(steps["mean"].iloc[0], per_run[:, 0].mean())  # the head: the mean so far
+    np.testing.assert_allclose(steps["mean"].iloc[4], per_run[:, :5].mean())
+    np.testing.assert_allclose(steps["mean"].iloc[11], per_run[:, 2:12].mean())
     pol = scoring.policy_curves(toy_results, "toy-policy", 1.0)
     assert set(pol["layer"]) == set(scoring.layer_choices(toy_results))
     last = pol[pol["episode"] == 12].groupby("layer")["mean"].sum()

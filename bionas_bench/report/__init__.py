@@ -42,6 +42,11 @@ from bionas_bench.sweep import BudgetSpec, ControllerSpec, SweepConfig, SweepRes
 NOTES_FILE = "NOTES.md"
 #: the most architectures tied for most frequent that the rank table lists one by one
 MAX_TIED_SHOWN = 3
+#: the per-step curves' smoothing, as the captions state it (:func:`scoring.sma`)
+SMOOTHING = (
+    f"moving average of {scoring.SMA_WINDOW} steps (before step {scoring.SMA_WINDOW}: the mean of the "
+    "steps so far, as the original's figure code)"
+)
 
 
 @dataclass
@@ -126,22 +131,6 @@ class _Builder:
         self.tables: list[Path] = []
         self.summary: pd.DataFrame | None = None
         self.n_archs = int(res.gold["arch"].nunique())
-        # the paper's moving average of 10 steps, shortened for runs of fewer episodes (a
-        # short sweep, or a GPU-seconds budget that ended them), whose per-step curves
-        # would otherwise be empty
-        episodes = [cell.runs["episodes"] for _, cell in res.cells.values()]
-        self.longest = max((int(e.max()) for e in episodes if len(e)), default=res.config.budget.episodes)
-        self.window = max(1, min(scoring.SMA_WINDOW, self.longest))
-
-    def window_text(self) -> str:
-        """The moving average as the captions state it."""
-        if self.window == scoring.SMA_WINDOW:
-            return f"moving average of {self.window} steps"
-        if self.longest < self.res.config.budget.episodes:
-            why = f"the longest run's {self.longest} episodes inside the GPU-seconds budget"
-        else:
-            why = f"this sweep's {self.res.config.budget.episodes} episodes"
-        return f"moving average of {self.window} steps (the paper's {scoring.SMA_WINDOW}, shortened to {why})"
 
     # ------------------------------------------------------------ plumbing
     def arch_name(self, arch: int) -> str:
@@ -359,7 +348,7 @@ class _Builder:
                 if not self.res.has_cell(label, lam):
                     continue
                 for field_name in ("loss", "knowledge"):
-                    f = scoring.per_step(self.res, label, lam, field_name, window=self.window)
+                    f = scoring.per_step(self.res, label, lam, field_name)
                     f.insert(2, "field", field_name)
                     frames.append(f)
         steps = pd.concat(frames, ignore_index=True)
@@ -374,7 +363,7 @@ class _Builder:
             self.figure(
                 path,
                 f"(c, d) Loss and knowledge of the architectures sampled at each controller step, averaged "
-                f"over runs after a trailing {self.window_text()}; band = mean ± "
+                f"over runs after a trailing {SMOOTHING}; band = mean ± "
                 "t SD/√n (n = runs; t of n - 1 degrees of freedom).",
                 name,
             )
@@ -387,9 +376,7 @@ class _Builder:
         text = []
         for label in self.labels:
             frames = [
-                scoring.policy_curves(self.res, label, lam, window=self.window)
-                for lam in chosen
-                if self.res.has_cell(label, lam)
+                scoring.policy_curves(self.res, label, lam) for lam in chosen if self.res.has_cell(label, lam)
             ]
             frames = [f for f in frames if not f.empty]
             if not frames:
@@ -405,7 +392,7 @@ class _Builder:
                     f"Per-layer choice probabilities of `{label}` over controller steps at λ = "
                     f"{', '.join(f'{lam:g}' for lam in chosen)}: per step, the mean over the step's sampled "
                     "architectures of the probabilities they were drawn from (what `recommend()` smooths), "
-                    f"averaged over runs, {self.window_text()}.",
+                    f"averaged over runs, {SMOOTHING}.",
                     name,
                 )
             )
