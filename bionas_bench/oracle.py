@@ -175,7 +175,7 @@ class BootstrapOracle:
         self._knowledge = self.store.knowledge(self.knowledge_name)
         if not self.store.done.any():
             raise StoreError(
-                f"store {self.store.location} has no completed units (its done mask is all False); "
+                f"store {self.store.location} has no completed trainings (its done mask is all False); "
                 f"train or import results into it before building an oracle"
             )
         self._rng = rng_from_seed(seed, OracleError, "BootstrapOracle")
@@ -410,7 +410,10 @@ class BootstrapOracle:
             raise OracleError(f"epoch must be an integer (or integer array), got {epoch!r}")
         max_e = curve.shape[1]
         if epochs.size and (epochs.min() < 1 or epochs.max() > max_e):
-            raise OracleError(f"epoch {epoch!r} is out of range; this store's curves have epochs 1..{max_e}")
+            raise OracleError(
+                f"epoch {epoch!r} is out of range; this store's curves have epochs 1..{max_e} (a "
+                f"multi-fidelity controller: create it with max_epochs={max_e} or less)"
+            )
         rows_b, e_b = np.broadcast_arrays(rows, epochs)
         loss = curve[rows_b, e_b - 1]
         knowledge = self._core["knowledge"].take(rows_b)

@@ -224,7 +224,7 @@ class BestArch:
 
 @dataclass(frozen=True)
 class ChoiceStats:
-    """One choice of one layer over the done units of every architecture that makes it.
+    """One choice of one layer over the done trainings of every architecture that makes it.
 
     The marginal view of a store (``store info --by-choice``): which first-layer op
     recovers the motifs, which pooling or dense choice leaves trainings at chance.
@@ -233,8 +233,8 @@ class ChoiceStats:
     layer: str
     choice: str
     archs: int  #: architectures with this choice
-    units_done: int
-    units_chance: int | None  #: done units with loss > CHANCE_LOSS (None without a loss)
+    trainings_done: int
+    trainings_chance: int | None  #: done trainings with loss > CHANCE_LOSS (None without a loss)
     median_loss: float
     median_knowledge: float
 
@@ -243,13 +243,13 @@ class ChoiceStats:
 class StoreSummary:
     """What ``bionas-bench store info`` shows: completion, failures, medians, best archs.
 
-    A *unit* here is one architecture x replicate cell. ``replicate_counts`` maps a
+    A *training* is one architecture x replicate cell. ``replicate_counts`` maps a
     number of done replicates to how many architectures have exactly that many (so a
     store trained with a replicate subset reads "216 archs x 2 of 20"), and
     ``replicates_complete`` lists the replicate indices done for every architecture.
-    Medians of each metric are over all done units (failed ones included, as recorded);
+    Medians of each metric are over all done trainings (failed ones included, as recorded);
     best architectures rank per-architecture medians over done replicates.
-    ``units_chance`` counts done units whose loss exceeds :data:`CHANCE_LOSS` (None
+    ``trainings_chance`` counts done trainings whose loss exceeds :data:`CHANCE_LOSS` (None
     without a loss metric): the farm marks only diverged (non-finite) trainings failed,
     the importer of the original table marks these, so the two counts differ in meaning.
     """
@@ -258,11 +258,11 @@ class StoreSummary:
     space: str
     num_archs: int
     num_replicates: int
-    units_done: int
+    trainings_done: int
     archs_complete: int
     archs_empty: int
-    units_failed: int
-    units_chance: int | None
+    trainings_failed: int
+    trainings_chance: int | None
     replicate_counts: dict[int, int]
     replicates_complete: tuple[int, ...]
     source: str
@@ -277,18 +277,18 @@ class StoreSummary:
     best: dict[str, list[BestArch]] = field(default_factory=dict)
 
     @property
-    def units_total(self) -> int:
+    def trainings_total(self) -> int:
         return self.num_archs * self.num_replicates
 
     @property
     def completion(self) -> float:
-        return self.units_done / self.units_total if self.units_total else 0.0
+        return self.trainings_done / self.trainings_total if self.trainings_total else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
 
         out = asdict(self)
-        out["units_total"] = self.units_total
+        out["trainings_total"] = self.trainings_total
         out["completion"] = self.completion
         return out
 
@@ -981,11 +981,11 @@ class Store:
             space=self.space.name,
             num_archs=self.num_archs,
             num_replicates=self.num_replicates,
-            units_done=int(done.sum()),
+            trainings_done=int(done.sum()),
             archs_complete=int(done.all(axis=1).sum()),
             archs_empty=int((~done.any(axis=1)).sum()),
-            units_failed=int((done & self.failed).sum()),
-            units_chance=None if loss is None else int((done & (self.metric(loss) > CHANCE_LOSS)).sum()),
+            trainings_failed=int((done & self.failed).sum()),
+            trainings_chance=None if loss is None else int((done & (self.metric(loss) > CHANCE_LOSS)).sum()),
             replicate_counts=_replicate_counts(done),
             replicates_complete=tuple(int(r) for r in np.flatnonzero(done.all(axis=0))),
             source=str((self._attrs.get("provenance") or {}).get("source", "unknown")),
@@ -1022,7 +1022,7 @@ class Store:
     def choice_summary(self, loss: str | None = None, knowledge: str | None = None) -> list[ChoiceStats]:
         """:class:`ChoiceStats` of every choice of every layer, in the space's order.
 
-        Medians are over the done units (failed included, as recorded) of the
+        Medians are over the done trainings (failed included, as recorded) of the
         architectures that make the choice; ``loss`` and ``knowledge`` default as in
         :meth:`summary`.
         """
@@ -1046,8 +1046,8 @@ class Store:
                         layer=layer.name,
                         choice=choice,
                         archs=int(makes.sum()),
-                        units_done=int(mask.sum()),
-                        units_chance=None
+                        trainings_done=int(mask.sum()),
+                        trainings_chance=None
                         if loss is None
                         else int((mask & (loss_values > CHANCE_LOSS)).sum()),
                         median_loss=median_loss,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bionas_bench.cli import main
-from bionas_bench.cli.progress import LogLines, make_bar
+from bionas_bench.cli.progress import LOG_INTERVAL, LogLines, make_bar
 
 
 def test_log_lines_turn_redraws_into_lines():
@@ -20,6 +20,35 @@ def test_log_lines_turn_redraws_into_lines():
     log.write("\r" + " " * 30 + "\r")  # a bar erasing itself
     log.write("\n")
     assert out.getvalue() == "training:   0%|   | 0/3\ntraining:  33%|#  | 1/3\n"
+
+
+def test_the_same_count_again_within_a_second_is_not_written():
+    """A bar's last update and its close show the same count with another rate: one line.
+    The same count after a longer pause is written (a heartbeat of a stalled bar)."""
+    now = [0.0]
+    out = io.StringIO()
+    log = LogLines(out, clock=lambda: now[0])
+    log.write("\rtraining: 100%|###| 3/3 [01:57<00:00, 39.19s/arch]")
+    now[0] = 0.2
+    log.write("\rtraining: 100%|###| 3/3 [01:57<00:00, 39.22s/arch]\n")
+    log.write("\rsweep:  50%|#  | 1/2 [00:30<00:30, 30.0s/run]")
+    now[0] = 31.0
+    log.write("\rsweep:  50%|#  | 1/2 [01:01<01:01, 61.0s/run]")
+    assert out.getvalue().splitlines() == [
+        "training: 100%|###| 3/3 [01:57<00:00, 39.19s/arch]",
+        "sweep:  50%|#  | 1/2 [00:30<00:30, 30.0s/run]",
+        "sweep:  50%|#  | 1/2 [01:01<01:01, 61.0s/run]",
+    ]
+
+
+def test_a_bar_in_a_log_is_not_forced_to_redraw_within_the_log_interval():
+    """tqdm's monitor thread redraws a bar that was not drawn for ``maxinterval`` seconds
+    (10 by default): in a log that would be a line every 10 s, not every 30 s."""
+    bar = make_bar(4, "run", "sweep")
+    try:
+        assert bar.mininterval == bar.maxinterval == LOG_INTERVAL
+    finally:
+        bar.close()
 
 
 def test_a_bar_in_a_log_writes_its_start_and_its_end(capsys: pytest.CaptureFixture[str]):

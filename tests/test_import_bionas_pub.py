@@ -118,7 +118,7 @@ def test_cli_import_and_info(
     table = str(bionas_pub_dir / "mock_black_box")
     assert cli.main(["store", "import-bionas-pub", table, "--out", str(out), "--overwrite"]) == 0
     text = capsys.readouterr().out
-    assert "4,320/4,320 units" in text and "conv1d_f3_k14 / identity / sfc / dense_u10" in text
+    assert "4,320/4,320 trainings" in text and "conv1d_f3_k14 / identity / sfc / dense_u10" in text
     assert not [p for p in tmp_path.iterdir() if p.name != "cli.zarr"]  # old copy and temp removed
     folder = tmp_path / "not-a-store"
     folder.mkdir()

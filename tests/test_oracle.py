@@ -123,7 +123,8 @@ def test_epoch_queries(synthetic_store: Store) -> None:
     assert float(late.cost) == pytest.approx(10.0 + 4 + 1)
     per_id = oracle.query(np.array([4, 4]), epoch=np.array([1, 9]))
     assert per_id.loss[0] > per_id.loss[1]
-    with pytest.raises(OracleError, match="epochs 1..10"):
+    fix = r"epochs 1..10 \(a multi-fidelity controller: create it with max_epochs=10 or less\)"
+    with pytest.raises(OracleError, match=fix):
         oracle.query(4, epoch=11)
     with pytest.raises(OracleError, match="curve 'train_loss'"):
         BootstrapOracle(synthetic_store, loss_curve="train_loss").query(4, epoch=1)
@@ -212,7 +213,7 @@ def test_empty_store_and_empty_arch(tmp_path: Path) -> None:
         metrics=["val_loss"],
         knowledge_sets=["k"],
     )
-    with pytest.raises(StoreError, match="no completed units"):
+    with pytest.raises(StoreError, match="no completed trainings"):
         BootstrapOracle(store)
     store.write_unit(3, metrics={"val_loss": [0.1, 0.2]}, knowledge={"k": [1.0, 2.0]}, failed=[True, True])
     oracle = BootstrapOracle(store)

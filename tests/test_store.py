@@ -107,7 +107,7 @@ def test_half_written_unit_is_not_done(tmp_path: Path) -> None:
     reopened = Store.open(tmp_path / "s.zarr")
     assert not reopened.done[7].any()
     assert 7 in reopened.missing_units()
-    assert reopened.summary().units_done == 0
+    assert reopened.summary().trainings_done == 0
 
 
 def test_write_unit_bad_inputs(tmp_path: Path) -> None:
@@ -211,14 +211,14 @@ def test_validate_reports_bad_shape(tmp_path: Path) -> None:
 
 def test_summary(synthetic_store: Store) -> None:
     summary = synthetic_store.summary(lam=1.0, top=2)
-    assert summary.units_done == 216 * 5 and summary.completion == 1.0
-    assert summary.units_failed == int(synthetic_values()["failed"].sum())
+    assert summary.trainings_done == 216 * 5 and summary.completion == 1.0
+    assert summary.trainings_failed == int(synthetic_values()["failed"].sum())
     best_loss = summary.best["loss (val_loss)"]
     assert [b.arch for b in best_loss] == [0, 1]
     assert best_loss[0].value == pytest.approx(0.1 + 0.01 * 2)
     assert summary.best["knowledge (myc)"][0].arch == 215
-    assert summary.to_dict()["units_total"] == 1080
-    assert summary.units_chance == 0  # every synthetic val_loss is < 0.69
+    assert summary.to_dict()["trainings_total"] == 1080
+    assert summary.trainings_chance == 0  # every synthetic val_loss is < 0.69
     assert synthetic_store.summary(top=0).best == {}
     for bad in (-1, float("nan"), "1", True):  # the oracle's rule
         with pytest.raises(StoreError, match=r"lam must be a (finite )?number >= 0"):
@@ -236,8 +236,8 @@ def test_summary_counts_units_at_chance_level(synthetic_store: Store, monkeypatc
     loss = synthetic_values()["metrics"]["val_loss"]
     summary = synthetic_store.summary()
     expected = int((loss > 0.3).sum())
-    assert 0 < expected < loss.size and summary.units_chance == expected
-    assert f"at chance  {expected} done units with val_loss > 0.3" in render_summary(summary)
+    assert 0 < expected < loss.size and summary.trainings_chance == expected
+    assert f"at chance  {expected} done trainings with val_loss > 0.3" in render_summary(summary)
 
 
 def test_a_higher_is_better_metric_is_refused_as_the_loss(synthetic_store: Store) -> None:
@@ -278,9 +278,9 @@ def test_to_xarray(synthetic_store: Store) -> None:
 def test_cli_info_and_validate(synthetic_store_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["store", "info", str(synthetic_store_path), "--lam", "0.5", "--top", "2"]) == 0
     out = capsys.readouterr().out
-    assert "1,080/1,080 units" in out and "best by median objective (lam=0.5)" in out
+    assert "1,080/1,080 trainings" in out and "best by median objective (lam=0.5)" in out
     assert cli.main(["store", "info", str(synthetic_store_path), "--json"]) == 0
-    assert '"units_done": 1080' in capsys.readouterr().out
+    assert '"trainings_done": 1080' in capsys.readouterr().out
     assert cli.main(["store", "validate", str(synthetic_store_path)]) == 0
     assert "valid" in capsys.readouterr().out
     for flags, message in [
@@ -296,8 +296,8 @@ def test_cli_info_and_validate(synthetic_store_path: Path, capsys: pytest.Captur
 
 
 def test_choice_summary_known_numbers(synthetic_store: Store, tmp_path: Path, capsys) -> None:
-    """Per layer choice: medians over the done units of the architectures making it (checked
-    against the names of the architectures), at-chance counts, only done units, CLI and JSON."""
+    """Per layer choice: medians over the done trainings of the architectures making it (checked
+    against the names of the architectures), at-chance counts, only done trainings, CLI and JSON."""
     import json
 
     values = synthetic_values()
@@ -307,7 +307,8 @@ def test_choice_summary_known_numbers(synthetic_store: Store, tmp_path: Path, ca
     for index, layer in enumerate(synthetic_store.space.layers):
         for row in (r for r in rows if r.layer == layer.name):
             archs = [a for a in range(216) if names[a][index] == row.choice]
-            assert row.archs == len(archs) and row.units_done == 5 * len(archs) and row.units_chance == 0
+            assert row.archs == len(archs) and row.trainings_done == 5 * len(archs)
+            assert row.trainings_chance == 0
             assert row.median_loss == pytest.approx(np.median(values["metrics"]["val_loss"][archs]))
             assert row.median_knowledge == pytest.approx(np.median(values["knowledge"]["myc"][archs]))
     store = _small_store(tmp_path / "s.zarr")
@@ -315,10 +316,10 @@ def test_choice_summary_known_numbers(synthetic_store: Store, tmp_path: Path, ca
     store.write_unit(1, **_unit(2, loss=0.2), replicates=[0, 1])
     store.write_unit(40, **_unit(loss=0.3))  # conv1d_f3_k14
     first = {r.choice: r for r in store.choice_summary() if r.layer == "conv"}
-    assert (first["conv1d_f3_k8"].units_done, first["conv1d_f3_k8"].units_chance) == (5, 3)
+    assert (first["conv1d_f3_k8"].trainings_done, first["conv1d_f3_k8"].trainings_chance) == (5, 3)
     assert first["conv1d_f3_k8"].median_loss == pytest.approx(0.9)
-    assert (first["conv1d_f3_k14"].units_done, first["conv1d_f3_k14"].units_chance) == (3, 0)
-    assert first["regconv2d_f3_k8"].units_done == 0 and np.isnan(first["regconv2d_f3_k8"].median_loss)
+    assert (first["conv1d_f3_k14"].trainings_done, first["conv1d_f3_k14"].trainings_chance) == (3, 0)
+    assert first["regconv2d_f3_k8"].trainings_done == 0 and np.isnan(first["regconv2d_f3_k8"].median_loss)
     assert cli.main(["store", "info", str(tmp_path / "s.zarr"), "--by-choice"]) == 0
     text = capsys.readouterr().out
     assert "by layer choice" in text and re.search(r"conv\s+conv1d_f3_k8\s+36\s+5\s+60%\s+0\.9000", text)
@@ -328,8 +329,8 @@ def test_choice_summary_known_numbers(synthetic_store: Store, tmp_path: Path, ca
         "layer": "conv",
         "choice": "conv1d_f3_k8",
         "archs": 36,
-        "units_done": 5,
-        "units_chance": 3,
+        "trainings_done": 5,
+        "trainings_chance": 3,
         "median_loss": pytest.approx(0.9),
         "median_knowledge": pytest.approx(0.5),
     }
@@ -348,7 +349,7 @@ def test_cli_info_json_is_strict_json_for_an_empty_store(
         raise AssertionError(f"non-standard JSON constant {constant}")
 
     info = json.loads(capsys.readouterr().out, parse_constant=refuse)
-    assert info["units_done"] == 0 and info["metric_medians"] == {"val_loss": None, "train_seconds": None}
+    assert info["trainings_done"] == 0 and info["metric_medians"] == {"val_loss": None, "train_seconds": None}
 
 
 def test_cli_bad_inputs(

@@ -104,8 +104,10 @@ def test_dry_run_shows_what_is_left_and_writes_nothing(tiny_train_dataset: Path,
     argv = ["train", "--dataset", str(tiny_train_dataset), "--training", "smoke", "--out", str(out)]
     assert main([*argv, "--archs", "0-2", "--dry-run"]) == 0
     text = capsys.readouterr().out
-    assert "3 architecture(s) x replicates 0-1 = 6 replicate trainings, 2 of them done" in text
+    assert "3 architecture(s) x replicates 0-1 (all) = 6 replicate trainings, 2 of them done" in text
     assert "4 replicate trainings in 3 unit(s), one per architecture: 0-2" in text
+    assert main([*argv, "--archs", "0-2", "--replicates", "0-1", "--dry-run"]) == 0
+    assert "x replicates 0-1 = 6" in capsys.readouterr().out  # (all) only when no subset was asked
     assert main([*argv, "--archs", "0-1", "--replicates", "0", "--dry-run"]) == 0
     assert "to train   nothing" in capsys.readouterr().out
     assert _files(out) == before

@@ -132,7 +132,7 @@ def test_a_half_written_replicate_is_not_done_and_is_retrained(
     crashed = Store.open(out)
     assert crashed.done[5].tolist() == [True, False, False]
     assert np.isfinite(crashed.metric("val_loss")[5, 1:]).all()  # values written, yet not done
-    assert crashed.summary().units_done == 1
+    assert crashed.summary().trainings_done == 1
     np.testing.assert_array_equal(crashed.metric("val_loss")[5, 0], kept[0])
     resumed = run_farm("bionas-conv1d", tiny_train_dataset, smoke3, out, device="cpu", archs="5", threads=1)
     assert resumed.runs == 2 and Store.open(out).done[5].all()
@@ -177,11 +177,11 @@ def test_store_info_shows_partial_replicates_honestly(synthetic_store_factory, t
     summary = Store.open(tmp_path / "partial.zarr").summary()
     assert summary.replicate_counts == {3: 10, 2: 206}
     assert summary.replicates_complete == (0, 1)
-    assert summary.units_done == 216 * 2 + 10 and summary.archs_complete == 0
+    assert summary.trainings_done == 216 * 2 + 10 and summary.archs_complete == 0
     assert main(["store", "info", str(tmp_path / "partial.zarr")]) == 0
     out = capsys.readouterr().out
     assert "replicates 10 archs x 3 of 5, 206 archs x 2 of 5 done; replicates 0-1 done for every" in out
-    assert "442/1,080 units" in out
+    assert "442/1,080 trainings" in out
 
 
 def test_store_writes_reject_bad_replicates(synthetic_store_factory, tmp_path: Path):

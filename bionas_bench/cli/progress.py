@@ -9,29 +9,43 @@ most every :data:`LOG_INTERVAL` seconds, and its final state when it closes.
 
 from __future__ import annotations
 
+import math
 import re
 import sys
+import time
+from collections.abc import Callable
 from typing import IO, Any
 
 #: seconds between the lines of a bar written to a log (a terminal redraws ~10 times a second)
 LOG_INTERVAL = 30.0
 
 
+#: a redraw of the same count within this many seconds of the last line is not written
+#: (a bar's last update and its close, which differ only in the rate shown)
+REPEAT_WINDOW = 1.0
+
+
 class LogLines:
     """A text stream for tqdm that turns each redraw into one line of ``stream``: the
     carriage returns go, blank redraws (a bar erasing itself) are dropped, and a line
-    equal to the one before it is not written again."""
+    equal to the one before it -- or showing the same count (the text before the
+    ``[elapsed<remaining, rate]`` bracket) within :data:`REPEAT_WINDOW` seconds of it --
+    is not written again. ``clock``: seconds, for tests."""
 
-    def __init__(self, stream: IO[str]):
+    def __init__(self, stream: IO[str], clock: Callable[[], float] = time.monotonic):
         self.stream = stream
+        self.clock = clock
         self.last = ""
+        self.last_at = -math.inf
 
     def write(self, text: str) -> int:
         for piece in re.split(r"[\r\n]", text):
             line = piece.rstrip()
-            if line and line != self.last:
+            now = self.clock()
+            repeat = line.split(" [")[0] == self.last.split(" [")[0] and now - self.last_at < REPEAT_WINDOW
+            if line and line != self.last and not repeat:
                 self.stream.write(line + "\n")
-                self.last = line
+                self.last, self.last_at = line, now
         return len(text)
 
     def flush(self) -> None:
@@ -54,4 +68,12 @@ def make_bar(
     if stream is not None and stream.isatty():
         return tqdm(disable=quiet, file=stream, **common)
     log = LogLines(stream) if stream is not None else None
-    return tqdm(disable=quiet or log is None, file=log, mininterval=LOG_INTERVAL, ascii=True, **common)
+    # maxinterval too: tqdm's monitor thread otherwise forces a redraw every 10 s
+    return tqdm(
+        disable=quiet or log is None,
+        file=log,
+        mininterval=LOG_INTERVAL,
+        maxinterval=LOG_INTERVAL,
+        ascii=True,
+        **common,
+    )

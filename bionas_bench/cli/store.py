@@ -89,7 +89,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     info.add_argument(
         "--by-choice",
         action="store_true",
-        help="also a table per layer choice: units, share at chance, median loss and knowledge "
+        help="also a table per layer choice: trainings, share at chance, median loss and knowledge "
         "over the architectures that make it",
     )
     info.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -200,18 +200,18 @@ def render_choices(rows: list[ChoiceStats], loss: str | None, knowledge: str | N
 
     width = max(len(r.choice) for r in rows)
     lines = [
-        f"by layer choice (medians over done units; at chance: {loss} > {CHANCE_LOSS}):",
-        f"  {'layer':<8} {'choice':<{width}} {'archs':>5} {'units':>6} {'at chance':>9} "
+        f"by layer choice (medians over done trainings; at chance: {loss} > {CHANCE_LOSS}):",
+        f"  {'layer':<8} {'choice':<{width}} {'archs':>5} {'trainings':>9} {'at chance':>9} "
         f"{'loss':>7} {'K ' + (knowledge or ''):>9}",
     ]
     for r in rows:
         chance = (
             "-"
-            if r.units_chance is None or not r.units_done
-            else f"{100 * r.units_chance / r.units_done:.0f}%"
+            if r.trainings_chance is None or not r.trainings_done
+            else f"{100 * r.trainings_chance / r.trainings_done:.0f}%"
         )
         lines.append(
-            f"  {r.layer:<8} {r.choice:<{width}} {r.archs:>5} {r.units_done:>6} {chance:>9} "
+            f"  {r.layer:<8} {r.choice:<{width}} {r.archs:>5} {r.trainings_done:>9} {chance:>9} "
             f"{r.median_loss:>7.4f} {r.median_knowledge:>9.4f}"
         )
     return "\n".join(lines)
@@ -279,22 +279,22 @@ def render_summary(s: StoreSummary) -> str:
         f"space      {s.space} ({s.num_archs:,} architectures), {s.num_replicates} replicates",
         f"source     {s.source}"
         + (": " + ", ".join(f"{k} {v}" for k, v in s.made_from.items()) if s.made_from else ""),
-        f"completion {s.units_done:,}/{s.units_total:,} units ({100 * s.completion:.1f}%), "
+        f"completion {s.trainings_done:,}/{s.trainings_total:,} trainings ({100 * s.completion:.1f}%), "
         f"{s.archs_complete:,} architectures complete, {s.archs_empty:,} empty",
         f"replicates {_replicate_line(s)}",
-        f"failures   {s.units_failed} done unit{'' if s.units_failed == 1 else 's'} failed"
-        + (f" ({100 * s.units_failed / s.units_done:.1f}%)" if s.units_done else ""),
+        f"failures   {s.trainings_failed} done training{'' if s.trainings_failed == 1 else 's'} failed"
+        + (f" ({100 * s.trainings_failed / s.trainings_done:.1f}%)" if s.trainings_done else ""),
         *(
             []
-            if s.units_chance is None
+            if s.trainings_chance is None
             else [
-                f"at chance  {s.units_chance} done unit{'' if s.units_chance == 1 else 's'} with "
+                f"at chance  {s.trainings_chance} done training{'' if s.trainings_chance == 1 else 's'} with "
                 f"{s.loss} > {CHANCE_LOSS}"
-                + (f" ({100 * s.units_chance / s.units_done:.1f}%)" if s.units_done else "")
+                + (f" ({100 * s.trainings_chance / s.trainings_done:.1f}%)" if s.trainings_done else "")
                 + f"; a constant guess on balanced labels scores ln 2 = {math.log(2):.4f}"
             ]
         ),
-        "medians over done units:",
+        "medians over done trainings:",
     ]
     for name, value in {
         **s.metric_medians,

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from bionas_bench.cli import HelpFormatter, add_quiet_option
+from bionas_bench.manifests import available
 from bionas_bench.space import get_space
 
 
@@ -24,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "examples:\n"
             "  bionas-bench train --space bionas-conv1d --dataset myc-single --training smoke "
             "--out runs/smoke.zarr --archs 0-5\n"
+            "  # the `default` manifest (100 epochs, 20 replicates) over all 216 architectures of\n"
+            "  # myc-single is a GPU job: ~20 CPU-hours on a 2-core CPU\n"
             "  # 5 of the manifest's replicates now, the rest later (only the missing ones train)\n"
             "  bionas-bench train --dataset myc-single --out runs/s.zarr --replicates 0-4\n"
             "  bionas-bench train --dataset myc-single --out runs/s.zarr\n"
@@ -34,11 +37,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=HelpFormatter,
     )
     parser.add_argument(
-        "--space", default="bionas-conv1d", help="space name or manifest path (default: %(default)s)"
+        "--space",
+        default="bionas-conv1d",
+        help=f"space name ({', '.join(available('spaces'))}) or manifest path (default: %(default)s)",
     )
-    parser.add_argument("--dataset", required=True, help="dataset name or manifest path (e.g. myc-single)")
     parser.add_argument(
-        "--training", default="default", help="training manifest name or path (default: default)"
+        "--dataset", required=True, help=f"dataset name ({', '.join(available('datasets'))}) or manifest path"
+    )
+    parser.add_argument(
+        "--training",
+        default="default",
+        help=f"training manifest name ({', '.join(available('training'))}) or path (default: default)",
     )
     parser.add_argument("--out", required=True, help="store directory (created, or resumed)")
     parser.add_argument(
@@ -126,10 +135,11 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for b in bar:
             b.close()
+    asked = format_ids(report.replicates) + (" (all)" if args.replicates is None else "")
     print(
         f"store {report.store}: trained {len(report.trained)} architecture(s), "
         f"{report.skipped} already done, on {report.device} "
-        f"({report.runs} replicate(s) trained; replicates {format_ids(report.replicates)} asked for)"
+        f"({report.runs} replicate(s) trained; replicates {asked} asked for)"
     )
     if unbuildable:
         first = unbuildable[0]
@@ -163,7 +173,8 @@ def dry_run(args: argparse.Namespace, archs: object) -> int:
     print(f"training   {plan.config.name}: {plan.config.description}")
     print(f"store      {plan.store} ({state})")
     print(
-        f"asked      {len(plan.archs):,} architecture(s) x replicates {format_ids(plan.replicates)} "
+        f"asked      {len(plan.archs):,} architecture(s) x replicates {format_ids(plan.replicates)}"
+        f"{' (all)' if args.replicates is None else ''} "
         f"= {plan.asked:,} replicate trainings, {plan.asked - plan.runs:,} of them done"
     )
     if not plan.units:
