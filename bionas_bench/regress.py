@@ -546,10 +546,35 @@ class CheckReport:
         )
 
     def table(self) -> pd.DataFrame:
-        """The comparison table: cell, metric, baseline, now, effect size, adjusted p, verdict."""
-        columns = ["cell", "metric", "baseline", "now", "delta", "effect", "mde", "p", "p_adj", "verdict"]
+        """The comparison table: cell, its lambda, metric, baseline, now, effect size, adjusted
+        p, verdict."""
+        columns = [
+            "cell",
+            "lam",
+            "metric",
+            "baseline",
+            "now",
+            "delta",
+            "effect",
+            "mde",
+            "p",
+            "p_adj",
+            "verdict",
+        ]
         rows = [
-            (c.cell, c.metric, c.base_mean, c.now_mean, c.delta, c.effect, c.mde, c.p, c.p_adj, c.verdict)
+            (
+                c.cell,
+                c.lam,
+                c.metric,
+                c.base_mean,
+                c.now_mean,
+                c.delta,
+                c.effect,
+                c.mde,
+                c.p,
+                c.p_adj,
+                c.verdict,
+            )
             for c in self.comparisons
         ]
         return pd.DataFrame(rows, columns=columns)  # the columns also when nothing was compared

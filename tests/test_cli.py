@@ -135,6 +135,23 @@ def test_an_unknown_argument_shows_the_usage_of_the_command_as_typed(capsys):
 
 
 @pytest.mark.parametrize(
+    ("argv", "listed", "kind"),
+    [([], ["demo", "train", "sweep", "regress"], "COMMAND"), (["store"], ["info", "compare"], "SUBCOMMAND")],
+)
+def test_a_missing_command_shows_the_commands(capsys, argv, listed, kind):
+    """`bionas-bench` (or a group) alone: its help with the command list, then the error."""
+    from bionas_bench.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: bionas-bench {' '.join(argv)}".rstrip() + " ")
+    assert all(f"\n    {name} " in err for name in listed), err
+    assert err.rstrip().endswith(f"error: choose one of the {kind}s above")
+
+
+@pytest.mark.parametrize(
     ("function", "kwargs"),
     [
         ("plan_farm", {"threads": 0}),

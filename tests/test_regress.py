@@ -213,6 +213,7 @@ def test_unchanged_controller_passes_exact(setup, toy):
     table = report.table()
     assert list(table.columns) == [
         "cell",
+        "lam",
         "metric",
         "baseline",
         "now",
@@ -224,6 +225,7 @@ def test_unchanged_controller_passes_exact(setup, toy):
         "verdict",
     ]
     assert report.tests == 2 * len(GATED_METRICS)
+    assert sorted(set(table["lam"])) == sorted(load_sweep_config(config).lambdas)
     assert set(table["verdict"]) == {"ok", "info"}
     assert (table["delta"] == 0).all()
 

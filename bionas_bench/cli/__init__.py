@@ -201,10 +201,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     as typed, so that its usage lines come with the error (argparse's top-level parser
     would print the top-level usage)."""
     parser = build_parser()
+    _help_without_a_command(parser, sys.argv[1:] if argv is None else argv)
     args, extras = parser.parse_known_args(argv)
     if extras:
         _chosen_parser(parser, args).error(f"unrecognized arguments: {' '.join(extras)}")
     return args
+
+
+def _help_without_a_command(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """``bionas-bench`` or a group (``bionas-bench store``) without its command: its help,
+    which lists the commands, then the error (argparse alone prints only the error)."""
+    for position in range(len(argv) + 1):
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            return
+        if position == len(argv):
+            parser.print_help(sys.stderr)
+            parser.exit(EXIT_BAD_INPUT, f"{parser.prog}: error: choose one of the {subs[0].metavar}s above\n")
+        if argv[position] not in subs[0].choices:
+            return  # an option, or a name argparse refuses with its own message
+        parser = subs[0].choices[argv[position]]
 
 
 def _chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:

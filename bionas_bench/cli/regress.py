@@ -227,12 +227,25 @@ def render_check(report, all_metrics: bool = False) -> str:
     table = report.table()
     if not all_metrics:
         table = table[table["verdict"] != "info"]
-    header = ("cell", "metric", "baseline", "now", "delta", "P(worse)", "mde", "p", "p_adj", "verdict")
+    header = (
+        "cell",
+        "lambda",
+        "metric",
+        "baseline",
+        "now",
+        "delta",
+        "P(worse)",
+        "mde",
+        "p",
+        "p_adj",
+        "verdict",
+    )
     rows = [header]
     for r in table.itertuples(index=False):
         rows.append(
             (
                 r.cell,
+                f"{r.lam:g}",
                 r.metric,
                 _num(r.baseline),
                 _num(r.now),
