@@ -425,18 +425,24 @@ def test_threads_do_not_change_results(space):
 
 
 def _listed_hyper_parameters(out: str, name: str) -> str:
-    """The hyper-parameter line under ``name`` in ``controllers list`` output."""
+    """The hyper-parameter lines under ``name`` in ``controllers list`` output, joined."""
     lines = out.splitlines()
     row = next(i for i, line in enumerate(lines) if line.split()[:1] == [name])
-    return lines[row + 1]
+    end = next((i for i in range(row + 1, len(lines)) if not lines[i].startswith(" ")), len(lines))
+    return " ".join(line.strip() for line in lines[row + 1 : end])
 
 
-def test_cli_says_what_variant_flags_left_at_none_stand_for(capsys):
-    """ppo's ``minibatch=None`` is the variant's "bootstrap", not the "none" order of reinforce."""
+def test_cli_says_what_variant_flags_left_at_none_stand_for(capsys, monkeypatch):
+    """ppo's ``minibatch=None`` is the variant's "bootstrap", not the "none" order of reinforce;
+    the hyper-parameters are wrapped to the terminal without splitting one of them."""
     from bionas_bench.cli import main
 
+    monkeypatch.setenv("COLUMNS", "80")
     assert main(["controllers", "list"]) == 0
     out = capsys.readouterr().out
+    params = [line for line in out.splitlines() if line.startswith(" ")]
+    assert len(params) > 2 * len(bb.controllers.list())  # wrapped
+    assert all(len(line) <= 80 and line.count("(") == line.count(")") for line in params), params
     ppo, reinforce = _listed_hyper_parameters(out, "ppo"), _listed_hyper_parameters(out, "reinforce")
     assert "minibatch=None (in effect 'bootstrap')," in ppo
     assert "feed=None (in effect 'probs')," in ppo

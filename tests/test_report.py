@@ -455,6 +455,9 @@ def test_figures_fit_their_labels_and_tick_whole_episodes(toy_report):
             lo, hi = ax.get_xlim()
             ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
             assert ticks and all(float(t).is_integer() for t in ticks), (name, ticks)
+    per_step = drawn["fig2cd_per_step.png"].axes
+    for row in (per_step[:2], per_step[2:]):  # loss, knowledge: one y scale across the lambdas
+        assert row[0].get_ylim() == row[1].get_ylim() and row[0].get_ylabel() and not row[1].get_ylabel()
     titles = [fig.get_suptitle() for fig in drawn.values()]
     titles += [ax.get_title() for ax in drawn["policy_toy-policy.png"].axes]
     assert "Choice probabilities of toy-policy per layer" in titles

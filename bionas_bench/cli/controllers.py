@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import shutil
 from typing import TYPE_CHECKING, Any
 
 from bionas_bench.cli import HelpFormatter
@@ -97,15 +98,32 @@ def run_list(args: argparse.Namespace) -> int:
         except BionasError as exc:
             rows.append((name, "?", f"(invalid defaults: {exc})", ""))
             continue
-        params = ", ".join(f"{n}={d}" for n, _, d in defaults(cls)) or "-"
+        params = [f"{n}={d}" for n, _, d in defaults(cls)] or ["-"]
         rows.append((name, "epochs" if cls.uses_fidelity else "-", summary(cls), params))
     width = max(len(r[0]) for r in rows) if rows else 4
+    indent = " " * (width + 14)
+    columns = max(60, shutil.get_terminal_size((100, 24)).columns)  # 100 in a pipe
     print(f"{'name':<{width}}  fidelity  description")
     for name, fidelity, description, params in rows:
         print(f"{name:<{width}}  {fidelity:<8}  {description}")
         if params:
-            print(f"{'':<{width}}  {'':<8}    hyper-parameters: {params}")
+            print("\n".join(_wrap_items(["hyper-parameters:", *params], indent, columns)))
     return 0
+
+
+def _wrap_items(items: list[str], indent: str, columns: int) -> list[str]:
+    """``items`` joined by ", " into lines of at most ``columns`` characters (an item longer
+    than a line gets one of its own), never breaking inside an item such as
+    ``feed=None (in effect 'probs')``; later lines indented two more."""
+    lines, line = [], indent + items[0]
+    for k, item in enumerate(items[1:]):
+        piece = item if k == 0 else ", " + item  # no comma after the "hyper-parameters:" label
+        if len(line) + len(piece) > columns and line.strip():
+            lines.append(line + ("," if k else ""))
+            line = indent + "  " + item
+        else:
+            line += (" " if k == 0 else "") + piece
+    return [*lines, line]
 
 
 def run_show(args: argparse.Namespace) -> int:

@@ -99,14 +99,20 @@ def _episode_axis(ax: plt.Axes) -> None:
 
 
 def per_step_grid(table: pd.DataFrame, title: str, path: Path, labels: list[str]) -> Path:
-    """Rows: loss, knowledge; columns: smallest and largest lambda; mean with 95% band."""
+    """Rows: loss, knowledge; columns: smallest and largest lambda; mean with 95% band. The
+    panels of a row share their y axis, so the two lambdas compare at a glance."""
     lambdas = sorted(table["lam"].unique())
     fields = [
         ("loss", "validation loss (BCE, nats)"),
         ("knowledge", "knowledge dissimilarity K\n(KL, nats per motif position)"),
     ]
     fig, axes = plt.subplots(
-        len(fields), len(lambdas), figsize=(5.2 * len(lambdas), 6.4), squeeze=False, layout="constrained"
+        len(fields),
+        len(lambdas),
+        figsize=(5.2 * len(lambdas), 6.4),
+        squeeze=False,
+        layout="constrained",
+        sharey="row",
     )
     colour = colours(labels)
     for r, (field, ylabel) in enumerate(fields):
@@ -124,7 +130,8 @@ def per_step_grid(table: pd.DataFrame, title: str, path: Path, labels: list[str]
                 )
             ax.set_title(f"{field} at λ = {lam:g}")
             _episode_axis(ax)
-            ax.set_ylabel(ylabel)
+            if c == 0:
+                ax.set_ylabel(ylabel)
             ax.grid(True, alpha=0.3)
     axes[0][0].legend(title="mean ± t SD/√n (95%)", fontsize=8)
     fig.suptitle(title)
