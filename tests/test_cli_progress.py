@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import pytest
 
 from bionas_bench.cli import main
-from bionas_bench.cli.progress import LOG_INTERVAL, LogLines, make_bar
+from bionas_bench.cli.progress import LOG_INTERVAL, LogLines, make_bar, skip_ahead
 
 
 def test_log_lines_turn_redraws_into_lines():
@@ -62,6 +63,21 @@ def test_a_bar_in_a_log_writes_its_start_and_its_end(capsys: pytest.CaptureFixtu
     assert len(lines) == 2, lines
     assert lines[0].startswith("sweep:   0%") and "0/4" in lines[0]
     assert lines[1].startswith("sweep: 100%") and "4/4" in lines[1]
+
+
+def test_runs_done_before_count_but_not_in_the_rate(capsys: pytest.CaptureFixture[str]):
+    """A resumed sweep: 1,000 runs done before, then one run in ~50 ms. The bar stands at
+    1,001 and its rate is that one run's (~20 runs/s), not 1,001 runs in a few ms."""
+    bar = make_bar(1010, "run", "sweep")
+    skip_ahead(bar, 1000, "cell__lam00 (done before)")
+    time.sleep(0.05)
+    bar.update(1)
+    state = bar.format_dict
+    bar.close()
+    assert state["n"] == 1001 and state["initial"] == 1000
+    shown = state["rate"] or (state["n"] - state["initial"]) / state["elapsed"]  # as tqdm's meter
+    assert 0 < shown < 30, shown
+    assert "1001/1010" in capsys.readouterr().err
 
 
 def test_quiet_bar_writes_nothing(capsys: pytest.CaptureFixture[str]):

@@ -99,8 +99,8 @@ def test_the_first_compilation_is_explained_before_the_bar(monkeypatch, capsys):
     demo_config, regress_config = load_sweep_config("demo"), load_sweep_config("regress")
     prepare_compiled_update(demo_config, "local", quiet=False)
     err = capsys.readouterr().err
-    assert calls == [1] and "compiling the policy-gradient controllers' update" in err
-    assert "compiled in 2 s" in err or "compiled in 1 s" in err
+    assert calls == [1] and "preparing the policy-gradient controllers' compiled update" in err
+    assert "ready in 2 s" in err or "ready in 1 s" in err
     prepare_compiled_update(demo_config, "sync", quiet=True)  # prepared, nothing said
     prepare_compiled_update(demo_config, "tcp://host:8786", quiet=False)  # the workers' job
     prepare_compiled_update(regress_config, "local", quiet=False)  # no policy-gradient controller

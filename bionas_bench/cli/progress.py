@@ -77,3 +77,14 @@ def make_bar(
         ascii=True,
         **common,
     )
+
+
+def skip_ahead(bar: Any, count: int, postfix: str) -> None:
+    """Count ``count`` items done before this run (a resumed sweep's finished cells) without
+    counting them in the bar's rate and remaining time: as if the bar had started there
+    (tqdm's ``initial``), instead of one update of thousands of items in a millisecond."""
+    bar.n += count
+    bar.last_print_n += count
+    bar.initial += count
+    bar.set_postfix_str(postfix, refresh=False)
+    bar.refresh()

@@ -91,7 +91,7 @@ def progress_bar(
     event, once its checks have passed, so bad input fails with its one line and no bar;
     the compiled controller update is prepared at that moment too
     (:func:`prepare_compiled_update`)."""
-    from bionas_bench.cli.progress import make_bar
+    from bionas_bench.cli.progress import make_bar, skip_ahead
 
     bars = []
 
@@ -100,8 +100,10 @@ def progress_bar(
             prepare_compiled_update(config, scheduler, quiet)
             total = len(config.cells()) * config.runs
             bars.append(make_bar(total, "run", config.name, quiet))
-        if event.done:
-            bars[0].set_postfix_str(event.key + (" (done before)" if event.skipped else ""), refresh=False)
+        if event.done and event.skipped:
+            skip_ahead(bars[0], event.runs, event.key + " (done before)")
+        elif event.done:
+            bars[0].set_postfix_str(event.key, refresh=False)
             bars[0].update(event.runs)
 
     try:
@@ -132,8 +134,8 @@ def prepare_compiled_update(config: SweepConfig, scheduler: str | None, quiet: b
     def notice() -> None:
         said.append(time.perf_counter())
         print(
-            "compiling the policy-gradient controllers' update (numba, on the first use after "
-            "installing; cached for later runs) ...",
+            "preparing the policy-gradient controllers' compiled update (numba compiles it on the "
+            "first use after installing, ~20 s; later runs load it from its cache) ...",
             file=sys.stderr,
             flush=True,
         )
@@ -147,7 +149,7 @@ def prepare_compiled_update(config: SweepConfig, scheduler: str | None, quiet: b
     finally:
         timer.cancel()
     if said:
-        print(f"... compiled in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+        print(f"... ready in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:

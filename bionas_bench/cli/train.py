@@ -113,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
         if args.quiet:
             return
         if event.done == 0:
-            bar.append(make_bar(event.total, "arch", "training"))
+            if event.total:  # nothing left to train: no bar (the summary line says so)
+                bar.append(make_bar(event.total, "arch", "training"))
             return
         bar[0].set_postfix(arch=event.arch_id, failed=event.failed, refresh=False)
         bar[0].update(1)
