@@ -118,6 +118,7 @@ def test_cli_table_json_and_bad_input(tmp_path, synthetic_store_path, capsys):
     path = str(synthetic_store_path)
     assert main(["store", "compare", path, path]) == 0
     out = capsys.readouterr().out
+    assert out.startswith(f"A  {path} (all done replicates)\n")
     assert "loss       val_loss                 216     1.000" in out
     assert "knowledge  myc" in out
     argv = ["store", "compare", path, path, "--knowledge", "myc", "--knowledge-b", "myc_masked", "--json"]
@@ -149,7 +150,9 @@ def test_replicate_subsets_form_the_medians(tmp_path, synthetic_store, base):
 def test_cli_replicate_options(synthetic_store_path, capsys):
     path = str(synthetic_store_path)
     assert main(["store", "compare", path, path, "--replicates-a", "0", "--replicates-b", "1-4"]) == 0
-    assert "val_loss                 216     1.000" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "val_loss                 216     1.000" in out
+    assert f"A  {path} (replicates 0)\nB  {path} (replicates 1-4)\n" in out  # the header says which
     assert main(["store", "compare", path, path, "--replicates-b", "7"]) == 2
     err = capsys.readouterr().err
     assert "--replicates-b" in err and "has 5 replicates" in err

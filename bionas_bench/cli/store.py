@@ -246,8 +246,19 @@ def run_compare(args: argparse.Namespace) -> int:
     if args.json:
         print(_strict_json([r.to_dict() for r in rows]))
         return 0
-    print(render_agreement(a.location, b.location, rows))
+    print(
+        render_agreement(
+            a.location + _subset_text(args.replicates_a),
+            b.location + _subset_text(args.replicates_b),
+            rows,
+        )
+    )
     return 0
+
+
+def _subset_text(replicates: str | None) -> str:
+    """How a store's side of a comparison is restricted, for its header line."""
+    return f" (replicates {replicates})" if replicates else " (all done replicates)"
 
 
 def _strict_json(value: object) -> str:
