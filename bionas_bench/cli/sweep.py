@@ -94,16 +94,21 @@ def progress_bar(
     from bionas_bench.cli.progress import make_bar, skip_ahead
 
     bars = []
+    eta = RemainingTime(config)
 
     def progress(event: TaskProgress) -> None:
         if not bars:
             prepare_compiled_update(config, scheduler, quiet)
             total = len(config.cells()) * config.runs
-            bars.append(make_bar(total, "run", config.name, quiet))
-        if event.done and event.skipped:
+            bars.append(make_bar(total, "run", config.name, quiet, bar_format=BAR_FORMAT))
+            eta.start()
+        if not event.done:
+            return
+        eta.add(event)
+        if event.skipped:
             skip_ahead(bars[0], event.runs, event.key + " (done before)")
-        elif event.done:
-            bars[0].set_postfix_str(event.key, refresh=False)
+        else:
+            bars[0].set_postfix_str(f"{event.key}, {eta.text()}", refresh=False)
             bars[0].update(event.runs)
 
     try:
@@ -111,6 +116,57 @@ def progress_bar(
     finally:
         for bar in bars:
             bar.close()
+
+
+#: the sweep's bar: tqdm's own remaining time (from the run rate) left out, see RemainingTime
+BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
+
+
+class RemainingTime:
+    """The time a sweep has left, from what each controller's runs cost so far.
+
+    A run of ``ppo`` costs hundreds of times one of ``random``, and the cells run one
+    controller after another, so a rate over runs (tqdm's estimate) was off by 2-4x: while
+    ``ppo`` ran it priced ``random``'s runs at ``ppo``'s cost. Here each controller's runs
+    left are priced at that controller's seconds per run so far, divided by the
+    parallelism seen so far (seconds of work done per second of wall time); until every
+    controller with runs left has finished a task, there is no estimate.
+    """
+
+    def __init__(self, config: SweepConfig):
+        self.left = {spec.label: len(config.lambdas) * config.runs for spec in config.controllers}
+        self.runs = dict.fromkeys(self.left, 0)
+        self.seconds = dict.fromkeys(self.left, 0.0)
+        self.began = time.perf_counter()
+
+    def start(self) -> None:
+        self.began = time.perf_counter()
+
+    def add(self, event: TaskProgress) -> None:
+        label = event.key.rsplit("__lam", 1)[0]
+        self.left[label] -= event.runs
+        if not event.skipped:
+            self.runs[label] += event.runs
+            self.seconds[label] += event.seconds
+
+    def estimate(self, now: float | None = None) -> float | None:
+        """Seconds left, or None while a controller with runs left has no finished task."""
+        if any(left > 0 and not self.runs[label] for label, left in self.left.items()):
+            return None
+        wall = (time.perf_counter() if now is None else now) - self.began
+        work = sum(self.seconds.values())
+        if wall <= 0 or work <= 0:
+            return None
+        per_run = {label: self.seconds[label] / self.runs[label] for label in self.left if self.runs[label]}
+        todo = sum(left * per_run[label] for label, left in self.left.items() if left > 0)
+        return todo / (work / wall)
+
+    def text(self) -> str:
+        left = self.estimate()
+        if left is None:
+            return "left: estimating"
+        minutes, seconds = divmod(round(left), 60)
+        return f"left ~{minutes}:{seconds:02d}"
 
 
 def prepare_compiled_update(config: SweepConfig, scheduler: str | None, quiet: bool) -> None:
