@@ -112,17 +112,17 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def _wrap_items(items: list[str], indent: str, columns: int) -> list[str]:
-    """``items`` joined by ", " into lines of at most ``columns`` characters (an item longer
-    than a line gets one of its own), never breaking inside an item such as
-    ``feed=None (in effect 'probs')``; later lines indented two more."""
+    """``items[0]`` (a label) and the other items joined by ", " into lines of at most
+    ``columns`` characters (an item longer than a line gets one of its own), never breaking
+    inside an item such as ``feed=None (in effect 'probs')``; later lines indented two more."""
     lines, line = [], indent + items[0]
     for k, item in enumerate(items[1:]):
-        piece = item if k == 0 else ", " + item  # no comma after the "hyper-parameters:" label
-        if len(line) + len(piece) > columns and line.strip():
+        sep = " " if k == 0 else ", "  # no comma after the label
+        if len(line) + len(sep) + len(item) > columns - 1 and line.strip():  # room for a ","
             lines.append(line + ("," if k else ""))
             line = indent + "  " + item
         else:
-            line += (" " if k == 0 else "") + piece
+            line += sep + item
     return [*lines, line]
 
 
