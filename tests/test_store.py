@@ -636,7 +636,7 @@ params = { units = 3, activation = "relu" }
 """
 
 
-def test_knowledge_of_an_architecture_without_filters_may_be_nan(tmp_path: Path, capsys) -> None:
+def test_knowledge_of_an_architecture_without_filters_may_be_nan(tmp_path: Path) -> None:
     """Knowledge is scored on first-layer filters: an architecture without any has NaN
     knowledge (and no chunk) when it trained; one with filters must have a finite value."""
     (tmp_path / "space.toml").write_text(SPACE_WITH_IDENTITY)
