@@ -18,7 +18,8 @@ Mapping:
 * ``done`` = True everywhere; the precomputed ``reward`` column (lambda = 1) is ignored.
 
 The store is written to a temporary directory beside ``out`` and renamed into place at
-the end, so an interrupted import leaves nothing behind.
+the end, so an interrupted import leaves nothing behind (a killed one leaves its temporary
+directory, which the next import to ``out`` removes).
 """
 
 from __future__ import annotations
@@ -27,9 +28,12 @@ import ast
 import csv
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,8 +41,15 @@ from typing import Any
 import numpy as np
 
 from bionas_bench.errors import StoreError
+from bionas_bench.locks import folder_lock
 from bionas_bench.space import ModelSpace, get_space
-from bionas_bench.store import CHANCE_LOSS, Store, check_new_store_path, default_provenance
+from bionas_bench.store import (
+    CHANCE_LOSS,
+    Store,
+    check_new_store_path,
+    default_provenance,
+    settle_writes,
+)
 
 ORIGINAL_REPOSITORY = "zj-zhang/BioNAS-pub"
 NUM_REPLICATES = 20
@@ -95,34 +106,85 @@ def find_mock_black_box(path: str | Path) -> Path:
 
 
 def import_bionas_pub(directory: str | Path, out: str | Path, *, overwrite: bool = False) -> Store:
-    """Convert the original BioNAS 20-replicate table into a store at ``out``; return it opened."""
+    """Convert the original BioNAS 20-replicate table into a store at ``out``; return it opened.
+
+    The store is written to a temporary folder beside ``out`` and renamed into place,
+    while a lock file beside ``out`` (``.<name>.lock``) is held: a second import to the
+    same ``out`` is refused while one runs, so the temporary folders an earlier, killed
+    import left there (``.<name>.<random>.tmp``) are removed.
+    """
     table_dir = find_mock_black_box(directory)
     out = Path(out)
     check_new_store_path(out, overwrite)
     space = get_space("bionas-conv1d")
     table = _read_table(table_dir, space)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        store = Store.create(
-            tmp / "store.zarr",
-            space=space,
-            num_replicates=NUM_REPLICATES,
-            metrics=["val_loss", "accuracy"],
-            knowledge_sets=[KNOWLEDGE_SET],
-            attrs=_attrs(table_dir, table),
-        )
-        store.write_block(
-            metrics={"val_loss": table.loss, "accuracy": table.accuracy},
-            knowledge={KNOWLEDGE_SET: table.knowledge},
-            failed=table.loss > FAILED_LOSS,
-            done=np.ones_like(table.loss, dtype=bool),
-        )
-        store.pack(refresh=False)
-        _replace(tmp / "store.zarr", out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    lock = out.parent / f".{out.name}.lock"
+    busy = (
+        f"another import is writing {_braced(out)} (process {{owner}}); wait for it to end, or delete "
+        f"{_braced(lock)} if none runs"
+    )
+    with folder_lock(lock, StoreError, busy):
+        check_new_store_path(out, overwrite)  # again: an import that held the lock may have written it
+        _remove_stale_temporaries(out)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        try:
+            _write_store(tmp / "store.zarr", space, table_dir, table)
+            _replace(tmp / "store.zarr", out)
+        finally:
+            _remove_temporary(tmp)
     return Store.open(out)
+
+
+def _braced(path: Path) -> str:
+    """``path`` as text for a message that ``str.format`` fills in later (braces doubled)."""
+    return str(path).replace("{", "{{").replace("}", "}}")
+
+
+def _write_store(path: Path, space: ModelSpace, table_dir: Path, table: _Table) -> None:
+    """Write the parsed table as a complete, packed store at ``path``."""
+    store = Store.create(
+        path,
+        space=space,
+        num_replicates=NUM_REPLICATES,
+        metrics=["val_loss", "accuracy"],
+        knowledge_sets=[KNOWLEDGE_SET],
+        attrs=_attrs(table_dir, table),
+    )
+    store.write_block(
+        metrics={"val_loss": table.loss, "accuracy": table.accuracy},
+        knowledge={KNOWLEDGE_SET: table.knowledge},
+        failed=table.loss > FAILED_LOSS,
+        done=np.ones_like(table.loss, dtype=bool),
+    )
+    store.pack(refresh=False)
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Remove the temporary folders of imports to ``out`` that were killed (SIGKILL, a second
+    Ctrl-C during the clean-up). Only an import holding ``out``'s lock writes them, so while
+    this one holds it, every one there is stale. The random part of a name holds no dot,
+    so ``.a.zarr.x.RANDOM.tmp`` (an import to ``a.zarr.x``) is not one of ``a.zarr``'s."""
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.[^.]+\.tmp")
+    for entry in out.parent.iterdir():
+        if pattern.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
+            _remove_temporary(entry)
+
+
+def _remove_temporary(tmp: Path) -> None:
+    """Remove the temporary folder ``tmp`` once zarr has stopped writing to it.
+
+    A Ctrl-C stops this thread's wait for zarr's I/O thread, not the writes in flight
+    there; removed at once, the folder came back with the chunks written after (2 of 8
+    interrupted imports left one). So wait for them first, then remove it, retrying
+    while a write that outlasted the wait brings it back.
+    """
+    for _ in range(3):
+        settle_writes()
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not tmp.exists():
+            return
+        time.sleep(0.1)
 
 
 def _replace(src: Path, dst: Path) -> None:
@@ -133,7 +195,11 @@ def _replace(src: Path, dst: Path) -> None:
     old = dst.with_name(f".{dst.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     os.replace(dst, old)
-    os.replace(src, dst)
+    try:
+        os.replace(src, dst)
+    except BaseException:  # a Ctrl-C between the two renames: the old store goes back
+        os.replace(old, dst)
+        raise
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -148,7 +214,7 @@ def _read_table(table_dir: Path, space: ModelSpace) -> _Table:
             raise StoreError(f"missing {path}: the original table has 20 replicate folders tmp_1..tmp_20")
         raw = path.read_bytes()
         digests[f"tmp_{r + 1}"] = hashlib.sha256(raw).hexdigest()
-        for line_no, row in enumerate(csv.reader(raw.decode("utf-8").splitlines()), start=1):
+        for line_no, row in enumerate(csv.reader(_text(raw, path).splitlines()), start=1):
             if not row:
                 continue
             where = f"{path} line {line_no}"
@@ -163,25 +229,62 @@ def _read_table(table_dir: Path, space: ModelSpace) -> _Table:
     return _Table(loss=loss, accuracy=acc, knowledge=know, csv_sha256=digests)
 
 
+def _text(raw: bytes, path: Path) -> str:
+    """A table file's bytes as text: the original CSV files are UTF-8."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise StoreError(
+            f"{path} is not UTF-8 text (byte {exc.start} cannot be decoded); the original table's CSV "
+            "files are UTF-8: restore it from the shared bionas_pub folder"
+        ) from None
+
+
 def _parse_row(row: list[str], where: str, space: ModelSpace) -> tuple[int, tuple[float, float, float]]:
     """One CSV row -> (arch id, (accuracy, knowledge, loss)), layers checked against the space."""
     if len(row) != 3 + space.num_layers:
         raise StoreError(f"{where}: expected {3 + space.num_layers} columns, got {len(row)}")
-    try:
-        arch = int(row[0]) - 1
-        values = ast.literal_eval(row[1])
-        triple = tuple(float(v) for v in values)
-    except (ValueError, SyntaxError, TypeError) as exc:
-        raise StoreError(f"{where}: cannot parse trial_id / metric list {row[:2]}: {exc}") from None
-    if not 0 <= arch < space.size or len(triple) != 3:
-        raise StoreError(f"{where}: trial_id {row[0]} or metric list {row[1]!r} is out of shape")
+    arch = _trial_id(row[0], where, space)
+    triple = _metric_list(row[1], where)
     digits = space.decode(arch)
     for layer_index, text in enumerate(row[3:]):
         key = (space.manifest_sha256, layer_index, digits[layer_index], text)
         if key not in _CHECKED:
             _check_layer(text, space, arch, layer_index, where)
             _CHECKED.add(key)
-    return arch, triple  # type: ignore[return-value]
+    return arch, triple
+
+
+def _trial_id(text: str, where: str, space: ModelSpace) -> int:
+    """The architecture id of a row's ``trial_id`` (1-based in the table)."""
+    try:
+        arch = int(text) - 1
+    except ValueError:
+        arch = -1
+    if not 0 <= arch < space.size:
+        raise StoreError(f"{where}: trial_id {text!r} must be a whole number from 1 to {space.size}")
+    return arch
+
+
+def _metric_list(text: str, where: str) -> tuple[float, float, float]:
+    """A row's metric list ``[accuracy, knowledge, loss]`` as three finite numbers.
+
+    Read as a Python literal, so ``nan`` (a name, not a literal) failed with the
+    parser's "malformed node or string ... <ast.Name object>"; any other content is
+    refused with the same message, naming the file and line in ``where``.
+    """
+    try:
+        values = ast.literal_eval(text.strip())
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        values = None
+    numbers = list(values) if isinstance(values, list | tuple) else []
+    finite = all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in numbers)
+    if len(numbers) != 3 or not finite:
+        raise StoreError(
+            f"{where}: the metric list {text!r} must be three finite numbers [accuracy, knowledge, loss] "
+            "like [0.5, 0.97, 0.69]"
+        )
+    return float(numbers[0]), float(numbers[1]), float(numbers[2])
 
 
 def _check_layer(text: str, space: ModelSpace, arch: int, layer_index: int, where: str) -> None:

@@ -73,6 +73,11 @@ def load_manifest(kind: str, name_or_path: str | Path) -> Manifest:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ManifestError(f"cannot read {_noun(kind)} manifest {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 text by definition
+        raise ManifestError(
+            f"{_noun(kind)} manifest {path} is not UTF-8 text (byte {exc.start} cannot be decoded); "
+            "save it as UTF-8"
+        ) from None
     return parse_manifest(kind, text, path)
 
 

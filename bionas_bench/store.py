@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
+import json
 import math
 import numbers
 import os
@@ -55,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from bionas_bench.errors import StoreError
+from bionas_bench.ids import format_ids
 from bionas_bench.space import ModelSpace, get_space
 
 SCHEMA_VERSION = 1
@@ -93,6 +95,8 @@ def objective(loss: Any, knowledge: Any, lam: float) -> Any:
 
 #: metrics where higher is better: the objective ``loss + lam * K`` cannot take them as its loss
 HIGHER_IS_BETTER = frozenset({"auroc", "aupr", "accuracy"})
+#: losses every done replicate not marked failed has a finite value of (validation checks them)
+LOSS_METRICS = ("val_loss", "test_loss")
 
 
 def check_loss_name(name: str, error: type[Exception] = StoreError) -> str:
@@ -168,19 +172,103 @@ def _space_from_attrs(attrs: Mapping[str, Any], where: str) -> ModelSpace:
 
 def _names(values: Sequence[str], what: str) -> list[str]:
     names = [str(v) for v in values]
+    problem = _names_problem(names, what)
+    if problem:
+        raise StoreError(problem)
+    return names
+
+
+def _names_problem(names: list[str], what: str) -> str:
+    """Why ``names`` cannot name arrays of a store ("" when they can): each becomes a path
+    inside the store, so it must be non-empty, without '/', not hidden, and unique."""
     for name in names:
         if not name or "/" in name or name.startswith("."):
-            raise StoreError(f"{what} name {name!r} is invalid; use a non-empty name without '/'")
+            return f"{what} name {name!r} is invalid; use a non-empty name without '/'"
     if len(set(names)) != len(names):
-        raise StoreError(f"{what} names must be unique, got {names}")
-    return names
+        return f"{what} names must be unique, got {names}"
+    return ""
+
+
+#: Root attributes read as tables: name -> (accepted JSON types, what the value must be).
+_TABLE_ATTRS: dict[str, tuple[tuple[type, ...], str]] = {
+    "dataset": ((dict,), "a table (a JSON object)"),
+    "training": ((dict, type(None)), "a table (a JSON object) or null"),
+    "knowledge": ((dict,), "a table (a JSON object)"),
+    "provenance": ((dict,), "a table (a JSON object)"),
+}
+#: Root attributes that list array names: name -> what each entry names.
+_NAME_ATTRS = {"metrics": "metric", "knowledge_sets": "knowledge set", "curves": "curve"}
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters (a wrong attribute may be a long table)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _attrs_problem(attrs: Mapping[str, Any]) -> str:
+    """What is wrong with the types of root attributes ``attrs`` ("" when nothing).
+
+    The store reads ``knowledge``, ``provenance``, ``dataset`` and ``training`` as tables
+    and ``metrics``, ``knowledge_sets``, ``curves`` as lists of array names: a number
+    there failed later with an AttributeError, and a string was iterated letter by
+    letter as array names.
+    """
+    for key, (types, want) in _TABLE_ATTRS.items():
+        if key in attrs and not isinstance(attrs[key], types):
+            return f"root attribute {key!r} must be {want}, got {_short(attrs[key])}"
+    for key, what in _NAME_ATTRS.items():
+        names = attrs.get(key, [])
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            return f"root attribute {key!r} must be a list of {what} names (strings), got {_short(names)}"
+        problem = _names_problem(names, what)
+        if problem:
+            return f"root attribute {key!r}: {problem}"
+    seeds = attrs.get("replicate_seeds", [])
+    if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        return f"root attribute 'replicate_seeds' must be a list of whole numbers, got {_short(seeds)}"
+    return ""
+
+
+def _not_a_store_root(location: str, why: str = "its zarr.json has no schema_version") -> str:
+    """The error for a Zarr node that is not a store's root group: a folder inside a store
+    (``S.zarr/metrics``), a sweep's cell, or a group another program wrote."""
+    root = _enclosing_store(location)
+    fix = (
+        f"it lies inside the store {root}: pass that folder"
+        if root is not None
+        else "pass the folder of a store written by 'bionas-bench train' or 'bionas-bench store "
+        "import-bionas-pub'"
+    )
+    return f"{location} is not the root of a bionas_bench store ({why}); {fix}"
+
+
+def _enclosing_store(location: str) -> Path | None:
+    """The nearest local folder above ``location`` that is a store's root, or None."""
+    if "://" in location:
+        return None
+    return next((p for p in Path(location).absolute().parents if _is_store_root(p)), None)
+
+
+def _is_store_root(folder: Path) -> bool:
+    """Whether the local ``folder``'s zarr.json records a schema_version: the root of a
+    bionas_bench store (possibly a damaged one), read without opening it."""
+    try:
+        meta = json.loads((folder / "zarr.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    attributes = meta.get("attributes") if isinstance(meta, dict) else None
+    return isinstance(attributes, dict) and attributes.get("schema_version") is not None
 
 
 def _open_group(path_or_url: str | Path, mode: str) -> Any:
     import zarr
+    from zarr.errors import ContainsArrayError
 
     try:
         return zarr.open_group(str(path_or_url), mode=mode, zarr_format=3)
+    except ContainsArrayError:  # an array's folder, e.g. S.zarr/metrics/val_loss
+        raise StoreError(_not_a_store_root(str(path_or_url), "it is an array")) from None
     except (FileNotFoundError, KeyError) as exc:
         raise StoreError(
             f"no store at {path_or_url}; build one with 'bionas-bench train' or import the original "
@@ -339,6 +427,72 @@ def _read_rows(array: Any, rows: np.ndarray | None) -> np.ndarray:
     return out
 
 
+def _stored_chunk_keys(array: Any) -> set[str]:
+    """The keys (relative to ``array``) of the chunks of ``array`` that are stored: one
+    listing, no chunk read. zarr reads a missing chunk as the fill value without a word,
+    so this is how a lost chunk is told from one never written."""
+    from zarr.core.sync import sync
+
+    path = array.store_path.path
+    prefix = f"{path}/" if path else ""
+
+    async def listing() -> set[str]:
+        return {key[len(prefix) :] async for key in array.store_path.store.list_prefix(prefix)}
+
+    return sync(listing())
+
+
+def _stored_rows(array: Any) -> np.ndarray:
+    """Sorted first-axis chunk indices of an ``[arch, ...]`` array chunked by architecture
+    whose chunk is stored (the key of chunk ``(a, 0, ...)`` parsed back to ``a``)."""
+    zeros = (0,) * (len(array.shape) - 1)
+    key = array.metadata.chunk_key_encoding.encode_chunk_key((987654321, *zeros))
+    before, _, after = key.partition("987654321")
+    rows = [
+        key[len(before) : len(key) - len(after)]
+        for key in _stored_chunk_keys(array)
+        if key.startswith(before) and key.endswith(after)
+    ]
+    return np.array(sorted(int(r) for r in rows if r.isdigit()), dtype=np.int64)
+
+
+def _whole_chunk_stored(array: Any) -> bool:
+    """Whether the one chunk of an array stored as a single chunk (a packed copy) is stored."""
+    key = array.metadata.chunk_key_encoding.encode_chunk_key((0,) * len(array.shape))
+    return key in _stored_chunk_keys(array)
+
+
+def _all_fill(values: np.ndarray, fill: Any) -> bool:
+    """Whether every value of ``values`` is the fill value ``fill`` (NaN equal to NaN)."""
+    return bool(np.array_equal(values, np.full_like(values, fill), equal_nan=values.dtype.kind == "f"))
+
+
+def settle_writes(timeout: float = 60.0) -> None:
+    """Wait (at most ``timeout`` seconds) until zarr's I/O thread has finished its tasks.
+
+    zarr runs every read and write on an event loop in its own thread; the calling thread
+    only waits for it. A KeyboardInterrupt stops that wait but not the writes, which go
+    on creating chunk files: a folder removed at that moment came back. Call this before
+    removing a folder zarr was writing to.
+    """
+    from zarr.core.sync import loop
+
+    running = loop[0]
+    if running is None or running.is_closed() or not running.is_running():
+        return
+
+    async def drain() -> None:
+        me = asyncio.current_task()
+        while pending := asyncio.all_tasks() - {me}:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    future = asyncio.run_coroutine_threadsafe(drain(), running)
+    try:
+        future.result(timeout)
+    except TimeoutError:
+        future.cancel()
+
+
 def check_new_store_path(path: str | Path, overwrite: bool) -> None:
     """Refuse to write a new store over an existing local ``path``, unless ``overwrite`` and
     ``path`` is a bionas_bench store: overwriting never deletes a folder or file that is
@@ -351,13 +505,11 @@ def check_new_store_path(path: str | Path, overwrite: bool) -> None:
             f"{path} already exists; choose another path, or overwrite it (--overwrite on the command "
             "line, overwrite=True from Python)"
         )
-    try:
-        Store.open(local)
-    except Exception:  # any failure to read it as a store: not a store
+    if not _is_store_root(local):  # a store too damaged to open is still one: re-creating it is its fix
         raise StoreError(
             f"{path} exists and is not a bionas_bench store; overwriting replaces only a store, "
             "so choose another path"
-        ) from None
+        )
 
 
 class Store:
@@ -377,10 +529,18 @@ class Store:
         self.mode = mode
         self._attrs: dict[str, Any] = dict(group.attrs)
         version = self._attrs.get("schema_version")
+        if version is None:
+            raise StoreError(_not_a_store_root(location))
         if version != SCHEMA_VERSION:
             raise StoreError(
                 f"store {location} has schema_version {version!r}; this bionas_bench reads version "
                 f"{SCHEMA_VERSION}. Re-create or re-import the store with this version."
+            )
+        problem = _attrs_problem(self._attrs)
+        if problem:
+            raise StoreError(
+                f"store {location} is damaged: {problem}; correct it in {location}/zarr.json, "
+                "or re-create or re-import the store"
             )
         self.space: ModelSpace = _space_from_attrs(self._attrs, location)
         self._cache: dict[str, np.ndarray] = {}
@@ -428,6 +588,9 @@ class Store:
         local = Path(str(path)) if "://" not in str(path) else None
         check_new_store_path(path, overwrite)
         root_attrs = cls._root_attrs(space, num_replicates, metric_names, set_names, curve_names, attrs)
+        problem = _attrs_problem(root_attrs)
+        if problem:
+            raise StoreError(f"cannot create store {path}: {problem} (given in attrs)")
         group = _open_group(path, "w") if overwrite or local is None else _open_group(path, "w-")
         group.attrs.update(root_attrs)
         shape2 = (space.size, int(num_replicates))
@@ -522,8 +685,22 @@ class Store:
         else:
             packed = self._packed_group()
             written = self._written_archs() if packed is None else None
-        source = packed if packed is not None else self._group
-        return {name: self._read_array(source, name, written) for name in names}
+        if packed is None:
+            return {name: self._read_array(self._group, name, written) for name in names}
+        return {name: self._read_packed(packed, name) for name in names}
+
+    def _read_packed(self, packed: Any, name: str) -> np.ndarray:
+        """The packed copy of ``name``; when its chunk is missing (lost, or never written by
+        an older :meth:`pack` for an all-fill array), the per-architecture array's stored rows.
+
+        A missing chunk reads as the fill value, so only a copy that reads as all fill
+        costs the one listing that tells the two apart.
+        """
+        values = self._read_array(packed, name)
+        array = self._array(name, packed)
+        if not _all_fill(values, array.fill_value) or _whole_chunk_stored(array):
+            return values
+        return self._read_array(self._group, name, _stored_rows(self._array(name)))
 
     def _array(self, name: str, source: Any = None) -> Any:
         """The zarr array ``name`` of group ``source`` (default: the store's root); a missing
@@ -777,6 +954,9 @@ class Store:
         array take hundreds of small reads; the packed copies make opening a complete
         store take milliseconds. The copies are marked stale (attribute ``packed``
         False) by the first write through any handle, and ignored until packed again.
+        Every copy's one chunk is written, even when it holds only the fill value (NaN
+        for floats, as in the per-architecture arrays), so :meth:`validate` can report a
+        missing one as lost.
         ``refresh=False`` packs this handle's view without re-reading (when this handle
         wrote every unit).
         """
@@ -789,10 +969,16 @@ class Store:
         packed = zarr.open_group(store=self._group.store, path=_PACKED, mode="w", zarr_format=3)
         for name in self._small_names():
             value = cache[name]
-            packed.create_array(
-                name, shape=value.shape, chunks=value.shape, dtype=value.dtype, overwrite=True
+            copy = packed.create_array(
+                name,
+                shape=value.shape,
+                chunks=value.shape,
+                dtype=value.dtype,
+                fill_value=np.nan if value.dtype.kind == "f" else False,
+                overwrite=True,
+                config={"write_empty_chunks": True},  # a missing chunk is then always damage
             )
-            packed[name][...] = value
+            copy[...] = value
         self._group.attrs["packed"] = True
         self._attrs["packed"] = True
 
@@ -895,7 +1081,18 @@ class Store:
 
     # ------------------------------------------------------------ validation / summary
     def validate(self) -> None:
-        """Check shapes, dtypes and attributes; raise StoreError naming the first problem."""
+        """Check attributes, shapes, dtypes, stored chunks and trained values; raise
+        StoreError naming the first problem.
+
+        zarr reads a chunk that is not stored as its fill value without a word, so a lost
+        chunk served zeros (a packed copy) or NaN and "not done" (a per-architecture
+        array). Chunks are therefore checked by listing them (none is read): the one chunk
+        of each current packed copy, and the chunk of every ``[arch, replicate]`` array of
+        each architecture with done replicates (see ``_check_row_chunks``). A done replicate
+        not marked failed must also have a finite loss and, where its architecture has
+        first-layer filters, finite knowledge. Curves and filters are optional per unit
+        (``write_unit`` takes them or not), so their chunks are not required.
+        """
         where = f"store {self.location}"
         for key in ("space", "dataset", "knowledge", "replicate_seeds", "provenance"):
             if key not in self._attrs:
@@ -922,6 +1119,85 @@ class Store:
         for name, value in self._values().items():
             if name in self._small_names() and value.shape != shape:
                 raise StoreError(f"{where}: {name} has shape {value.shape}; expected {shape}")
+        self._check_row_chunks(where)
+        self._check_packed_chunks(where)
+        self._check_trained_values(where)
+
+    def _check_row_chunks(self, where: str) -> None:
+        """Every architecture with a done replicate has its ``done`` chunk; one with a done
+        replicate not marked failed has its chunk of every metric and of every knowledge
+        set (knowledge only where it has first-layer filters). zarr stores no chunk that
+        holds only NaN, so an architecture whose done replicates all failed (one that cannot
+        be built is written as NaN), or the knowledge of one without filters, may lack them."""
+        done = self.done
+        trained = np.flatnonzero((done & ~self.failed).any(axis=1))
+        required = {"done": np.flatnonzero(done.any(axis=1))}
+        required.update({f"metrics/{m}": trained for m in self.metric_names})
+        scored = trained[self._has_filters(trained)]
+        required.update({f"knowledge/{k}": scored for k in self.knowledge_sets})
+        for name, rows in required.items():
+            missing = np.setdiff1d(rows, _stored_rows(self._array(name))) if rows.size else rows
+            if missing.size:
+                raise StoreError(
+                    f"{where} is damaged: array {name!r} lacks the chunks of {missing.size} "
+                    f"architecture(s) with done replicates ({format_ids(missing[:20])}"
+                    f"{', ...' if missing.size > 20 else ''}), which would read as "
+                    f"{'not done' if name == 'done' else 'NaN'}; re-create or re-import the store"
+                )
+
+    def _check_packed_chunks(self, where: str) -> None:
+        """Each current packed copy has its one chunk; only a copy that an older ``pack`` left
+        unwritten because it held nothing but the fill value may lack it, and then its
+        per-architecture array stores no chunk either."""
+        packed = self._packed_group()
+        if packed is None:
+            return
+        for name in self._small_names():
+            copy = self._array(name, packed)
+            if _whole_chunk_stored(copy) or not _stored_rows(self._array(name)).size:
+                continue
+            raise StoreError(
+                f"{where} is damaged: the chunk of the packed copy {_PACKED}/{name} is missing; "
+                "re-pack the store (in Python: Store.open(STORE, mode='r+').pack()), or re-create "
+                "or re-import it"
+            )
+
+    def _check_trained_values(self, where: str) -> None:
+        """A done replicate not marked failed has a finite loss (each of :data:`LOSS_METRICS`
+        the store has) and finite knowledge where its architecture has first-layer filters:
+        a model that trained has both, so a NaN there is a lost value."""
+        trained = self.done & ~self.failed
+        rows = np.flatnonzero(trained.any(axis=1))
+        if not rows.size:
+            return
+        scored = np.zeros(self.num_archs, dtype=bool)
+        scored[rows] = self._has_filters(rows)
+        columns = {m: (self.metric(m), trained) for m in LOSS_METRICS if m in self.metric_names}
+        columns.update(
+            {f"knowledge {k}": (self.knowledge(k), trained & scored[:, None]) for k in self.knowledge_sets}
+        )
+        for label, (values, must) in columns.items():
+            bad = must & ~np.isfinite(values)
+            if bad.any():
+                arch, rep = np.argwhere(bad)[0]
+                raise StoreError(
+                    f"{where} is damaged: {int(bad.sum())} done replicate(s) not marked failed have no "
+                    f"finite {label} (the first: architecture {arch}, replicate {rep}); a trained model "
+                    "has one: re-create or re-import the store"
+                )
+
+    def _has_filters(self, archs: np.ndarray) -> np.ndarray:
+        """Whether each of ``archs`` makes a choice with first-layer filters (one with
+        ``filters`` and ``kernel_size``, as the farm sizes the filters array): knowledge is
+        scored on those filters, so an architecture without any has NaN knowledge."""
+        scans = np.zeros(len(archs), dtype=bool)
+        if not len(archs):
+            return scans
+        digits = self.space.decode(archs)
+        for index, layer in enumerate(self.space.layers):
+            makes = np.array([{"filters", "kernel_size"} <= set(c.kwargs) for c in layer.choices])
+            scans |= makes[digits[:, index]]
+        return scans
 
     def _check_array(self, name: str, dtype: str, shape: tuple[int, ...], where: str) -> None:
         array = self._array(name)

@@ -126,6 +126,35 @@ def test_malformed_manifest(tmp_path: Path, old: str, new: str, message: str):
         build_dataset(manifest(tmp_path, text.replace(old, new, 1)))
 
 
+@pytest.mark.parametrize(
+    ("argv", "kind"),
+    [
+        (["data", "show", "{bad}"], "dataset"),
+        (["data", "build", "{bad}", "--out", "{tmp}/cache"], "dataset"),
+        (["train", "--dataset", "{bad}", "--out", "{tmp}/s.zarr", "--dry-run"], "dataset"),
+        (
+            ["train", "--dataset", "myc-mini", "--training", "{bad}", "--out", "{tmp}/s.zarr", "--dry-run"],
+            "training",
+        ),
+        (
+            ["train", "--dataset", "myc-mini", "--space", "{bad}", "--out", "{tmp}/s.zarr", "--dry-run"],
+            "space",
+        ),
+        (["sweep", "{bad}", "--out", "{tmp}/sweep"], "sweep"),
+    ],
+)
+def test_a_manifest_that_is_not_utf8_is_one_line(tmp_path: Path, capsys, argv: list[str], kind: str):
+    """A manifest that is not UTF-8 text raised UnicodeDecodeError with a traceback."""
+    bad = tmp_path / "b.toml"
+    bad.write_bytes(b"\xff\xfe")
+    assert main([a.format(bad=bad, tmp=tmp_path) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith(
+        f"error: {kind} manifest {bad} is not UTF-8 text (byte 0 cannot be decoded); save it as UTF-8\n"
+    )
+    assert err.count("\n") == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["b.toml"]
+
+
 def fasta_manifest(tmp_path: Path, extra: str = "") -> Path:
     return manifest(
         tmp_path,

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import os
+import re
 import shutil
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -131,3 +136,93 @@ def test_cli_import_and_info(
     assert cli.main(["store", "info", str(out), "--lam", "0.1"]) == 0
     info = capsys.readouterr().out
     assert "best by median knowledge (myc):\n      93" in info
+
+
+@pytest.mark.parametrize(
+    "metrics", ["[0.5, nan, 0.69]", "[0.5, 0.97]", "[0.5, 'x', 0.69]", "0.5", "[1e999, 1, 1]"]
+)
+def test_a_metric_list_that_is_not_three_numbers_is_named(
+    bionas_pub_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], metrics: str
+) -> None:
+    """``nan`` in a metric list gave the parser's 'malformed node or string on line 1:
+    <ast.Name object at 0x...>'; now the file, line and the form it must take."""
+    src = _copy_table(bionas_pub_dir, tmp_path / "pub")
+    csv = src / "mock_black_box/tmp_2/train_history.csv"
+    lines = csv.read_text().splitlines()
+    lines[4] = re.sub(r'"\[[^\]]*\]"', f'"{metrics}"', lines[4], count=1)
+    csv.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out" / "s.zarr"
+    assert cli.main(["store", "import-bionas-pub", str(src), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    expected = (
+        f"{csv} line 5: the metric list {metrics!r} must be three finite numbers [accuracy, knowledge, loss] "
+        "like [0.5, 0.97, 0.69]\n"
+    )
+    assert err == f"bionas-bench store import-bionas-pub: error: {expected}"
+    assert not (tmp_path / "out").exists()  # the table is read before anything is written
+
+
+def test_a_table_file_that_is_not_text_is_named(bionas_pub_dir: Path, tmp_path: Path) -> None:
+    """A binary train_history.csv raised UnicodeDecodeError with a traceback."""
+    src = _copy_table(bionas_pub_dir, tmp_path / "pub")
+    csv = src / "mock_black_box/tmp_3/train_history.csv"
+    csv.write_bytes(b"\xff\xfe" + csv.read_bytes())
+    with pytest.raises(
+        StoreError, match=f"{re.escape(str(csv))} is not UTF-8 text \\(byte 0 cannot be decoded\\)"
+    ):
+        import_bionas_pub(src, tmp_path / "s.zarr")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pub"]
+
+
+def test_an_interrupt_while_zarr_still_writes_leaves_no_temporary_folder(
+    bionas_pub_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C stops the main thread's wait for zarr's I/O thread, not the writes in flight
+    there: the temporary folder, removed at once, came back with the chunks written after
+    it (2 of 8 interrupted imports). Here a chunk write is still in flight at the interrupt."""
+    from zarr.core.sync import _get_loop
+
+    late: list[concurrent.futures.Future] = []
+
+    def interrupted(self: Store, **kwargs: object) -> None:
+        array = self._group["metrics/val_loss"]
+
+        async def write_late() -> None:
+            await asyncio.sleep(0.5)
+            await array.async_array.setitem((0, slice(None)), np.ones(20))
+
+        late.append(asyncio.run_coroutine_threadsafe(write_late(), _get_loop()))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Store, "write_block", interrupted)
+    out = tmp_path / "out" / "s.zarr"
+    with pytest.raises(KeyboardInterrupt):
+        import_bionas_pub(bionas_pub_dir, out)
+    late[0].result(timeout=30)  # the write has happened (or failed) by now
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_an_import_removes_what_a_killed_import_left(bionas_pub_dir: Path, tmp_path: Path) -> None:
+    """A killed import (SIGKILL) leaves its temporary folder and lock; the next import to the
+    same store removes them, and nothing of another store's or the user's."""
+    stale = tmp_path / ".imp.zarr.k1lled_x.tmp"
+    (stale / "store.zarr" / "metrics").mkdir(parents=True)
+    (tmp_path / ".imp.zarr.lock").write_text(f"999999999 {socket.gethostname()}\n")  # no such process
+    keep = [".imp.zarr.b.abcdefgh.tmp", "imp.zarr.tmp", "notes.txt"]  # another store's, the user's
+    (tmp_path / keep[0]).mkdir()
+    (tmp_path / keep[1]).mkdir()
+    (tmp_path / keep[2]).write_text("precious")
+    import_bionas_pub(bionas_pub_dir, tmp_path / "imp.zarr")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*keep, "imp.zarr"])
+
+
+def test_a_second_import_to_the_same_store_is_refused(bionas_pub_dir: Path, tmp_path: Path) -> None:
+    """While one import holds the lock, its temporary folder is not stale: a second import
+    to the same store is refused, and touches nothing."""
+    lock = tmp_path / ".imp.zarr.lock"
+    lock.write_text(f"{os.getpid()} {socket.gethostname()}\n")  # a live process
+    (tmp_path / ".imp.zarr.abcdefgh.tmp").mkdir()
+    message = f"another import is writing {tmp_path / 'imp.zarr'} \\(process {os.getpid()} .*\\); wait for it"
+    with pytest.raises(StoreError, match=message):
+        import_bionas_pub(bionas_pub_dir, tmp_path / "imp.zarr")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".imp.zarr.abcdefgh.tmp", ".imp.zarr.lock"]

@@ -11,6 +11,7 @@ from conftest import SYNTHETIC_EPOCHS, SYNTHETIC_REPLICATES, make_synthetic_stor
 
 from bionas_bench import cli
 from bionas_bench.errors import BionasError, OracleError, StoreError
+from bionas_bench.space import get_space
 from bionas_bench.store import Store, open_store
 
 
@@ -525,3 +526,252 @@ def test_arrays_handed_out_are_read_only(synthetic_store: Store) -> None:
         arrays[0] -= 1.0
     after = BootstrapOracle(synthetic_store, lam=0, seed=0).query(np.array([4])).loss
     np.testing.assert_array_equal(before, after)
+
+
+# ---------------------------------------------------------------------- missing chunks
+EMBEDDED = Path(__file__).resolve().parent.parent / "bionas_bench" / "stores" / "myc-mini.zarr"
+
+
+def _copy_of_embedded(tmp_path: Path) -> Path:
+    import shutil
+
+    shutil.copytree(EMBEDDED, tmp_path / "s.zarr")
+    return tmp_path / "s.zarr"
+
+
+def _validate_fails(path: Path, capsys: pytest.CaptureFixture[str], message: str) -> None:
+    """``store validate`` and ``store info`` refuse ``path`` in one line matching ``message``."""
+    for command in ("validate", "info"):
+        assert cli.main(["store", command, str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and re.search(message, err), err
+
+
+@pytest.mark.parametrize("array", ["metrics/val_loss", "knowledge/myc", "done"])
+def test_a_lost_chunk_of_a_packed_copy_is_reported_and_not_served(tmp_path: Path, capsys, array) -> None:
+    """A packed copy's missing chunk read as its fill value (val_loss 0, nothing done) and the
+    store was still 'valid'. Now validation names it, and reading falls back to the
+    per-architecture arrays."""
+    path = _copy_of_embedded(tmp_path)
+    original = Store.open(EMBEDDED)
+    (path / "packed" / array / "c" / "0" / "0").unlink()
+    _validate_fails(
+        path, capsys, f"is damaged: the chunk of the packed copy packed/{array} is missing; re-pack"
+    )
+    reopened = Store.open(path)
+    assert reopened.done.all()
+    np.testing.assert_array_equal(reopened.metric("val_loss"), original.metric("val_loss"))
+    np.testing.assert_array_equal(reopened.knowledge("myc"), original.knowledge("myc"))
+
+
+def test_a_copy_an_older_pack_left_unwritten_is_valid() -> None:
+    """An older ``pack`` stored no chunk of a copy holding only its fill value: the embedded
+    store's failed copy (nothing failed). Its per-architecture array stores none either,
+    so nothing is lost."""
+    assert not (EMBEDDED / "packed" / "failed" / "c").exists()
+    Store.open(EMBEDDED).validate()
+
+
+def test_a_lost_failed_chunk_of_a_packed_copy_is_reported(tmp_path: Path, capsys) -> None:
+    """A packed failed copy whose per-architecture array records failures must have its chunk."""
+    store = _small_store(tmp_path / "s.zarr")
+    store.write_unit(5, **_unit(), failed=[False, True, False])
+    store.pack()
+    (tmp_path / "s.zarr" / "packed" / "failed" / "c" / "0" / "0").unlink()
+    np.testing.assert_array_equal(Store.open(tmp_path / "s.zarr").failed[5], [False, True, False])
+    _validate_fails(tmp_path / "s.zarr", capsys, "the chunk of the packed copy packed/failed is missing")
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["unpacked", "packed"])
+@pytest.mark.parametrize("array", ["metrics/val_loss", "metrics/train_seconds", "knowledge/myc", "done"])
+def test_a_lost_chunk_of_a_done_architecture_is_reported(tmp_path: Path, capsys, array, packed) -> None:
+    store = _small_store(tmp_path / "s.zarr")
+    for arch in (2, 3, 4):
+        store.write_unit(arch, **_unit())
+    if packed:
+        store.pack()
+    Store.open(tmp_path / "s.zarr").validate()
+    (tmp_path / "s.zarr" / array / "c" / "3" / "0").unlink()
+    if array == "done" and not packed:  # an architecture not done: nothing says it was
+        Store.open(tmp_path / "s.zarr").validate()
+        return
+    reads = "not done" if array == "done" else "NaN"
+    message = f"array '{array}' lacks the chunks of 1 architecture\\(s\\) with done replicates \\(3\\), "
+    _validate_fails(tmp_path / "s.zarr", capsys, message + f"which would read as {reads}; re-create")
+
+
+def test_chunks_that_hold_only_nan_need_not_be_stored(tmp_path: Path) -> None:
+    """zarr stores no chunk of NaN: an architecture written done with every replicate failed
+    and NaN values (one that cannot be built) is valid without chunks."""
+    store = _small_store(tmp_path / "s.zarr")
+    nan = np.full(3, np.nan)
+    store.write_unit(
+        8, metrics={"val_loss": nan, "train_seconds": nan}, knowledge={"myc": nan}, failed=[True] * 3
+    )
+    store.write_unit(9, **_unit(), failed=[False, True, False])
+    assert not (tmp_path / "s.zarr" / "metrics" / "val_loss" / "c" / "8").exists()
+    Store.open(tmp_path / "s.zarr").validate()
+    store.pack()
+    Store.open(tmp_path / "s.zarr").validate()
+
+
+SPACE_WITH_IDENTITY = """
+[space]
+name = "conv-or-identity"
+[[layers]]
+name = "first"
+[[layers.choices]]
+name = "conv"
+op = "conv1d"
+params = { filters = 3, kernel_size = 8, activation = "relu", init = "glorot_uniform", padding = "valid" }
+[[layers.choices]]
+name = "identity"
+op = "identity"
+[[layers]]
+name = "out"
+[[layers.choices]]
+name = "dense"
+op = "dense"
+params = { units = 3, activation = "relu" }
+"""
+
+
+def test_knowledge_of_an_architecture_without_filters_may_be_nan(tmp_path: Path) -> None:
+    """Knowledge is scored on first-layer filters: an architecture without any has NaN
+    knowledge (and no chunk) when it trained; one with filters must have a finite value."""
+    (tmp_path / "space.toml").write_text(SPACE_WITH_IDENTITY)
+    store = _small_store(tmp_path / "s.zarr", space=get_space(tmp_path / "space.toml"))
+    assert store.space.arch_name(1) == "identity / dense"
+    unit = _unit()
+    unit["knowledge"]["myc"] = np.full(3, np.nan)
+    store.write_unit(1, **unit)
+    Store.open(tmp_path / "s.zarr").validate()
+    unit["knowledge"]["myc"] = np.array([0.5, np.nan, 0.5])
+    store.write_unit(0, **unit)
+    message = (
+        "is damaged: 1 done replicate\\(s\\) not marked failed have no finite knowledge myc \\(the first: "
+        "architecture 0, replicate 1\\); a trained model has one"
+    )
+    with pytest.raises(StoreError, match=message):
+        Store.open(tmp_path / "s.zarr").validate()
+
+
+def test_a_trained_replicate_without_a_finite_loss_is_reported(tmp_path: Path, capsys) -> None:
+    store = _small_store(tmp_path / "s.zarr")
+    store.write_unit(
+        4,
+        metrics={"val_loss": [0.2, np.nan, 0.3], "train_seconds": [1, 2, 3]},
+        knowledge=_unit()["knowledge"],
+    )
+    message = (
+        "1 done replicate\\(s\\) not marked failed have no finite val_loss "
+        "\\(the first: architecture 4, replicate 1\\)"
+    )
+    _validate_fails(tmp_path / "s.zarr", capsys, message)
+    store.write_unit(
+        4,
+        metrics={"val_loss": [0.2, np.nan, 0.3], "train_seconds": [1, 2, 3]},
+        knowledge=_unit()["knowledge"],
+        failed=[False, True, False],
+    )
+    Store.open(tmp_path / "s.zarr").validate()  # marked failed: a NaN loss is allowed
+
+
+def test_pack_writes_every_chunk_with_a_nan_fill(tmp_path: Path) -> None:
+    """Packed float copies share the per-architecture arrays' NaN fill, and every copy's chunk
+    is written even when it holds only the fill value (nothing failed, nothing done)."""
+    import zarr
+
+    store = _small_store(tmp_path / "s.zarr")
+    store.pack()
+    packed = zarr.open_group(str(tmp_path / "s.zarr" / "packed"), mode="r")
+    for name in ("metrics/val_loss", "knowledge/myc", "failed", "done"):
+        assert (tmp_path / "s.zarr" / "packed" / name / "c" / "0" / "0").is_file(), name
+    assert np.isnan(packed["metrics/val_loss"].fill_value) and np.isnan(packed["knowledge/myc"].fill_value)
+    Store.open(tmp_path / "s.zarr").validate()
+
+
+def test_opening_the_embedded_store_reads_no_per_architecture_chunk(monkeypatch) -> None:
+    """The fall-back to the per-architecture arrays costs a listing only where a packed copy
+    reads as all fill (the embedded store's failed copy); it reads none of their chunks."""
+    import bionas_bench.store as store_module
+
+    calls = []
+    real = store_module._read_rows
+    monkeypatch.setattr(
+        store_module, "_read_rows", lambda array, rows: calls.append(rows) or real(array, rows)
+    )
+    store = open_store()
+    assert store.done.all() and not store.failed.any()
+    assert all(rows is None or rows.size == 0 for rows in calls)
+
+
+# ---------------------------------------------------------------------- attributes
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("knowledge", 5, "root attribute 'knowledge' must be a table \\(a JSON object\\), got 5"),
+        ("provenance", "x", "root attribute 'provenance' must be a table \\(a JSON object\\), got 'x'"),
+        ("dataset", [], "root attribute 'dataset' must be a table"),
+        ("training", 1, "root attribute 'training' must be a table \\(a JSON object\\) or null, got 1"),
+        (
+            "metrics",
+            "val_loss",
+            "root attribute 'metrics' must be a list of metric names \\(strings\\), got 'val_loss'",
+        ),
+        ("knowledge_sets", [1], "root attribute 'knowledge_sets' must be a list of knowledge set names"),
+        ("curves", ["../x"], "root attribute 'curves': curve name '../x' is invalid"),
+        (
+            "replicate_seeds",
+            "12",
+            "root attribute 'replicate_seeds' must be a list of whole numbers, got '12'",
+        ),
+    ],
+)
+def test_a_root_attribute_of_the_wrong_type_is_one_store_error(
+    tmp_path: Path, capsys, key, value, message
+) -> None:
+    """A number where a table belongs raised AttributeError in ``store info`` and passed
+    ``store validate``; a string of metrics was read letter by letter as arrays."""
+    import json
+
+    path = _copy_of_embedded(tmp_path)
+    meta = json.loads((path / "zarr.json").read_text())
+    meta["attributes"][key] = value
+    (path / "zarr.json").write_text(json.dumps(meta))
+    fix = f"; correct it in {path}/zarr.json, or re-create or re-import the store"
+    _validate_fails(path, capsys, f"store {path} is damaged: {message}.*{re.escape(fix)}")
+    with pytest.raises(StoreError, match=message):
+        Store.open(path)
+    assert not _small_store(path, overwrite=True).done.any()  # the fix the message gives works
+
+
+def test_create_refuses_attributes_of_the_wrong_type_and_writes_nothing(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="cannot create store .*root attribute 'knowledge' must be a table"):
+        _small_store(tmp_path / "s.zarr", attrs={"knowledge": 5})
+    assert not (tmp_path / "s.zarr").exists()
+
+
+@pytest.mark.parametrize(
+    ("inside", "why"),
+    [("metrics", "its zarr.json has no schema_version"), ("metrics/val_loss", "it is an array")],
+)
+def test_a_folder_inside_a_store_is_not_a_store(tmp_path: Path, capsys, inside, why) -> None:
+    """``store info S.zarr/metrics`` said 'schema_version None ... re-import the store'."""
+    path = _copy_of_embedded(tmp_path)
+    message = (
+        f"{path / inside} is not the root of a bionas_bench store \\({why}\\); it lies inside the store "
+        f"{path}: pass that folder"
+    )
+    _validate_fails(path / inside, capsys, message)
+
+
+def test_a_group_that_is_no_store_says_what_to_pass(tmp_path: Path, capsys) -> None:
+    """A sweep's cell (a Zarr group of its own) or another program's group."""
+    import zarr
+
+    zarr.open_group(str(tmp_path / "cells" / "random-lam0.zarr"), mode="w", zarr_format=3)
+    message = (
+        "random-lam0.zarr is not the root of a bionas_bench store .*; pass the folder of a store written by"
+    )
+    _validate_fails(tmp_path / "cells" / "random-lam0.zarr", capsys, message)

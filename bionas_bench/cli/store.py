@@ -36,8 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="inspect, validate, compare and import results stores",
         description=(
             "Results stores hold every replicate of every architecture (Zarr v3). 'info' shows "
-            "completion, failures, medians and the best architectures; 'validate' checks shapes "
-            "and attributes; 'import-bionas-pub' converts the original BioNAS table into a store; "
+            "completion, failures, medians and the best architectures; 'validate' checks shapes, "
+            "attributes and stored chunks; 'import-bionas-pub' converts the original BioNAS table "
+            "into a store; "
             "'compare' measures how two stores of one space agree (Spearman of per-architecture medians)."
         ),
         epilog=EXAMPLES,
@@ -53,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "original BioNAS code (zj-zhang/BioNAS-pub, GPL-3.0), check every row's layers against "
             "the bionas-conv1d space, and write a store with val_loss, accuracy, knowledge set "
             "'myc' and failed = val_loss > 0.69. The write is atomic: an interrupted import "
-            "leaves nothing."
+            "leaves nothing, and a second import to the same STORE is refused while one runs."
         ),
         epilog="example:\n  bionas-bench store import-bionas-pub ../shared/bionas_pub --out bionas-pub.zarr",
         formatter_class=HelpFormatter,
@@ -97,8 +98,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     val = cmds.add_parser(
         "validate",
-        help="check a store's shapes and attributes",
-        description="Check that every array and attribute of a store is consistent; exit 2 otherwise.",
+        help="check a store's shapes, attributes and stored chunks",
+        description=(
+            "Check that every array and attribute of a store is consistent, that no chunk a done "
+            "unit needs is missing (zarr would read it as its fill value), and that every done "
+            "training not marked failed has a finite loss and, where it has first-layer filters, knowledge; "
+            "exit 2 otherwise."
+        ),
         epilog="examples:\n  bionas-bench store validate              # the embedded store\n"
         "  bionas-bench store validate my-store.zarr",
         formatter_class=HelpFormatter,
