@@ -82,7 +82,10 @@ def make_bar(
 def skip_ahead(bar: Any, count: int, postfix: str) -> None:
     """Count ``count`` items done before this run (a resumed sweep's finished cells) without
     counting them in the bar's rate and remaining time: as if the bar had started there
-    (tqdm's ``initial``), instead of one update of thousands of items in a millisecond."""
+    (tqdm's ``initial``), instead of one update of thousands of items in a millisecond.
+    A disabled bar (``--quiet``) has none of these counters: nothing to do."""
+    if bar.disable:
+        return
     bar.n += count
     bar.last_print_n += count
     bar.initial += count
