@@ -39,7 +39,8 @@ a slice is written to ``cells/<key>.parts/runs-<lo>-<hi>.zarr`` and the slices o
 are joined into ``<key>.zarr`` (the bytes a whole-cell task writes) as soon as all are in.
 Every group is written to ``<name>.partial`` and renamed when complete, with the group
 attribute ``done`` written last, so an interrupted sweep (Ctrl-C, a killed worker)
-resumes by skipping finished cells and slices and rerunning the rest. The same config
+resumes by skipping finished cells and slices and rerunning the rest; a finished cell
+that lost an array or a chunk since counts as unfinished (:func:`is_done`). The same config
 and seeds give byte-identical files whatever the scheduler and the slicing.
 """
 
@@ -733,15 +734,68 @@ def merge_parts(out: Path, cell: Cell, tasks: list[Task]) -> None:
     write_cell(cell_path(out, cell), cell, data)
 
 
+#: cell attribute: every chunk of the cell's arrays was written. Zarr leaves out a chunk
+#: that equals the fill value (an all-False ``failed``), so in a cell written without it a
+#: lost chunk cannot be told from such an array, and only missing arrays are detected.
+ALL_CHUNKS = "all_chunks"
+
+
 def is_done(path: Path) -> bool:
-    """A cell counts as finished only when its group holds ``done = true``."""
+    """A cell counts as finished only when its group holds ``done = true`` and none of the
+    arrays it lists is missing or lacks a chunk (:func:`_cell_damage`): a damaged cell is
+    then run again by a resumed sweep."""
+    attrs = _done_attrs(path)
+    return attrs is not None and _cell_damage(path, attrs) is None
+
+
+def _done_attrs(path: Path) -> dict[str, Any] | None:
+    """The attributes of the group at ``path`` when they hold ``done = true``, else None."""
     meta = path / "zarr.json"
     if not meta.is_file():
-        return False
+        return None
     try:
-        return bool(json.loads(meta.read_text()).get("attributes", {}).get("done"))
-    except (OSError, ValueError):
-        return False
+        attrs = json.loads(meta.read_text()).get("attributes", {})
+    except (OSError, ValueError, AttributeError):
+        return None
+    return attrs if isinstance(attrs, dict) and attrs.get("done") else None
+
+
+def _cell_arrays(attrs: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The arrays a cell's attributes list, by group ("" for the top level)."""
+    return {
+        "steps": list(attrs["steps"]),
+        "policy": list(attrs["policy_layers"]),
+        "runs": list(attrs["runs_fields"]),
+        "": ["incumbent", "within_budget"],
+    }
+
+
+def _cell_damage(path: Path, attrs: Mapping[str, Any]) -> str | None:
+    """What is missing from the finished cell at ``path``, found without reading its data:
+    an array its attributes list, or (in a cell written with :data:`ALL_CHUNKS`) a chunk
+    of one; None when nothing is. Zarr would read a lost chunk as its fill value (0) and
+    skip a lost array, so such a cell passed for valid data."""
+    import zarr
+
+    try:
+        names = [
+            f"{group}/{name}".lstrip("/") for group, arrays in _cell_arrays(attrs).items() for name in arrays
+        ]
+    except (KeyError, TypeError):
+        return "its attributes do not list its arrays"
+    for name in names:
+        if not (path / name / "zarr.json").is_file():
+            return f"array {name} is missing"
+        if not attrs.get(ALL_CHUNKS):
+            continue
+        try:
+            array = zarr.open_array(str(path / name), mode="r")
+            written, total = array.nchunks_initialized, array.nchunks
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            return f"array {name} has unreadable metadata ({type(exc).__name__}: {exc})"
+        if written < total:
+            return f"array {name} lacks {total - written} of its {total} chunk(s)"
+    return None
 
 
 def write_cell(path: Path, cell: Cell, data: CellData) -> None:
@@ -754,8 +808,8 @@ def write_cell(path: Path, cell: Cell, data: CellData) -> None:
     _write_arrays(group, "steps", data.steps)
     _write_arrays(group, "policy", data.policy)
     _write_arrays(group, "runs", data.runs)
-    group.create_array("incumbent", data=data.incumbent, chunks=data.incumbent.shape)
-    group.create_array("within_budget", data=data.within_budget, chunks=data.within_budget.shape)
+    _write_array(group, "incumbent", data.incumbent)
+    _write_array(group, "within_budget", data.within_budget)
     group.attrs.update(
         {
             "key": cell.key,
@@ -767,6 +821,7 @@ def write_cell(path: Path, cell: Cell, data: CellData) -> None:
             "steps": sorted(data.steps),
             "policy_layers": list(data.policy),
             "runs_fields": sorted(data.runs),
+            ALL_CHUNKS: True,
         }
     )
     group.attrs["done"] = True
@@ -777,8 +832,14 @@ def write_cell(path: Path, cell: Cell, data: CellData) -> None:
 def _write_arrays(group: Any, name: str, arrays: Mapping[str, np.ndarray]) -> None:
     sub = group.create_group(name)
     for key in sorted(arrays):
-        value = np.ascontiguousarray(arrays[key])
-        sub.create_array(key, data=value, chunks=value.shape or None)
+        _write_array(sub, key, arrays[key])
+
+
+def _write_array(group: Any, name: str, value: np.ndarray) -> None:
+    """Write ``value`` as one chunk, written even when it equals the fill value, so that
+    a missing chunk always means a lost one (see :data:`ALL_CHUNKS`)."""
+    value = np.ascontiguousarray(value)
+    group.create_array(name, data=value, chunks=value.shape, config={"write_empty_chunks": True})
 
 
 def read_cell(path: Path) -> tuple[dict[str, Any], CellData]:
@@ -791,30 +852,39 @@ def read_cell(path: Path) -> tuple[dict[str, Any], CellData]:
     try:
         return _read_cell(path)
     except (KeyError, RuntimeError, ValueError) as exc:
-        raise SweepError(
-            f"results cell {path} is damaged and cannot be read ({type(exc).__name__}: {exc}); "
-            "delete that folder and run the sweep again with the same --out to recompute it"
-        ) from None
+        raise _damaged_cell(path, f"{type(exc).__name__}: {exc}") from None
 
 
 def _read_cell(path: Path) -> tuple[dict[str, Any], CellData]:
+    """Read the arrays the cell's attributes list, once :func:`_cell_damage` finds them all."""
     import zarr
 
     group = zarr.open_group(str(path), mode="r")
     attrs = dict(group.attrs)
+    damage = _cell_damage(path, attrs)
+    if damage is not None:
+        raise _damaged_cell(path, damage)
+    listed = _cell_arrays(attrs)
 
     def arrays(name: str) -> dict[str, np.ndarray]:
-        sub = group[name]
-        return {k: np.asarray(v[...]) for k, v in sorted(sub.arrays())}
+        return {k: np.asarray(group[f"{name}/{k}"][...]) for k in listed[name]}
 
     data = CellData(
         steps=arrays("steps"),
         incumbent=np.asarray(group["incumbent"][...]),
         within_budget=np.asarray(group["within_budget"][...]),
-        policy={k: arrays("policy")[k] for k in attrs.get("policy_layers", [])},
+        policy=arrays("policy"),
         runs=arrays("runs"),
     )
     return attrs, data
+
+
+def _damaged_cell(path: Path, why: str) -> SweepError:
+    """The error of a cell that cannot be read, saying how to recompute it."""
+    return SweepError(
+        f"results cell {path} is damaged and cannot be read ({why}); "
+        "delete that folder and run the sweep again with the same --out to recompute it"
+    )
 
 
 def run_task(config: SweepConfig, task: Task, location: str | None, out: str) -> dict[str, Any]:
@@ -1488,7 +1558,7 @@ def load_results(path: str | Path) -> SweepResults:
     cells = {}
     for cell in config.cells():
         cpath = cell_path(path, cell)
-        if is_done(cpath):
+        if _done_attrs(cpath) is not None:  # marked finished: damage is an error, not "unfinished"
             cells[cell.key] = read_cell(cpath)
     if not cells:
         raise SweepError(f"results {path} hold no finished cell yet; run or resume the sweep")
