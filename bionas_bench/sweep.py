@@ -75,6 +75,9 @@ FAILED_POLICIES = ("include", "exclude")
 RUNS_PER_TASK = 25
 #: Fields of every oracle answer kept per step (plus "failed" and [oracle].record).
 CORE_FIELDS = ("arch", "replicate", "loss", "knowledge", "reward", "cost")
+#: Largest knowledge weight: the objective loss + lambda K must stay finite, and a weight
+#: near the float range (1e308) overflows it to infinity (every objective rank then ties).
+MAX_LAMBDA = 1e12
 
 
 # ---------------------------------------------------------------------- config
@@ -267,11 +270,20 @@ def _seed(seed: int, where: str) -> int:
     return seed
 
 
+def _is_number(value: Any) -> bool:
+    """Whether a TOML value is a number (TOML's booleans are not)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _lambdas(values: list[Any], where: str) -> tuple[float, ...]:
     out = []
     for v in values:
-        ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-        _require(ok, f"{where}: [sweep].lambdas must be finite numbers >= 0, got {v!r}")
+        ok = _is_number(v) and 0 <= v <= MAX_LAMBDA
+        _require(
+            ok,
+            f"{where}: [sweep].lambdas must be numbers from 0 to {MAX_LAMBDA:g} (a larger weight "
+            f"overflows the objective loss + lambda K), got {v!r}",
+        )
         out.append(float(v))
     _require(bool(out), f"{where}: [sweep].lambdas is empty; give at least one lambda")
     _require(len(set(out)) == len(out), f"{where}: [sweep].lambdas has duplicates: {out}")
@@ -344,8 +356,13 @@ def _oracle(f: Fields, where: str) -> OracleSpec:
 def _report(f: Fields, where: str, lambdas: tuple[float, ...]) -> ReportSpec:
     title = f.get("title", str, "")
     notes = f.get("notes", str, "")
-    chosen = tuple(float(x) for x in f.get("policy_lambdas", list, []))
+    raw = f.get("policy_lambdas", list, [])
     f.finish()
+    for x in raw:
+        _require(
+            _is_number(x), f"{where}: [report].policy_lambdas must be numbers from [sweep].lambdas, got {x!r}"
+        )
+    chosen = tuple(float(x) for x in raw)
     unknown = [x for x in chosen if x not in lambdas]
     _require(not unknown, f"{where}: [report].policy_lambdas {unknown} are not in [sweep].lambdas")
     return ReportSpec(title, notes, chosen)
@@ -1135,6 +1152,7 @@ def _checked_inputs(config: SweepConfig, store: str | Path | None) -> tuple[str 
     if location is not None and "://" not in location:  # workers may run in other folders
         location = os.path.abspath(location)
     opened = open_cached_store(location)
+    _check_recorded(config, opened, store)
     try:
         gold = _gold_frame(config, opened)
     except (StoreError, OracleError) as exc:  # the store given by --store is named first
@@ -1143,6 +1161,22 @@ def _checked_inputs(config: SweepConfig, store: str | Path | None) -> tuple[str 
     _check_servable(config, opened, gold)
     _check_fidelities(config, opened)
     return location, opened, gold.to_csv(index=False, float_format="%.17g")
+
+
+def _check_recorded(config: SweepConfig, opened: Any, store: str | Path | None) -> None:
+    """Every field of ``[oracle].record`` is one the oracle answers on this store: a
+    field of every answer or a metric of the store (``store``: the ``--store`` given, if
+    any). Without this check an unknown name failed in the first task, after the
+    results folder was written."""
+    served = (*CORE_FIELDS, "failed", *opened.metric_names)
+    unknown = [name for name in config.oracle.record if name not in served]
+    if unknown:
+        given = f"--store {store} with " if store is not None else ""
+        raise SweepError(
+            f"{given}sweep config {config.path or config.name} [oracle]: record names {unknown}, which "
+            f"store {opened.location} does not serve (its metrics: {', '.join(opened.metric_names)}); "
+            "remove them from record or use a store that has them"
+        )
 
 
 def _check_servable(config: SweepConfig, store: Any, gold: pd.DataFrame) -> None:

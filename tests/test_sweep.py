@@ -205,6 +205,10 @@ def test_quick_paper_config_runs_are_the_first_runs_of_the_paper_config():
         (('name = "toy-random"', 'name = "toy-policy"'), "labels must be unique"),
         (("runs = 4", "runs = 4.5"), "'runs' must be int"),
         (("seed = 7", "seed = -7"), r"\[sweep\].seed must be an integer >= 0"),
+        (("[0.01, 1.0, 100.0]", "[1e308, 1.0]"), r"\[sweep\].lambdas must be numbers from 0 to 1e\+12"),
+        (("[0.01, 1.0, 100.0]", "[1.0, nan]"), r"\[sweep\].lambdas must be numbers from 0 to 1e\+12"),
+        (('name = "toy-random"', 'name = "toy-random"\n[report]\npolicy_lambdas = ["a"]'), "policy_lambdas"),
+        (('name = "toy-random"', 'name = "toy-random"\n[report]\npolicy_lambdas = [[1]]'), "policy_lambdas"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path, edit, message):
@@ -639,6 +643,7 @@ def test_unknown_controller_fails_before_work(tmp_path, toy_store, toy_controlle
         ('loss = "val_los"', "no metric 'val_los'"),
         ('knowledge = "ctcf"', "no knowledge set 'ctcf'"),
         ("replicate = 9", "replicate=9 is out of range"),
+        ('record = ["accuracy", "nosuch"]', "record names ['nosuch'], which store"),
     ],
 )
 def test_oracle_settings_the_store_lacks_fail_before_out(
