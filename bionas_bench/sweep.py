@@ -416,7 +416,8 @@ def imported_bionas_pub(source_dir: str | Path | None = None, cache: Path | None
     """The store imported from the original table, importing it into the cache once.
 
     The cache entry is named by the sha256 of the table files, so a changed table is
-    imported afresh. Raises :class:`SweepError` naming the fix when the table is absent.
+    imported afresh. Raises :class:`SweepError` naming the fix when the table is absent
+    or the cache cannot be written.
     """
     found = find_bionas_pub(source_dir)
     if found is None:
@@ -433,14 +434,31 @@ def imported_bionas_pub(source_dir: str | Path | None = None, cache: Path | None
     if not (target / "zarr.json").is_file():
         from bionas_bench.importers import import_bionas_pub
 
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".import-", dir=target.parent)) / "store.zarr"
+        tmp = _cache_work_folder(target.parent) / "store.zarr"
         import_bionas_pub(found, tmp)
         if not (target / "zarr.json").is_file():
             shutil.rmtree(target, ignore_errors=True)
             os.replace(tmp, target)
         shutil.rmtree(tmp.parent, ignore_errors=True)
     return target
+
+
+def _cache_work_folder(cache: Path) -> Path:
+    """A new folder to import into inside the store cache ``cache`` (created if need be).
+
+    A cache that cannot be written (a file, a folder without permission) is a
+    :class:`SweepError` naming $BIONAS_BENCH_CACHE, which chooses it, instead of a bare
+    OS error.
+    """
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".import-", dir=cache))
+    except OSError as exc:
+        why = "it is a file" if cache.is_file() else exc.strerror or str(exc)
+        raise SweepError(
+            f"cannot write the cache of imported stores {cache} ({why}); set BIONAS_BENCH_CACHE "
+            "to a folder you can write in"
+        ) from None
 
 
 def _tree_sha256(folder: Path) -> str:
