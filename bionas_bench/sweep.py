@@ -47,6 +47,7 @@ and seeds give byte-identical files whatever the scheduler and the slicing.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -1304,7 +1305,7 @@ def _check_out(out: Path, config: SweepConfig, meta: dict[str, Any], gold: str |
     check_folder(out)
     meta_path = out / "sweep.json"
     if meta_path.is_file():
-        old = json.loads(meta_path.read_text())
+        old = _read_meta(out)
         name = old.get("config", {}).get("name")
         if old.get("config", {}).get("sha256") != config.sha256:
             raise SweepError(
@@ -1590,23 +1591,24 @@ class SweepResults:
 
 
 def load_results(path: str | Path) -> SweepResults:
-    """Read a results folder written by :func:`run_sweep` (finished cells only)."""
+    """Read a results folder written by :func:`run_sweep` (finished cells only).
+
+    A folder whose sweep.json or gold.csv is damaged (cut short, edited, missing) is one
+    :class:`SweepError` saying so, as is a cell marked finished that cannot be read.
+    """
     path = Path(path)
     meta_path = path / "sweep.json"
     if not meta_path.is_file():
         raise SweepError(
             f"{path} is not a sweep results folder (no sweep.json); run 'bionas-bench sweep' first"
         )
-    meta = json.loads(meta_path.read_text())
+    meta = _read_meta(path)
     if meta.get("format") != RESULTS_FORMAT:
         raise SweepError(
             f"{path}: unsupported results format {meta.get('format')!r}; expected {RESULTS_FORMAT}"
         )
-    from bionas_bench.manifests import parse_manifest
-
-    file_name = meta["config"].get("file") or f"{meta['config']['name']}.toml"
-    config = parse_sweep_config(parse_manifest("sweeps", meta["config"]["text"], Path(file_name)))
-    gold = pd.read_csv(path / "gold.csv")
+    config = _stored_config(path, meta)
+    gold = _read_gold(path, config, meta)
     cells = {}
     for cell in config.cells():
         cpath = cell_path(path, cell)
@@ -1615,3 +1617,116 @@ def load_results(path: str | Path) -> SweepResults:
     if not cells:
         raise SweepError(f"results {path} hold no finished cell yet; run or resume the sweep")
     return SweepResults(path, meta, config, gold, cells)
+
+
+def _damaged_results(path: Path, why: str) -> SweepError:
+    """The error of a results folder whose sweep.json or gold.csv cannot be used."""
+    return SweepError(f"results folder {path} is damaged: {why}; rerun the sweep into a new folder")
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    """The sweep.json of the results folder ``path``, checked to hold what the report and a
+    resumed sweep read from it."""
+    try:
+        meta = json.loads((path / "sweep.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _damaged_results(path, f"sweep.json is not valid JSON ({exc})") from None
+    problem = _meta_problem(meta)
+    if problem is not None:
+        raise _damaged_results(path, f"sweep.json {problem}")
+    return meta
+
+
+def _meta_problem(meta: Any) -> str | None:
+    """What a parsed sweep.json lacks of the entries :func:`_metadata` writes, or None."""
+    if not isinstance(meta, dict):
+        return "does not hold a JSON object"
+    if "format" in meta and meta["format"] != RESULTS_FORMAT:
+        return None  # another format: load_results names it
+    for key, fields in (("config", ("name", "sha256", "text")), ("space", ("name", "sha256"))):
+        entry = meta.get(key)
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(f), str) for f in fields):
+            return f"lacks its {key!r} entry (with {', '.join(fields)})"
+    layers = meta["space"].get("layers")
+    if not isinstance(layers, list) or not all(
+        isinstance(la, dict) and isinstance(la.get("choices"), list) and la["choices"] for la in layers
+    ):
+        return "lacks the space's layers and their choices"
+    return None
+
+
+def _stored_config(path: Path, meta: dict[str, Any]) -> SweepConfig:
+    """The sweep config kept in sweep.json, which must match its sha256 and be valid."""
+    from bionas_bench.manifests import parse_manifest
+
+    stored = meta["config"]
+    if sha256_text(stored["text"]) != stored["sha256"]:
+        raise _damaged_results(
+            path, "the config text in sweep.json does not match its sha256 (it was edited)"
+        )
+    file_name = stored.get("file") or f"{stored['name']}.toml"
+    try:
+        return parse_sweep_config(parse_manifest("sweeps", stored["text"], Path(str(file_name))))
+    except ManifestError as exc:
+        raise _damaged_results(
+            path, f"the config text in sweep.json is not a valid sweep config ({exc})"
+        ) from None
+
+
+#: columns of gold.csv, in order (see :func:`_gold_frame`)
+GOLD_COLUMNS = (
+    "lam_index",
+    "lam",
+    "arch",
+    "arch_name",
+    "loss",
+    "knowledge",
+    "objective",
+    "loss_rank",
+    "knowledge_rank",
+    "objective_rank",
+)
+
+
+def _read_gold(path: Path, config: SweepConfig, meta: dict[str, Any]) -> pd.DataFrame:
+    """gold.csv of the results folder ``path``: a row per lambda of ``config`` and
+    architecture of the space of ``meta``, in order, and the whole file (it ends with a
+    line break, so a file cut short is caught wherever it was cut)."""
+    try:
+        text = (path / "gold.csv").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise _damaged_results(path, "gold.csv is missing") from None
+    except UnicodeDecodeError as exc:
+        raise _damaged_results(path, f"gold.csv is not text ({exc})") from None
+    try:
+        gold = pd.read_csv(io.StringIO(text))
+    except ValueError as exc:  # pandas' ParserError and EmptyDataError among them
+        raise _damaged_results(path, f"gold.csv cannot be parsed ({exc})") from None
+    problem = _gold_problem(text, gold, config, meta)
+    if problem is not None:
+        raise _damaged_results(path, f"gold.csv {problem}")
+    return gold
+
+
+def _gold_problem(text: str, gold: pd.DataFrame, config: SweepConfig, meta: dict[str, Any]) -> str | None:
+    """What is wrong with the parsed gold.csv ``gold`` (``text``: the file), or None."""
+    if tuple(gold.columns) != GOLD_COLUMNS:
+        return f"has columns {list(gold.columns)}, not {list(GOLD_COLUMNS)}"
+    if not text.endswith("\n"):
+        return "is cut short (its last line is incomplete)"
+    archs = math.prod(len(layer["choices"]) for layer in meta["space"]["layers"])
+    if len(gold) != archs * len(config.lambdas):
+        return (
+            f"holds {len(gold)} rows, not {archs * len(config.lambdas)} ({len(config.lambdas)} "
+            f"lambdas x {archs} architectures)"
+        )
+    lam_index = np.repeat(np.arange(len(config.lambdas)), archs)
+    expected = {
+        "lam_index": lam_index,
+        "lam": np.asarray(config.lambdas)[lam_index],
+        "arch": np.tile(np.arange(archs), len(config.lambdas)),
+    }
+    for column, values in expected.items():
+        if not np.array_equal(pd.to_numeric(gold[column], errors="coerce").to_numpy(), values):
+            return f"does not hold the lambdas and architectures of the sweep in order (column {column})"
+    return None

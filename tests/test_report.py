@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -230,6 +231,58 @@ def test_rewriting_a_report_replaces_its_files_and_keeps_the_rest(toy_run, tmp_p
     for folder in (run.out, next(run.out.glob("cells/*.zarr"))):
         with pytest.raises(SweepError, match="pass another folder for the report"):
             write_report(run.out, folder)
+
+
+def _edit_meta(results, edit):
+    meta = json.loads((results / "sweep.json").read_text())
+    edit(meta)
+    (results / "sweep.json").write_text(json.dumps(meta))
+
+
+def _replace_config_text(meta, text):
+    meta["config"].update(text=text, sha256=hashlib.sha256(text.encode()).hexdigest(), file="slow.toml")
+
+
+DAMAGES = {
+    "sweep.json cut": (
+        lambda r: (r / "sweep.json").write_text('{"cells": ['),
+        "sweep.json is not valid JSON",
+    ),
+    "no config": (lambda r: _edit_meta(r, lambda m: m.pop("config")), "sweep.json lacks its 'config' entry"),
+    "gold.csv cut": (
+        lambda r: (r / "gold.csv").write_bytes((r / "gold.csv").read_bytes()[:300]),
+        "gold.csv is cut short",
+    ),
+    "gold.csv cut at a row": (
+        lambda r: (r / "gold.csv").write_text("".join((r / "gold.csv").read_text().splitlines(True)[:-1])),
+        "gold.csv holds 431 rows, not 432 (2 lambdas x 216 architectures)",
+    ),
+    "no gold.csv": (lambda r: (r / "gold.csv").unlink(), "gold.csv is missing"),
+    "config edited": (
+        lambda r: _edit_meta(r, lambda m: m["config"].update(text=m["config"]["text"].replace("4", "5"))),
+        "the config text in sweep.json does not match its sha256",
+    ),
+    "config not toml": (
+        lambda r: _edit_meta(r, lambda m: _replace_config_text(m, m["config"]["text"] + "\n[[[")),
+        "is not a valid sweep config (sweep manifest slow.toml is not valid TOML",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_results_folder_is_one_line(toy_run, tmp_path, capsys, damage):
+    """sweep.json or gold.csv cut short, edited or missing: one line saying the results
+    folder is damaged, before the report's notice (tracebacks, a config error blamed on
+    its file, or an edited config read silently)."""
+    _, run = toy_run
+    results = tmp_path / "results"
+    shutil.copytree(run.out, results)
+    edit, says = DAMAGES[damage]
+    edit(results)
+    assert main(["report", str(results), "--out", str(tmp_path / "rep")]) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and f"results folder {results} is damaged: " in err and says in err, err
+    assert "rerun the sweep into a new folder" in err and out == "" and not (tmp_path / "rep").exists()
 
 
 def test_an_output_where_one_may_not_write_is_refused_first(toy_run, tmp_path, capsys, monkeypatch):
