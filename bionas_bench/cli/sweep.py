@@ -215,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_sweep_config(args.config)
     checked_store(args.store, SweepError)
     if args.report is not None:  # before the sweep, not after it
-        check_report_folder(args.report, flag="--report")
+        check_report_folder(args.report, "--report", args.out)
     if args.runs_per_task is not None and args.runs_per_task < 0:
         raise SweepError(f"--runs-per-task must be >= 0 (0: whole cells), got {args.runs_per_task}")
     if args.dry_run:
@@ -250,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
     if args.report is not None:
         from bionas_bench.cli.report import render
 
-        render(result.out, args.report)
+        render(result.out, args.report, flag="--report")
     return 0
 
 
