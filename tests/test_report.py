@@ -319,6 +319,19 @@ def test_a_report_written_before_the_marker_is_rewritten(toy_run, tmp_path):
         ), committed
 
 
+def test_the_report_of_a_sweep_is_not_put_in_its_results(toy_run, tmp_path, capsys):
+    """sweep --report equal to or inside --out is refused before the sweep runs, naming
+    --report (the sweep ran, then failed naming --out; or the report went into the results)."""
+    toy_tmp, _ = toy_run
+    out = tmp_path / "o"
+    for report, relation in ((out, "is"), (out / "rep", "is inside")):
+        argv = ["sweep", str(toy_tmp / "toy.toml"), "--out", str(out), "--report", str(report)]
+        assert main([*argv, "--scheduler", "sync"]) == 2
+        err = capsys.readouterr().err
+        assert f"--report {report} {relation} the results folder --out {out}; choose" in err
+        assert err.count("\n") == 1 and not out.exists()
+
+
 def _edit_meta(results, edit):
     meta = json.loads((results / "sweep.json").read_text())
     edit(meta)
