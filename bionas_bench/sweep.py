@@ -39,13 +39,15 @@ a slice is written to ``cells/<key>.parts/runs-<lo>-<hi>.zarr`` and the slices o
 are joined into ``<key>.zarr`` (the bytes a whole-cell task writes) as soon as all are in.
 Every group is written to ``<name>.partial`` and renamed when complete, with the group
 attribute ``done`` written last, so an interrupted sweep (Ctrl-C, a killed worker)
-resumes by skipping finished cells and slices and rerunning the rest. The same config
+resumes by skipping finished cells and slices and rerunning the rest; a finished cell
+that lost an array or a chunk since counts as unfinished (:func:`is_done`). The same config
 and seeds give byte-identical files whatever the scheduler and the slicing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -74,6 +76,9 @@ FAILED_POLICIES = ("include", "exclude")
 RUNS_PER_TASK = 25
 #: Fields of every oracle answer kept per step (plus "failed" and [oracle].record).
 CORE_FIELDS = ("arch", "replicate", "loss", "knowledge", "reward", "cost")
+#: Largest knowledge weight: the objective loss + lambda K must stay finite, and a weight
+#: near the float range (1e308) overflows it to infinity (every objective rank then ties).
+MAX_LAMBDA = 1e12
 
 
 # ---------------------------------------------------------------------- config
@@ -266,11 +271,20 @@ def _seed(seed: int, where: str) -> int:
     return seed
 
 
+def _is_number(value: Any) -> bool:
+    """Whether a TOML value is a number (TOML's booleans are not)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _lambdas(values: list[Any], where: str) -> tuple[float, ...]:
     out = []
     for v in values:
-        ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-        _require(ok, f"{where}: [sweep].lambdas must be finite numbers >= 0, got {v!r}")
+        ok = _is_number(v) and 0 <= v <= MAX_LAMBDA
+        _require(
+            ok,
+            f"{where}: [sweep].lambdas must be numbers from 0 to {MAX_LAMBDA:g} (a larger weight "
+            f"overflows the objective loss + lambda K), got {v!r}",
+        )
         out.append(float(v))
     _require(bool(out), f"{where}: [sweep].lambdas is empty; give at least one lambda")
     _require(len(set(out)) == len(out), f"{where}: [sweep].lambdas has duplicates: {out}")
@@ -343,8 +357,13 @@ def _oracle(f: Fields, where: str) -> OracleSpec:
 def _report(f: Fields, where: str, lambdas: tuple[float, ...]) -> ReportSpec:
     title = f.get("title", str, "")
     notes = f.get("notes", str, "")
-    chosen = tuple(float(x) for x in f.get("policy_lambdas", list, []))
+    raw = f.get("policy_lambdas", list, [])
     f.finish()
+    for x in raw:
+        _require(
+            _is_number(x), f"{where}: [report].policy_lambdas must be numbers from [sweep].lambdas, got {x!r}"
+        )
+    chosen = tuple(float(x) for x in raw)
     unknown = [x for x in chosen if x not in lambdas]
     _require(not unknown, f"{where}: [report].policy_lambdas {unknown} are not in [sweep].lambdas")
     return ReportSpec(title, notes, chosen)
@@ -398,7 +417,8 @@ def imported_bionas_pub(source_dir: str | Path | None = None, cache: Path | None
     """The store imported from the original table, importing it into the cache once.
 
     The cache entry is named by the sha256 of the table files, so a changed table is
-    imported afresh. Raises :class:`SweepError` naming the fix when the table is absent.
+    imported afresh. Raises :class:`SweepError` naming the fix when the table is absent
+    or the cache cannot be written.
     """
     found = find_bionas_pub(source_dir)
     if found is None:
@@ -415,14 +435,31 @@ def imported_bionas_pub(source_dir: str | Path | None = None, cache: Path | None
     if not (target / "zarr.json").is_file():
         from bionas_bench.importers import import_bionas_pub
 
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".import-", dir=target.parent)) / "store.zarr"
+        tmp = _cache_work_folder(target.parent) / "store.zarr"
         import_bionas_pub(found, tmp)
         if not (target / "zarr.json").is_file():
             shutil.rmtree(target, ignore_errors=True)
             os.replace(tmp, target)
         shutil.rmtree(tmp.parent, ignore_errors=True)
     return target
+
+
+def _cache_work_folder(cache: Path) -> Path:
+    """A new folder to import into inside the store cache ``cache`` (created if need be).
+
+    A cache that cannot be written (a file, a folder without permission) is a
+    :class:`SweepError` naming $BIONAS_BENCH_CACHE, which chooses it, instead of a bare
+    OS error.
+    """
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".import-", dir=cache))
+    except OSError as exc:
+        why = "it is a file" if cache.is_file() else exc.strerror or str(exc)
+        raise SweepError(
+            f"cannot write the cache of imported stores {cache} ({why}); set BIONAS_BENCH_CACHE "
+            "to a folder you can write in"
+        ) from None
 
 
 def _tree_sha256(folder: Path) -> str:
@@ -733,15 +770,68 @@ def merge_parts(out: Path, cell: Cell, tasks: list[Task]) -> None:
     write_cell(cell_path(out, cell), cell, data)
 
 
+#: cell attribute: every chunk of the cell's arrays was written. Zarr leaves out a chunk
+#: that equals the fill value (an all-False ``failed``), so in a cell written without it a
+#: lost chunk cannot be told from such an array, and only missing arrays are detected.
+ALL_CHUNKS = "all_chunks"
+
+
 def is_done(path: Path) -> bool:
-    """A cell counts as finished only when its group holds ``done = true``."""
+    """A cell counts as finished only when its group holds ``done = true`` and none of the
+    arrays it lists is missing or lacks a chunk (:func:`_cell_damage`): a damaged cell is
+    then run again by a resumed sweep."""
+    attrs = _done_attrs(path)
+    return attrs is not None and _cell_damage(path, attrs) is None
+
+
+def _done_attrs(path: Path) -> dict[str, Any] | None:
+    """The attributes of the group at ``path`` when they hold ``done = true``, else None."""
     meta = path / "zarr.json"
     if not meta.is_file():
-        return False
+        return None
     try:
-        return bool(json.loads(meta.read_text()).get("attributes", {}).get("done"))
-    except (OSError, ValueError):
-        return False
+        attrs = json.loads(meta.read_text()).get("attributes", {})
+    except (OSError, ValueError, AttributeError):
+        return None
+    return attrs if isinstance(attrs, dict) and attrs.get("done") else None
+
+
+def _cell_arrays(attrs: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The arrays a cell's attributes list, by group ("" for the top level)."""
+    return {
+        "steps": list(attrs["steps"]),
+        "policy": list(attrs["policy_layers"]),
+        "runs": list(attrs["runs_fields"]),
+        "": ["incumbent", "within_budget"],
+    }
+
+
+def _cell_damage(path: Path, attrs: Mapping[str, Any]) -> str | None:
+    """What is missing from the finished cell at ``path``, found without reading its data:
+    an array its attributes list, or (in a cell written with :data:`ALL_CHUNKS`) a chunk
+    of one; None when nothing is. Zarr would read a lost chunk as its fill value (0) and
+    skip a lost array, so such a cell passed for valid data."""
+    import zarr
+
+    try:
+        names = [
+            f"{group}/{name}".lstrip("/") for group, arrays in _cell_arrays(attrs).items() for name in arrays
+        ]
+    except (KeyError, TypeError):
+        return "its attributes do not list its arrays"
+    for name in names:
+        if not (path / name / "zarr.json").is_file():
+            return f"array {name} is missing"
+        if not attrs.get(ALL_CHUNKS):
+            continue
+        try:
+            array = zarr.open_array(str(path / name), mode="r")
+            written, total = array.nchunks_initialized, array.nchunks
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            return f"array {name} has unreadable metadata ({type(exc).__name__}: {exc})"
+        if written < total:
+            return f"array {name} lacks {total - written} of its {total} chunk(s)"
+    return None
 
 
 def write_cell(path: Path, cell: Cell, data: CellData) -> None:
@@ -754,8 +844,8 @@ def write_cell(path: Path, cell: Cell, data: CellData) -> None:
     _write_arrays(group, "steps", data.steps)
     _write_arrays(group, "policy", data.policy)
     _write_arrays(group, "runs", data.runs)
-    group.create_array("incumbent", data=data.incumbent, chunks=data.incumbent.shape)
-    group.create_array("within_budget", data=data.within_budget, chunks=data.within_budget.shape)
+    _write_array(group, "incumbent", data.incumbent)
+    _write_array(group, "within_budget", data.within_budget)
     group.attrs.update(
         {
             "key": cell.key,
@@ -767,6 +857,7 @@ def write_cell(path: Path, cell: Cell, data: CellData) -> None:
             "steps": sorted(data.steps),
             "policy_layers": list(data.policy),
             "runs_fields": sorted(data.runs),
+            ALL_CHUNKS: True,
         }
     )
     group.attrs["done"] = True
@@ -777,8 +868,14 @@ def write_cell(path: Path, cell: Cell, data: CellData) -> None:
 def _write_arrays(group: Any, name: str, arrays: Mapping[str, np.ndarray]) -> None:
     sub = group.create_group(name)
     for key in sorted(arrays):
-        value = np.ascontiguousarray(arrays[key])
-        sub.create_array(key, data=value, chunks=value.shape or None)
+        _write_array(sub, key, arrays[key])
+
+
+def _write_array(group: Any, name: str, value: np.ndarray) -> None:
+    """Write ``value`` as one chunk, written even when it equals the fill value, so that
+    a missing chunk always means a lost one (see :data:`ALL_CHUNKS`)."""
+    value = np.ascontiguousarray(value)
+    group.create_array(name, data=value, chunks=value.shape, config={"write_empty_chunks": True})
 
 
 def read_cell(path: Path) -> tuple[dict[str, Any], CellData]:
@@ -791,30 +888,39 @@ def read_cell(path: Path) -> tuple[dict[str, Any], CellData]:
     try:
         return _read_cell(path)
     except (KeyError, RuntimeError, ValueError) as exc:
-        raise SweepError(
-            f"results cell {path} is damaged and cannot be read ({type(exc).__name__}: {exc}); "
-            "delete that folder and run the sweep again with the same --out to recompute it"
-        ) from None
+        raise _damaged_cell(path, f"{type(exc).__name__}: {exc}") from None
 
 
 def _read_cell(path: Path) -> tuple[dict[str, Any], CellData]:
+    """Read the arrays the cell's attributes list, once :func:`_cell_damage` finds them all."""
     import zarr
 
     group = zarr.open_group(str(path), mode="r")
     attrs = dict(group.attrs)
+    damage = _cell_damage(path, attrs)
+    if damage is not None:
+        raise _damaged_cell(path, damage)
+    listed = _cell_arrays(attrs)
 
     def arrays(name: str) -> dict[str, np.ndarray]:
-        sub = group[name]
-        return {k: np.asarray(v[...]) for k, v in sorted(sub.arrays())}
+        return {k: np.asarray(group[f"{name}/{k}"][...]) for k in listed[name]}
 
     data = CellData(
         steps=arrays("steps"),
         incumbent=np.asarray(group["incumbent"][...]),
         within_budget=np.asarray(group["within_budget"][...]),
-        policy={k: arrays("policy")[k] for k in attrs.get("policy_layers", [])},
+        policy=arrays("policy"),
         runs=arrays("runs"),
     )
     return attrs, data
+
+
+def _damaged_cell(path: Path, why: str) -> SweepError:
+    """The error of a cell that cannot be read, saying how to recompute it."""
+    return SweepError(
+        f"results cell {path} is damaged and cannot be read ({why}); "
+        "delete that folder and run the sweep again with the same --out to recompute it"
+    )
 
 
 def run_task(config: SweepConfig, task: Task, location: str | None, out: str) -> dict[str, Any]:
@@ -1065,6 +1171,7 @@ def _checked_inputs(config: SweepConfig, store: str | Path | None) -> tuple[str 
     if location is not None and "://" not in location:  # workers may run in other folders
         location = os.path.abspath(location)
     opened = open_cached_store(location)
+    _check_recorded(config, opened, store)
     try:
         gold = _gold_frame(config, opened)
     except (StoreError, OracleError) as exc:  # the store given by --store is named first
@@ -1073,6 +1180,22 @@ def _checked_inputs(config: SweepConfig, store: str | Path | None) -> tuple[str 
     _check_servable(config, opened, gold)
     _check_fidelities(config, opened)
     return location, opened, gold.to_csv(index=False, float_format="%.17g")
+
+
+def _check_recorded(config: SweepConfig, opened: Any, store: str | Path | None) -> None:
+    """Every field of ``[oracle].record`` is one the oracle answers on this store: a
+    field of every answer or a metric of the store (``store``: the ``--store`` given, if
+    any). Without this check an unknown name failed in the first task, after the
+    results folder was written."""
+    served = (*CORE_FIELDS, "failed", *opened.metric_names)
+    unknown = [name for name in config.oracle.record if name not in served]
+    if unknown:
+        given = f"--store {store} with " if store is not None else ""
+        raise SweepError(
+            f"{given}sweep config {config.path or config.name} [oracle]: record names {unknown}, which "
+            f"store {opened.location} does not serve (its metrics: {', '.join(opened.metric_names)}); "
+            "remove them from record or use a store that has them"
+        )
 
 
 def _check_servable(config: SweepConfig, store: Any, gold: pd.DataFrame) -> None:
@@ -1182,7 +1305,7 @@ def _check_out(out: Path, config: SweepConfig, meta: dict[str, Any], gold: str |
     check_folder(out)
     meta_path = out / "sweep.json"
     if meta_path.is_file():
-        old = json.loads(meta_path.read_text())
+        old = _read_meta(out)
         name = old.get("config", {}).get("name")
         if old.get("config", {}).get("sha256") != config.sha256:
             raise SweepError(
@@ -1468,28 +1591,142 @@ class SweepResults:
 
 
 def load_results(path: str | Path) -> SweepResults:
-    """Read a results folder written by :func:`run_sweep` (finished cells only)."""
+    """Read a results folder written by :func:`run_sweep` (finished cells only).
+
+    A folder whose sweep.json or gold.csv is damaged (cut short, edited, missing) is one
+    :class:`SweepError` saying so, as is a cell marked finished that cannot be read.
+    """
     path = Path(path)
     meta_path = path / "sweep.json"
     if not meta_path.is_file():
         raise SweepError(
             f"{path} is not a sweep results folder (no sweep.json); run 'bionas-bench sweep' first"
         )
-    meta = json.loads(meta_path.read_text())
+    meta = _read_meta(path)
     if meta.get("format") != RESULTS_FORMAT:
         raise SweepError(
             f"{path}: unsupported results format {meta.get('format')!r}; expected {RESULTS_FORMAT}"
         )
-    from bionas_bench.manifests import parse_manifest
-
-    file_name = meta["config"].get("file") or f"{meta['config']['name']}.toml"
-    config = parse_sweep_config(parse_manifest("sweeps", meta["config"]["text"], Path(file_name)))
-    gold = pd.read_csv(path / "gold.csv")
+    config = _stored_config(path, meta)
+    gold = _read_gold(path, config, meta)
     cells = {}
     for cell in config.cells():
         cpath = cell_path(path, cell)
-        if is_done(cpath):
+        if _done_attrs(cpath) is not None:  # marked finished: damage is an error, not "unfinished"
             cells[cell.key] = read_cell(cpath)
     if not cells:
         raise SweepError(f"results {path} hold no finished cell yet; run or resume the sweep")
     return SweepResults(path, meta, config, gold, cells)
+
+
+def _damaged_results(path: Path, why: str) -> SweepError:
+    """The error of a results folder whose sweep.json or gold.csv cannot be used."""
+    return SweepError(f"results folder {path} is damaged: {why}; rerun the sweep into a new folder")
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    """The sweep.json of the results folder ``path``, checked to hold what the report and a
+    resumed sweep read from it."""
+    try:
+        meta = json.loads((path / "sweep.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _damaged_results(path, f"sweep.json is not valid JSON ({exc})") from None
+    problem = _meta_problem(meta)
+    if problem is not None:
+        raise _damaged_results(path, f"sweep.json {problem}")
+    return meta
+
+
+def _meta_problem(meta: Any) -> str | None:
+    """What a parsed sweep.json lacks of the entries :func:`_metadata` writes, or None."""
+    if not isinstance(meta, dict):
+        return "does not hold a JSON object"
+    if "format" in meta and meta["format"] != RESULTS_FORMAT:
+        return None  # another format: load_results names it
+    for key, fields in (("config", ("name", "sha256", "text")), ("space", ("name", "sha256"))):
+        entry = meta.get(key)
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(f), str) for f in fields):
+            return f"lacks its {key!r} entry (with {', '.join(fields)})"
+    layers = meta["space"].get("layers")
+    if not isinstance(layers, list) or not all(
+        isinstance(la, dict) and isinstance(la.get("choices"), list) and la["choices"] for la in layers
+    ):
+        return "lacks the space's layers and their choices"
+    return None
+
+
+def _stored_config(path: Path, meta: dict[str, Any]) -> SweepConfig:
+    """The sweep config kept in sweep.json, which must match its sha256 and be valid."""
+    from bionas_bench.manifests import parse_manifest
+
+    stored = meta["config"]
+    if sha256_text(stored["text"]) != stored["sha256"]:
+        raise _damaged_results(
+            path, "the config text in sweep.json does not match its sha256 (it was edited)"
+        )
+    file_name = stored.get("file") or f"{stored['name']}.toml"
+    try:
+        return parse_sweep_config(parse_manifest("sweeps", stored["text"], Path(str(file_name))))
+    except ManifestError as exc:
+        raise _damaged_results(
+            path, f"the config text in sweep.json is not a valid sweep config ({exc})"
+        ) from None
+
+
+#: columns of gold.csv, in order (see :func:`_gold_frame`)
+GOLD_COLUMNS = (
+    "lam_index",
+    "lam",
+    "arch",
+    "arch_name",
+    "loss",
+    "knowledge",
+    "objective",
+    "loss_rank",
+    "knowledge_rank",
+    "objective_rank",
+)
+
+
+def _read_gold(path: Path, config: SweepConfig, meta: dict[str, Any]) -> pd.DataFrame:
+    """gold.csv of the results folder ``path``: a row per lambda of ``config`` and
+    architecture of the space of ``meta``, in order, and the whole file (it ends with a
+    line break, so a file cut short is caught wherever it was cut)."""
+    try:
+        text = (path / "gold.csv").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise _damaged_results(path, "gold.csv is missing") from None
+    except UnicodeDecodeError as exc:
+        raise _damaged_results(path, f"gold.csv is not text ({exc})") from None
+    try:
+        gold = pd.read_csv(io.StringIO(text))
+    except ValueError as exc:  # pandas' ParserError and EmptyDataError among them
+        raise _damaged_results(path, f"gold.csv cannot be parsed ({exc})") from None
+    problem = _gold_problem(text, gold, config, meta)
+    if problem is not None:
+        raise _damaged_results(path, f"gold.csv {problem}")
+    return gold
+
+
+def _gold_problem(text: str, gold: pd.DataFrame, config: SweepConfig, meta: dict[str, Any]) -> str | None:
+    """What is wrong with the parsed gold.csv ``gold`` (``text``: the file), or None."""
+    if tuple(gold.columns) != GOLD_COLUMNS:
+        return f"has columns {list(gold.columns)}, not {list(GOLD_COLUMNS)}"
+    if not text.endswith("\n"):
+        return "is cut short (its last line is incomplete)"
+    archs = math.prod(len(layer["choices"]) for layer in meta["space"]["layers"])
+    if len(gold) != archs * len(config.lambdas):
+        return (
+            f"holds {len(gold)} rows, not {archs * len(config.lambdas)} ({len(config.lambdas)} "
+            f"lambdas x {archs} architectures)"
+        )
+    lam_index = np.repeat(np.arange(len(config.lambdas)), archs)
+    expected = {
+        "lam_index": lam_index,
+        "lam": np.asarray(config.lambdas)[lam_index],
+        "arch": np.tile(np.arange(archs), len(config.lambdas)),
+    }
+    for column, values in expected.items():
+        if not np.array_equal(pd.to_numeric(gold[column], errors="coerce").to_numpy(), values):
+            return f"does not hold the lambdas and architectures of the sweep in order (column {column})"
+    return None

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,8 +19,18 @@ from test_sweep import TOY_CONFIG, make_store, toy_config  # noqa: F401 - shared
 from bionas_bench import controllers, scoring
 from bionas_bench.cli import main
 from bionas_bench.errors import SweepError
-from bionas_bench.report import _Builder, figures, sampling_note, write_report
+from bionas_bench.report import (
+    REPORT_FORMAT,
+    REPORT_MARKER,
+    _Builder,
+    _report_files,
+    figures,
+    sampling_note,
+    write_report,
+)
 from bionas_bench.sweep import BudgetSpec, ControllerSpec, run_sweep
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -209,6 +221,8 @@ def test_rewriting_a_report_replaces_its_files_and_keeps_the_rest(toy_run, tmp_p
     out = tmp_path / "rep"
     first = write_report(run.out, out)
     (out / "policy_gone.png").write_bytes(b"stale figure of an earlier report")
+    marker = json.loads((out / REPORT_MARKER).read_text())
+    (out / REPORT_MARKER).write_text(json.dumps({**marker, "files": [*marker["files"], "policy_gone.png"]}))
     (out / "NOTES.md").write_text("kept notes\n")
     (out / "results").mkdir()
     (out / "results" / "x.txt").write_text("kept")
@@ -230,6 +244,144 @@ def test_rewriting_a_report_replaces_its_files_and_keeps_the_rest(toy_run, tmp_p
     for folder in (run.out, next(run.out.glob("cells/*.zarr"))):
         with pytest.raises(SweepError, match="pass another folder for the report"):
             write_report(run.out, folder)
+
+
+def test_a_report_never_removes_files_it_did_not_write(toy_run, tmp_path, capsys):
+    """A folder of the user's files is refused, whichever option names it, and kept as it
+    was (every CSV and PNG in it was deleted); in a report's folder a rewrite replaces the
+    files its marker lists and keeps the user's, and refuses to replace one of them."""
+    toy_tmp, run = toy_run
+    theirs = tmp_path / "thesis"
+    theirs.mkdir()
+    (theirs / "thesis.csv").write_text("id,v\n")
+    (theirs / "fig.png").write_bytes(b"their figure")
+    message = "is not empty and is not a bionas-bench report; choose a new folder"
+    for argv, flag in (
+        (["report", str(run.out), "--out", str(theirs)], "--out"),
+        (
+            ["sweep", str(toy_tmp / "toy.toml"), "--out", str(tmp_path / "r"), "--report", str(theirs)],
+            "--report",
+        ),
+        (["demo", "--out", str(theirs)], "--out"),
+    ):
+        assert main(argv) == 2, argv
+        captured = capsys.readouterr()
+        assert captured.err.count("\n") == 1 and f"{flag} {theirs} {message}" in captured.err, captured.err
+        assert "writing the report" not in captured.out
+    with pytest.raises(SweepError, match=message):
+        write_report(run.out, theirs)
+    assert sorted(p.name for p in theirs.iterdir()) == ["fig.png", "thesis.csv"]
+    assert not (tmp_path / "r").exists()
+
+    out = tmp_path / "rep"
+    (out / "results").mkdir(
+        parents=True
+    )  # NOTES.md alone, or the reported results, are no files of the user's
+    (out / "NOTES.md").write_text("notes\n")
+    shutil.copytree(run.out, out / "results", dirs_exist_ok=True)
+    first = write_report(out / "results", out)
+    listed = json.loads((out / REPORT_MARKER).read_text())["files"]
+    assert sorted(listed) == sorted(p.name for p in [first.markdown, *first.figures, *first.tables])
+    (out / "thesis.csv").write_text("id,v\n")
+    write_report(out / "results", out)
+    assert (out / "thesis.csv").read_text() == "id,v\n" and (out / "NOTES.md").read_text() == "notes\n"
+    # a file the new report writes that the earlier one did not: the user's, not replaced
+    (out / REPORT_MARKER).write_text(json.dumps({"format": REPORT_FORMAT, "files": ["report.md"]}))
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(SweepError, match=r"holds .*summary_ranks\.csv, not written by its earlier report"):
+        write_report(out / "results", out)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_a_report_written_before_the_marker_is_rewritten(toy_run, tmp_path):
+    """A report folder from before the marker (the committed reports), or with a damaged
+    marker, is recognised by its report.md: a rewrite replaces report.md and the files it
+    links, nothing else."""
+    _, run = toy_run
+    out = tmp_path / "rep"
+    write_report(run.out, out)
+    (out / REPORT_MARKER).unlink()
+    (out / "fig2a_values.png").unlink()  # a linked file gone: not listed, written again
+    (out / "thesis.csv").write_text("id,v\n")
+    assert sorted(_report_files(out)) == sorted(p.name for p in out.iterdir() if p.name != "thesis.csv")
+    written = write_report(run.out, out)
+    assert (out / "thesis.csv").read_text() == "id,v\n" and (out / "fig2a_values.png").is_file()
+    assert "thesis.csv" not in json.loads((out / REPORT_MARKER).read_text())["files"]
+    assert written.markdown.is_file()
+    (out / REPORT_MARKER).write_text("{")  # a damaged marker: the same as none
+    write_report(run.out, out)
+    assert (out / "thesis.csv").read_text() == "id,v\n"
+    assert json.loads((out / REPORT_MARKER).read_text())["format"] == REPORT_FORMAT
+    for committed in ("paper-fig2", "paper-fig2-bionas-pub"):
+        folder = ROOT / "reports" / committed
+        assert sorted(_report_files(folder)) == sorted(
+            p.name for p in folder.iterdir() if p.is_file() and p.name != "NOTES.md"
+        ), committed
+
+
+def test_the_report_of_a_sweep_is_not_put_in_its_results(toy_run, tmp_path, capsys):
+    """sweep --report equal to or inside --out is refused before the sweep runs, naming
+    --report (the sweep ran, then failed naming --out; or the report went into the results)."""
+    toy_tmp, _ = toy_run
+    out = tmp_path / "o"
+    for report, relation in ((out, "is"), (out / "rep", "is inside")):
+        argv = ["sweep", str(toy_tmp / "toy.toml"), "--out", str(out), "--report", str(report)]
+        assert main([*argv, "--scheduler", "sync"]) == 2
+        err = capsys.readouterr().err
+        assert f"--report {report} {relation} the results folder --out {out}; choose" in err
+        assert err.count("\n") == 1 and not out.exists()
+
+
+def _edit_meta(results, edit):
+    meta = json.loads((results / "sweep.json").read_text())
+    edit(meta)
+    (results / "sweep.json").write_text(json.dumps(meta))
+
+
+def _replace_config_text(meta, text):
+    meta["config"].update(text=text, sha256=hashlib.sha256(text.encode()).hexdigest(), file="slow.toml")
+
+
+DAMAGES = {
+    "sweep.json cut": (
+        lambda r: (r / "sweep.json").write_text('{"cells": ['),
+        "sweep.json is not valid JSON",
+    ),
+    "no config": (lambda r: _edit_meta(r, lambda m: m.pop("config")), "sweep.json lacks its 'config' entry"),
+    "gold.csv cut": (
+        lambda r: (r / "gold.csv").write_bytes((r / "gold.csv").read_bytes()[:300]),
+        "gold.csv is cut short",
+    ),
+    "gold.csv cut at a row": (
+        lambda r: (r / "gold.csv").write_text("".join((r / "gold.csv").read_text().splitlines(True)[:-1])),
+        "gold.csv holds 431 rows, not 432 (2 lambdas x 216 architectures)",
+    ),
+    "no gold.csv": (lambda r: (r / "gold.csv").unlink(), "gold.csv is missing"),
+    "config edited": (
+        lambda r: _edit_meta(r, lambda m: m["config"].update(text=m["config"]["text"].replace("4", "5"))),
+        "the config text in sweep.json does not match its sha256",
+    ),
+    "config not toml": (
+        lambda r: _edit_meta(r, lambda m: _replace_config_text(m, m["config"]["text"] + "\n[[[")),
+        "is not a valid sweep config (sweep manifest slow.toml is not valid TOML",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_results_folder_is_one_line(toy_run, tmp_path, capsys, damage):
+    """sweep.json or gold.csv cut short, edited or missing: one line saying the results
+    folder is damaged, before the report's notice (tracebacks, a config error blamed on
+    its file, or an edited config read silently)."""
+    _, run = toy_run
+    results = tmp_path / "results"
+    shutil.copytree(run.out, results)
+    edit, says = DAMAGES[damage]
+    edit(results)
+    assert main(["report", str(results), "--out", str(tmp_path / "rep")]) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and f"results folder {results} is damaged: " in err and says in err, err
+    assert "rerun the sweep into a new folder" in err and out == "" and not (tmp_path / "rep").exists()
 
 
 def test_an_output_where_one_may_not_write_is_refused_first(toy_run, tmp_path, capsys, monkeypatch):

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from bionas_bench.sweep import (
     part_path,
     plan_sweep,
     plan_tasks,
+    read_cell,
     run_seeds,
     run_sweep,
     run_task,
@@ -203,6 +205,10 @@ def test_quick_paper_config_runs_are_the_first_runs_of_the_paper_config():
         (('name = "toy-random"', 'name = "toy-policy"'), "labels must be unique"),
         (("runs = 4", "runs = 4.5"), "'runs' must be int"),
         (("seed = 7", "seed = -7"), r"\[sweep\].seed must be an integer >= 0"),
+        (("[0.01, 1.0, 100.0]", "[1e308, 1.0]"), r"\[sweep\].lambdas must be numbers from 0 to 1e\+12"),
+        (("[0.01, 1.0, 100.0]", "[1.0, nan]"), r"\[sweep\].lambdas must be numbers from 0 to 1e\+12"),
+        (('name = "toy-random"', 'name = "toy-random"\n[report]\npolicy_lambdas = ["a"]'), "policy_lambdas"),
+        (('name = "toy-random"', 'name = "toy-random"\n[report]\npolicy_lambdas = [[1]]'), "policy_lambdas"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path, edit, message):
@@ -292,6 +298,41 @@ def test_deterministic_across_schedulers_and_resumable(tmp_path, toy_store, toy_
     again = run_sweep(config, sync.out, scheduler="sync")
     assert len(again.skipped) == 5 and "toy-random__lam01" not in again.skipped
     assert tree_digest(sync.out) == tree_digest(threads.out)
+
+
+def test_a_damaged_cell_is_refused_by_the_report_and_recomputed_by_a_resume(
+    tmp_path, toy_store, toy_controllers
+):
+    """A finished cell that lost a chunk (read as zeros before) or an array (skipped with
+    a warning) is an error naming the fix when read, and not done: the dry run counts it
+    to run, and a resume recomputes it into the bytes of an intact run. Every chunk is
+    written, an all-False one too, so that a missing chunk always means a lost one."""
+    config = toy_config(tmp_path, toy_store)
+    intact = run_sweep(config, tmp_path / "intact", scheduler="sync").out
+    first = cell_path(intact, config.cells()[0])
+    assert not read_cell(first)[1].steps["failed"].any()
+    assert [p for p in (first / "steps" / "failed" / "c").rglob("*") if p.is_file()]
+    out = tmp_path / "damaged"
+    shutil.copytree(intact, out)
+    lost_chunk, lost_array = (
+        out / "cells" / "toy-policy__lam01.zarr",
+        out / "cells" / "toy-random__lam02.zarr",
+    )
+    shutil.rmtree(lost_chunk / "runs" / "objective_rank" / "c")
+    (lost_array / "steps" / "loss" / "zarr.json").unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no ZarrUserWarning about the missing array
+        for cell, what in ((lost_chunk, "array runs/objective_rank lacks 1 of its 1 chunk"),
+                           (lost_array, "array steps/loss is missing")):  # fmt: skip
+            with pytest.raises(SweepError, match=rf"results cell {re.escape(str(cell))} is damaged .*{what}"):
+                read_cell(cell)
+            assert not is_done(cell)
+    with pytest.raises(SweepError, match="toy-policy__lam01.zarr is damaged and cannot be read"):
+        load_results(out)
+    plan = plan_sweep(config, out)
+    assert {c.cell.key for c in plan.cells if c.tasks_to_run} == {"toy-policy__lam01", "toy-random__lam02"}
+    again = run_sweep(config, out, scheduler="sync")
+    assert len(again.skipped) == 4 and tree_digest(out) == tree_digest(intact)
 
 
 SLICED_CONFIG = """
@@ -602,6 +643,7 @@ def test_unknown_controller_fails_before_work(tmp_path, toy_store, toy_controlle
         ('loss = "val_los"', "no metric 'val_los'"),
         ('knowledge = "ctcf"', "no knowledge set 'ctcf'"),
         ("replicate = 9", "replicate=9 is out of range"),
+        ('record = ["accuracy", "nosuch"]', "record names ['nosuch'], which store"),
     ],
 )
 def test_oracle_settings_the_store_lacks_fail_before_out(

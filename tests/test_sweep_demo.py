@@ -7,7 +7,7 @@ import pytest
 from bionas_bench.cli import demo
 from bionas_bench.cli import main as cli_main
 from bionas_bench.errors import StoreError, SweepError
-from bionas_bench.sweep import load_sweep_config
+from bionas_bench.sweep import imported_bionas_pub, load_sweep_config
 
 DEMO = load_sweep_config("demo")
 
@@ -117,3 +117,28 @@ def test_a_wrong_bionas_pub_dir_is_not_silently_replaced(monkeypatch, tmp_path, 
     assert f"$BIONAS_PUB_DIR={tmp_path / 'nope'}" in err and err.count("\n") == 1
     assert cli_main(["data", "build", "bionas-pub-myc", "--out", str(tmp_path / "d")]) == 2
     assert f"$BIONAS_PUB_DIR={tmp_path / 'nope'}" in capsys.readouterr().err
+
+
+def test_a_cache_that_cannot_be_written_names_bionas_bench_cache(
+    monkeypatch, bionas_pub_dir, tmp_path, capsys
+):
+    """$BIONAS_BENCH_CACHE naming a file, or a folder one may not write in: one line naming
+    the variable and the fix (it was a bare "File exists" or "Permission denied")."""
+    import tempfile
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("kept")
+    monkeypatch.setenv("BIONAS_BENCH_CACHE", str(a_file))
+    assert cli_main(["sweep", "paper-fig2-pub", "--out", str(tmp_path / "r"), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write the cache of imported stores {a_file} (it is a file)" in err
+    assert "set BIONAS_BENCH_CACHE to a folder you can write in" in err and err.count("\n") == 1
+    assert a_file.read_text() == "kept"
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setenv("BIONAS_BENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(tempfile, "mkdtemp", denied)
+    with pytest.raises(SweepError, match=r"cache .* \(Permission denied\); set BIONAS_BENCH_CACHE"):
+        imported_bionas_pub(bionas_pub_dir)

@@ -103,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     check_scheduler(args.scheduler)  # before the header
     check_folder(args.out, "the demo's results and report")
-    check_report_folder(args.out)  # before the sweep writes its results into it
+    results = args.out / "results"
+    check_report_folder(args.out, results=results)  # before the sweep writes its results into it
     config = load_sweep_config(args.config)
     location, which = demo_store(args.store, config)
     space = open_store(location).space
@@ -117,7 +118,6 @@ def run(args: argparse.Namespace) -> int:
         f"sweep {config.name}: {controllers}, lambda in {{{lambdas}}}, {config.runs} runs x "
         f"{config.budget.episodes} episodes x {config.budget.archs_per_episode} architectures"
     )
-    results = args.out / "results"
     with progress_bar(config, args.quiet, args.scheduler) as progress:
         run_sweep(config, results, scheduler=args.scheduler, store=location, progress=progress)
     print(f"writing the report (figures take a few seconds) into {args.out} ...", flush=True)

@@ -37,15 +37,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def render(results: Path, out: Path, title: str | None = None) -> None:
-    """Write the report and print where it is and the mean-rank table."""
+def render(results: Path, out: Path, title: str | None = None, flag: str = "--out") -> None:
+    """Write the report and print where it is and the mean-rank table (``flag``: the
+    option that named ``out``, for the messages)."""
     from bionas_bench.report import check_report_folder, write_report
     from bionas_bench.sweep import load_results
 
-    check_report_folder(out)  # a bad --out, then a bad results folder: one line, before the notice
+    # a bad --out, then a bad results folder: one line, before the notice
+    check_report_folder(out, flag, results)
     loaded = load_results(results)
     print(f"writing the report (figures take a few seconds) into {out} ...", flush=True)
-    written = write_report(loaded, out, title=title)
+    written = write_report(loaded, out, title=title, flag=flag)
     print(f"report: {written.markdown} ({len(written.figures)} figures, {len(written.tables)} CSV tables)")
     if written.missing:
         print(

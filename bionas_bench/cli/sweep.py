@@ -215,7 +215,8 @@ def run(args: argparse.Namespace) -> int:
     config = load_sweep_config(args.config)
     checked_store(args.store, SweepError)
     if args.report is not None:  # before the sweep, not after it
-        check_report_folder(args.report, flag="--report")
+        check_report_outside(args.report, args.out)
+        check_report_folder(args.report, "--report", args.out)
     if args.runs_per_task is not None and args.runs_per_task < 0:
         raise SweepError(f"--runs-per-task must be >= 0 (0: whole cells), got {args.runs_per_task}")
     if args.dry_run:
@@ -250,8 +251,20 @@ def run(args: argparse.Namespace) -> int:
     if args.report is not None:
         from bionas_bench.cli.report import render
 
-        render(result.out, args.report)
+        render(result.out, args.report, flag="--report")
     return 0
+
+
+def check_report_outside(report: Path, out: Path) -> None:
+    """Refuse a ``--report`` that is the results folder ``--out`` or lies inside it: the
+    report's files would become part of the results (``report`` refuses such a folder,
+    but only once the sweep has run)."""
+    where, results = report.resolve(), out.resolve()
+    if where == results or results in where.parents:
+        relation = "is" if where == results else "is inside"
+        raise SweepError(
+            f"--report {report} {relation} the results folder --out {out}; choose a report folder outside it"
+        )
 
 
 def dry_run(args: argparse.Namespace, config: SweepConfig) -> int:

@@ -15,15 +15,20 @@ paper) survives regeneration. The report text holds no timestamps, so regenerati
 from the same results gives the same Markdown and CSV files.
 
 The report is built in a new folder beside ``out`` and then moved in: an interrupted
-run leaves the previous report as it was, and the files of an earlier report (its
-``report.md``, CSVs and PNGs) are replaced as a whole, so none of them lingers. Other
-files and folders in ``out`` are kept (``NOTES.md``, the demo's ``results/``). A store
-or a sweep's results folder is refused as ``out``.
+run leaves the previous report as it was. ``out/.bionas-report.json`` lists the files a
+report wrote; a rewrite replaces exactly those as a whole, so none of them lingers, and
+keeps every other file and folder in ``out`` (``NOTES.md``, the demo's ``results/``,
+files of the user's). A report written before that list existed is recognised by its
+``report.md`` and the files it links. A non-empty folder that holds no report (besides
+``NOTES.md`` and the results being reported) is refused as ``out``, as are a store and a
+sweep's results folder.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +45,14 @@ from bionas_bench.report.markdown import fmt, pvalue, table, with_ci
 from bionas_bench.sweep import BudgetSpec, ControllerSpec, SweepConfig, SweepResults, load_results
 
 NOTES_FILE = "NOTES.md"
+#: the list of the files a report wrote, in its folder
+REPORT_MARKER = ".bionas-report.json"
+REPORT_FORMAT = "bionas-bench-report/1"
+#: lines every report.md has (the inputs table, the regenerate section): how a report
+#: written before :data:`REPORT_MARKER` existed is recognised
+REPORT_LANDMARKS = ("\n## Inputs\n", "\n| sweep config | ", "\n## Regenerate\n")
+#: the local files a report.md links to (its figures and their CSVs)
+LINKED_FILE = re.compile(r"\]\(([^()/\\\s]+\.(?:csv|png))\)")
 #: the most architectures tied for most frequent that the rank table lists one by one
 MAX_TIED_SHOWN = 3
 #: the per-step curves' smoothing, as the captions state it (:func:`scoring.sma`)
@@ -63,23 +76,27 @@ class ReportFiles:
 
 
 def write_report(
-    results: SweepResults | str | Path, out: str | Path, title: str | None = None
+    results: SweepResults | str | Path, out: str | Path, title: str | None = None, *, flag: str = "--out"
 ) -> ReportFiles:
-    """Write ``report.md``, its figures and CSVs for a results folder into ``out``."""
+    """Write ``report.md``, its figures and CSVs for a results folder into ``out``.
+
+    ``flag``: the command-line option that named ``out``, for the messages.
+    """
     out = Path(out)
-    check_report_folder(out)
+    check_report_folder(out, flag, results.path if isinstance(results, SweepResults) else Path(results))
     res = results if isinstance(results, SweepResults) else load_results(results)
     place = out.resolve()  # "." has no name to put a work folder beside
+    earlier = _report_files(place) or []
+    notes = place / NOTES_FILE
     place.parent.mkdir(parents=True, exist_ok=True)
     work = place.with_name(f".{place.name}.writing-{os.getpid()}")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     try:
-        if (place / NOTES_FILE).is_file():
-            shutil.copy2(place / NOTES_FILE, work / NOTES_FILE)
-        builder = _Builder(res, work, shown=out)
+        builder = _Builder(res, work, shown=out, notes=notes.read_text("utf-8") if notes.is_file() else None)
         (work / "report.md").write_text(builder.build(title), encoding="utf-8")
-        _put_in_place(work, place)
+        _refuse_overwriting(work, place, earlier, flag)
+        _put_in_place(work, place, earlier)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -88,8 +105,13 @@ def write_report(
     return ReportFiles(out, out / "report.md", figures_out, tables_out, builder.summary, res.missing)
 
 
-def check_report_folder(out: Path, flag: str = "--out") -> None:
-    """Refuse an ``out`` for a report that is a file, a Zarr store or a sweep's results."""
+def check_report_folder(out: Path, flag: str = "--out", results: Path | None = None) -> None:
+    """Refuse an ``out`` for a report that is a file, a Zarr store, a sweep's results, or a
+    folder holding files but no report: the report would mix with files it did not write.
+
+    ``NOTES.md`` (included in the report) and ``results``, the results folder being
+    reported when it lies in ``out`` (the demo's), do not count as files of the folder.
+    """
     if out.exists() and not out.is_dir():
         raise SweepError(f"{flag} {out} is a file; pass a folder for the report")
     blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
@@ -98,23 +120,93 @@ def check_report_folder(out: Path, flag: str = "--out") -> None:
     for marker, what in (("zarr.json", "a Zarr store"), ("sweep.json", "a sweep's results folder")):
         if (out / marker).is_file():
             raise SweepError(f"{flag} {out} is {what}; pass another folder for the report")
+    if _report_files(out) is None and _foreign_entries(out, results):
+        raise SweepError(f"{flag} {out} is not empty and is not a bionas-bench report; choose a new folder")
 
 
-def _report_file(path: Path) -> bool:
-    return path.is_file() and (path.name == "report.md" or path.suffix in (".csv", ".png"))
+def _foreign_entries(out: Path, results: Path | None) -> list[Path]:
+    """What ``out`` holds besides ``NOTES.md``, hidden files and (the folder holding)
+    ``results``."""
+    if not out.is_dir():
+        return []
+    mine = results.resolve() if results is not None else None
+
+    def foreign(path: Path) -> bool:
+        if path.name == NOTES_FILE or path.name.startswith("."):
+            return False
+        where = path.resolve()
+        return mine is None or not (where == mine or where in mine.parents)
+
+    return [p for p in out.iterdir() if foreign(p)]
 
 
-def _put_in_place(work: Path, out: Path) -> None:
-    """Move the finished report in ``work`` into ``out``, the earlier report's files out."""
+def _report_files(out: Path) -> list[str] | None:
+    """The names of the files the report in ``out`` wrote (its marker not included), or
+    None when ``out`` holds no report: those :data:`REPORT_MARKER` lists, else (a report
+    written before the marker existed, or a damaged marker) ``report.md`` and the CSVs and
+    figures it links to, which are every file such a report wrote."""
+    listed = _marked_files(out / REPORT_MARKER)
+    return listed if listed is not None else _linked_files(out)
+
+
+def _marked_files(marker: Path) -> list[str] | None:
+    """The files a report's marker lists, or None when it is missing or damaged."""
+    try:
+        listed = json.loads(marker.read_text("utf-8")) if marker.is_file() else None
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(listed, dict) or listed.get("format") != REPORT_FORMAT:
+        return None
+    files = listed.get("files")
+    return [n for n in files if isinstance(n, str) and _plain_name(n)] if isinstance(files, list) else None
+
+
+def _linked_files(out: Path) -> list[str] | None:
+    """``report.md`` and the files it links to, when ``out/report.md`` is a bionas-bench
+    report (:data:`REPORT_LANDMARKS`); else None."""
+    report = out / "report.md"
+    try:
+        text = report.read_text("utf-8") if report.is_file() else ""
+    except UnicodeDecodeError:
+        return None
+    if not all(landmark in text for landmark in REPORT_LANDMARKS):
+        return None
+    linked = dict.fromkeys(LINKED_FILE.findall(text))
+    return ["report.md", *(n for n in linked if (out / n).is_file())]
+
+
+def _plain_name(name: str) -> bool:
+    """Whether ``name`` names a file directly in a folder (a marker lists only those)."""
+    return Path(name).name == name and name not in ("", ".", "..", NOTES_FILE, REPORT_MARKER)
+
+
+def _refuse_overwriting(work: Path, out: Path, earlier: list[str], flag: str) -> None:
+    """Refuse to put the report in ``work`` into ``out`` when one of its files would
+    replace a file that the earlier report (``earlier``: its files) did not write."""
+    clash = sorted(p.name for p in work.iterdir() if p.name not in earlier and (out / p.name).exists())
+    if clash:
+        raise SweepError(
+            f"{flag} {out} holds {', '.join(clash)}, not written by its earlier report, which the new "
+            "report would replace; move them away or choose a new folder"
+        )
+
+
+def _put_in_place(work: Path, out: Path, earlier: list[str]) -> None:
+    """Move the finished report in ``work`` into ``out``, the earlier report's files
+    (``earlier``: their names) and marker out, and the new marker in last (it lists the
+    files moved in)."""
+    names = sorted(p.name for p in work.iterdir())
+    marker = {"format": REPORT_FORMAT, "files": names}
+    (work / REPORT_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
     out.mkdir(exist_ok=True)
     old = out.with_name(f".{out.name}.old-{os.getpid()}")
     shutil.rmtree(old, ignore_errors=True)
     old.mkdir()
-    for path in list(out.iterdir()):
-        if _report_file(path):
-            os.replace(path, old / path.name)
-    for path in list(work.iterdir()):
-        os.replace(path, out / path.name)
+    for name in [*earlier, REPORT_MARKER]:
+        if (out / name).is_file():
+            os.replace(out / name, old / name)
+    for name in [*names, REPORT_MARKER]:
+        os.replace(work / name, out / name)
     work.rmdir()
     shutil.rmtree(old, ignore_errors=True)
 
@@ -122,10 +214,11 @@ def _put_in_place(work: Path, out: Path) -> None:
 class _Builder:
     """Assembles the report section by section, writing each figure and its CSV."""
 
-    def __init__(self, res: SweepResults, out: Path, shown: Path):
+    def __init__(self, res: SweepResults, out: Path, shown: Path, notes: str | None = None):
         self.res = res
         self.out = out  # where the files are written
         self.shown = shown  # where they will be (the report's command names it)
+        self.hand_notes = notes  # the text of the report folder's NOTES.md, if it has one
         self.labels = [label for label in res.labels if any(res.has_cell(label, lam) for lam in res.lambdas)]
         self.figures: list[Path] = []
         self.tables: list[Path] = []
@@ -583,9 +676,8 @@ class _Builder:
         parts = []
         if self.res.config.report.notes:
             parts.append(self.res.config.report.notes.strip())
-        hand = self.out / NOTES_FILE
-        if hand.is_file():
-            parts.append(hand.read_text(encoding="utf-8").strip())
+        if self.hand_notes is not None:
+            parts.append(self.hand_notes.strip())
         if not parts:
             return ""
         text = "\n\n".join(parts) + "\n"
