@@ -452,12 +452,23 @@ def train_and_write(
 
 def _unbuildable(space: ModelSpace, arch_id: int, data: TrainData) -> str:
     """Why ``arch_id`` cannot be built for ``data``'s sequences ("" when it can): its
-    layers are checked on torch's meta device (shapes only, no memory, no random draws)."""
+    layers are checked on torch's meta device (shapes only, no memory, no random draws).
+
+    An op that refuses its input in its own words raises a TrainingError; one that does
+    not check (a registered op) fails inside torch or its own arithmetic instead, with
+    these errors. Values no input allows were refused before the run (``check_space_ops``),
+    so what is left is this architecture's shapes on this data.
+    """
     try:
         with torch.device("meta"):
             BatchedNetwork(space, arch_id, seq_len=data.seq_len, n_labels=data.n_labels, replicates=1)
     except TrainingError as exc:
         return str(exc)
+    except (RuntimeError, ValueError, ZeroDivisionError) as exc:
+        return (
+            f"architecture {arch_id} ({space.arch_name(arch_id)}) of space {space.name!r} cannot be "
+            f"built for sequences of length {data.seq_len}: {exc}"
+        )
     return ""
 
 
