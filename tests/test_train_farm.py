@@ -462,6 +462,31 @@ def test_an_architecture_that_cannot_be_built_is_recorded_failed(
     assert "trained 0 architecture(s), 4 already done" in capsys.readouterr().out
 
 
+def test_a_ctrl_c_while_the_farm_sends_its_data_waits_for_the_sending():
+    """A Ctrl-C during the broadcast scatter used to cut this process's wait only: the
+    scheduler's broadcast went on and failed in the teardown, printing "Task exception was
+    never retrieved". Now the scatter returns first, and no unit is submitted after it."""
+    calls = []
+
+    class Client:
+        def scatter(self, data, broadcast):
+            signal.raise_signal(signal.SIGINT)  # the user's Ctrl-C, mid-scatter
+            calls.append("scattered")
+            return data
+
+        def submit(self, *args, **kwargs):
+            calls.append("submitted")
+
+    units = farm.plan_units(np.zeros((2, 1), dtype=bool), np.arange(2), np.arange(1))
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, not `pytest &`
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            farm._run_dask(Client(), (None, None, None, "out", "run"), units, "cpu", 1, None)
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert calls == ["scattered"]
+
+
 def _trim(in_shape, replicates, *, by):
     """A registered op that checks nothing: torch refuses its input when it is shorter than ``by``."""
     torch.empty(in_shape.channels, in_shape.length - by)

@@ -860,15 +860,19 @@ def _run_dask(
     of a 1,166,400-unit space would otherwise hold every task. The space, dataset and
     training config are sent to every worker once.
 
-    On any exit before the end (an error, Ctrl-C) the caller's
+    A Ctrl-C while the data is sent takes effect once it is sent (a second one at once). On any
+    exit before the end (an error, Ctrl-C) the caller's
     :func:`~bionas_bench.cluster.dask_client` closes the client first, releasing the
     units not yet started, then kills the local cluster's worker processes; a unit cut
     short is simply not done and is retrained on resume.
     """
     from dask.distributed import as_completed
 
+    from bionas_bench.cluster import ctrl_c_after
+
     space, dataset, config, out, run = job
-    shared = client.scatter([space, dataset, config], broadcast=True)
+    with ctrl_c_after():  # a Ctrl-C mid-scatter would leave the scheduler a broadcast to fail
+        shared = client.scatter([space, dataset, config], broadcast=True)
     todo = iter(units)
 
     def top_up(pending: Any) -> None:
