@@ -14,7 +14,9 @@ cluster of worker *processes* it arranges what a command-line user expects of Ct
   it, while what a worker logs as it is killed (its heartbeat to a scheduler that has
   closed) is teardown noise;
 * a Ctrl-C while the cluster starts is held until it is up (a second one is not), then
-  raised as below: Dask cannot tear down a cluster whose start was cut short;
+  raised as below: Dask cannot tear down a cluster whose start was cut short; callers
+  hold one the same way around a call that leaves the scheduler a request it would
+  fail during the teardown (see :func:`ctrl_c_after`);
 * when the body of the ``with`` block raises (KeyboardInterrupt included), the client
   is closed first, which releases its futures (tasks not yet started never start),
   then the worker processes are killed at once instead of being asked to finish their
@@ -56,7 +58,7 @@ from distributed.utils import silence_logging_cmgr
 
 from bionas_bench.errors import BionasError
 
-__all__ = ["dask_client"]
+__all__ = ["ctrl_c_after", "dask_client"]
 
 #: Seconds a killed local worker gets before SIGKILL (it is not asked to finish its task).
 KILL_GRACE_SECONDS = 0.5
@@ -244,7 +246,8 @@ def _local_client(workers: int, processes: bool, error: type[BionasError]) -> It
 
     The scheduler runs in this process, so its teardown logs are silenced here. Worker
     processes that fail to start (whose errors they print themselves) raise ``error``
-    with the likeliest cause, a script without a main guard.
+    with the likeliest cause, a script without a main guard; after a Ctrl-C, which a
+    terminal sends to them as well, the cause is that Ctrl-C, and it is raised instead.
     """
     # the worker processes' nannies hand them this config, thread workers read it as they start
     with _sigint_held() as held, dask.config.set({"distributed.worker.profile.enabled": False}):
@@ -263,6 +266,8 @@ def _local_client(workers: int, processes: bool, error: type[BionasError]) -> It
         except RuntimeError as exc:
             if "failed to start" not in str(exc):
                 raise
+            if held:  # a terminal's Ctrl-C reaches the worker processes too, mid-import
+                raise KeyboardInterrupt from None
             raise error(
                 f"the local Dask cluster's worker processes failed to start ({exc}): {MAIN_GUARD}"
             ) from None
@@ -300,6 +305,24 @@ def _tear_down(client: Client, cluster: LocalCluster, processes: bool) -> None:
         for step in steps:
             with contextlib.suppress(Exception):
                 step()
+
+
+@contextlib.contextmanager
+def ctrl_c_after() -> Iterator[None]:
+    """Hold a Ctrl-C until the body ends, then raise it (a second one is not held).
+
+    For a short call into Dask that the scheduler serves with requests of its own, such as
+    ``client.scatter(..., broadcast=True)`` (the scheduler copies the data to every worker):
+    a Ctrl-C only stops this process waiting, the scheduler's handler goes on, and the
+    teardown that follows closes what it is using; it then fails, and asyncio prints its
+    "Task exception was never retrieved" traceback above the command's one line. Waiting
+    for the call to return leaves nothing running to fail. Held as while a cluster starts
+    (see :func:`_sigint_held`); where nothing can be held, the body is simply run.
+    """
+    with _sigint_held() as held:
+        yield
+    if held:
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager

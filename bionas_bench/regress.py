@@ -358,13 +358,36 @@ def record(
     progress: Callable[[Any], None] | None = None,
 ) -> dict[str, Any]:
     """Run ``config``, write its baseline JSON to ``out`` and return the document
-    (``progress``: see :func:`run_scores`)."""
-    if Path(out).is_dir():  # checked before the sweep runs, not after
-        raise RegressError(f"--out {out} is a folder; give the path of the baseline JSON file to write")
+    (``progress``: see :func:`run_scores`). An existing ``out`` is replaced only when it is a
+    baseline (re-recording after an intended behaviour change); any other file is refused."""
+    _check_record_out(Path(out))  # before the sweep runs, not after
     scores, _ = run_scores(config, store=store, scheduler=scheduler, progress=progress)
     document = baseline_document(scores)
     write_baseline(out, document)
     return document
+
+
+def _check_record_out(out: Path) -> None:
+    """Refuse an ``--out`` that is a folder, or a file other than a baseline: recording
+    would replace it, and a file this command did not write may be someone's work."""
+    if out.is_dir():
+        raise RegressError(f"--out {out} is a folder; give the path of the baseline JSON file to write")
+    if out.exists() and not _is_baseline(out):
+        raise RegressError(
+            f"--out {out} exists and is not a baseline written by 'regress record', which would "
+            "replace it; give a new path for the baseline, or move the file away first"
+        )
+
+
+def _is_baseline(path: Path) -> bool:
+    """Whether ``path`` is a JSON document with a baseline's ``format`` (any version, so that an
+    old baseline can be recorded again; its contents are not checked: a damaged one may be)."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:  # not JSON, or not text
+        return False
+    kind = BASELINE_FORMAT.rsplit("/", 1)[0] + "/"
+    return isinstance(document, dict) and str(document.get("format", "")).startswith(kind)
 
 
 def write_baseline(path: str | Path, document: Mapping[str, Any]) -> None:

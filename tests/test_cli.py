@@ -221,3 +221,31 @@ def test_every_command_help_shows_an_example():
     for path, parser in leaves:
         text = parser.format_help()
         assert "example" in text and f"bionas-bench {' '.join(path)}" in text.split("example", 1)[1], path
+
+
+@pytest.mark.parametrize(
+    ("error", "shown"),
+    [
+        (MemoryError("Unable to allocate 29.8 GiB for an array with shape (1, 4000000000)"), "29.8 GiB"),
+        (MemoryError(), "out of memory; choose smaller sizes"),
+        ("torch", "(CUDA out of memory)"),
+    ],
+)
+def test_running_out_of_memory_is_one_line_not_a_traceback(monkeypatch, capsys, error, shown):
+    """A command that runs out of memory (a ppo LSTM of 10**9 units used to) says so in one
+    line with the fix, exit 2; torch's GPU error, not a MemoryError, too."""
+    from bionas_bench.cli import controllers, main
+
+    if error == "torch":
+        import torch
+
+        error = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB.\nGPU 0 has ...")
+
+    def run_out(args):
+        raise error
+
+    monkeypatch.setattr(controllers, "run_list", run_out)
+    assert main(["controllers", "list"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bionas-bench controllers list: error: out of memory") and err.count("\n") == 1
+    assert shown in err and "choose smaller sizes" in err

@@ -44,6 +44,27 @@ def test_a_ctrl_c_during_startup_is_held_then_raised_after_a_clean_teardown(monk
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_workers_that_a_ctrl_c_stopped_as_they_started_are_an_interrupt(monkeypatch):
+    """A terminal sends Ctrl-C to the worker processes too: one that comes while they import
+    kills them, and the cluster fails to start. That is the Ctrl-C (exit 130), not the
+    missing main guard that workers failing to start otherwise mean (exit 2)."""
+
+    interrupt = [True]
+
+    def failed_start(*args, **kwargs):
+        if interrupt:
+            signal.raise_signal(signal.SIGINT)
+        raise RuntimeError("Nanny failed to start.")
+
+    monkeypatch.setattr(cluster, "LocalCluster", failed_start)
+    with pytest.raises(KeyboardInterrupt), cluster.dask_client("local", 1, error=SweepError, hint=""):
+        pytest.fail("the body ran")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    interrupt.clear()
+    with pytest.raises(SweepError, match="main"), cluster.dask_client("local", 1, error=SweepError, hint=""):
+        pytest.fail("the body ran")
+
+
 def test_only_the_first_ctrl_c_is_held():
     """A second Ctrl-C (a cluster that hangs while starting) interrupts at once."""
     with pytest.raises(KeyboardInterrupt), cluster._sigint_held() as held:
@@ -51,6 +72,21 @@ def test_only_the_first_ctrl_c_is_held():
         assert held == [signal.SIGINT]
         signal.raise_signal(signal.SIGINT)
         pytest.fail("the second Ctrl-C was held")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_ctrl_c_during_a_held_call_is_raised_once_it_returns():
+    """ctrl_c_after: the call finishes (the farm's broadcast scatter, which the scheduler
+    would otherwise fail during the teardown, with an unretrieved task's traceback), then
+    the Ctrl-C is raised; without one the body's value stands."""
+    done = []
+    with pytest.raises(KeyboardInterrupt), cluster.ctrl_c_after():
+        signal.raise_signal(signal.SIGINT)
+        done.append("returned")
+    assert done == ["returned"]
+    with cluster.ctrl_c_after():
+        done.append("again")
+    assert done == ["returned", "again"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 

@@ -348,6 +348,8 @@ def test_tell_subsets_and_interleaved_asks(space):
         ("ppo", {"batch_size": -1}),
         ("ppo", {"max_epochs": 0}),
         ("ppo", {"lstm_units": 2.5}),
+        ("ppo", {"lstm_units": 10**9}),  # was a MemoryError traceback while drawing the first run
+        ("ppo", {"embedding_dim": 4097}),
         ("ppo", {"kl_stop": 0}),
         ("ppo", {"feed": "sideways"}),
         ("ppo", {"gate": "relu"}),

@@ -155,6 +155,32 @@ def test_a_manifest_that_is_not_utf8_is_one_line(tmp_path: Path, capsys, argv: l
     assert err.count("\n") == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["b.toml"]
 
 
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("n_positive = 150", "n_positive = -5", "non-negative counts"),
+        ('task = "multitask"', 'task = "multitask"\nbackground = [-0.3, 0.5, 0.5, 0.3]', "summing to 1"),
+        ("min = 0\nmax = 2", "min = 3\nmax = 2", "need 0 <= min (3) <= max (2)"),
+        ("mean = 1.0", "mean = 1.0\nzero_prob = 1.5", "zero_prob must be in [0, 1], got 1.5"),
+        ('task = "multitask"', 'task = "ternary"', "unknown task 'ternary'"),
+        ("length = 60", "length = 5", "lengthen the sequences"),
+    ],
+)
+def test_cli_show_refuses_what_build_refuses(tmp_path: Path, capsys, old: str, new: str, message: str):
+    """``data show`` used to print (exit 0) a simulation that ``data build`` and ``train``
+    refuse; now it refuses it with the same one line, before printing anything."""
+    text = SIMULATED.format(seed=1)
+    assert old in text
+    path = manifest(tmp_path, text.replace(old, new, 1))
+    assert main(["data", "show", str(path)]) == 2
+    shown = capsys.readouterr()
+    assert shown.out == "" and shown.err.count("\n") == 1 and message in shown.err
+    assert main(["data", "build", str(path), "--out", str(tmp_path / "cache"), "--quiet"]) == 2
+    built = capsys.readouterr().err
+    assert shown.err.replace("data show", "data build") == built
+    assert built.startswith(f"bionas-bench data build: error: dataset manifest {path}: ")
+
+
 def fasta_manifest(tmp_path: Path, extra: str = "") -> Path:
     return manifest(
         tmp_path,

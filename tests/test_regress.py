@@ -378,6 +378,28 @@ def test_bad_baseline_and_alpha(tmp_path, setup, toy):
     assert list(tmp_path.glob("folder*")) == [folder] and not list(folder.iterdir())
 
 
+def test_record_replaces_a_baseline_but_no_other_file(setup, toy, tmp_path, capsys):
+    """``regress record --out`` used to overwrite any file; now only a baseline (recorded again
+    after an intended change, even a damaged one), checked before the sweep runs."""
+    config, baseline = setup
+    precious = tmp_path / "precious.txt"
+    other = tmp_path / "other.json"
+    for path, text in ((precious, "notes\n"), (other, json.dumps({"format": "other"}))):
+        path.write_text(text)
+        assert main(["regress", "record", str(config), "--out", str(path), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert f"--out {path} exists and is not a baseline written by 'regress record'" in err
+        assert "give a new path" in err and path.read_text() == text
+    assert sorted(tmp_path.iterdir()) == [other, precious]  # no .tmp left either
+    damaged = tmp_path / "damaged.json"
+    doc = read_baseline(baseline)
+    doc["cells"][0]["runs"] = "x"
+    damaged.write_text(json.dumps(doc))
+    record(config, damaged)
+    assert read_baseline(damaged) == read_baseline(baseline)
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [

@@ -8,9 +8,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 import bionas_bench
 from bionas_bench.cli import main
@@ -22,6 +24,7 @@ from bionas_bench.store import Store
 from bionas_bench.train import farm
 from bionas_bench.train.config import load_training_config
 from bionas_bench.train.farm import RUN_ENDED, _store_lock, parse_archs, plan_farm, run_farm, train_and_write
+from bionas_bench.train.ops import OPS, Identity, check_space_ops
 
 ARCHS = "0-23"  # 24 units: conv1d k8 x all pooling / flatten / dense choices
 COMPARED = ("val_loss", "test_loss", "auroc", "aupr", "accuracy", "epochs", "n_params")
@@ -128,25 +131,44 @@ def test_dry_run_shows_what_is_left_and_writes_nothing(tiny_train_dataset: Path,
     [
         ('op = "maxpool1d"', 'op = "maxpool"', "no child-network op 'maxpool'; did you mean 'maxpool1d'?"),
         ("kernel_size = 8,", "kernel_siz = 8,", "op 'conv1d' does not take parameters"),
+        (
+            "filters = 3, kernel_size = 8,",
+            "filters = -3, kernel_size = 8,",
+            "layer 0 ('conv'), choice 'conv1d_f3_k8': op 'conv1d': filters = -3 must be a whole number >= 1",
+        ),
+        ("kernel_size = 14,", "kernel_size = 0,", "op 'conv1d': kernel_size = 0 must be a whole number >= 1"),
+        (
+            'activation = "relu"',
+            'activation = "swishy"',
+            "activation = 'swishy' must be one of 'linear', 'relu', 'sigmoid', 'tanh'",
+        ),
+        ("stride = 8 }", "stride = 0 }", "choice 'maxpool': op 'maxpool1d': stride = 0 must be"),
+        (
+            "symmetric = true",
+            'symmetric = "no"',
+            "choice 'sfc': op 'sfc': symmetric = 'no' must be true or false",
+        ),
     ],
 )
 def test_a_misspelt_op_or_parameter_fails_before_training(
     tiny_train_dataset, tmp_path, capsys, old, new, message
 ):
-    """A space manifest misspelling an op or a parameter is bad input (exit 2), for the dry
-    run as for training, before the store exists; an op that is simply not implemented
-    here (bionas-eclip's dropout) stays a per-architecture failure, as documented."""
+    """A space manifest misspelling an op or a parameter, or giving a value no input allows
+    (a negative size, an unknown activation), is bad input (exit 2), for the dry run as for
+    training in-process or on the default local cluster, before the store exists (which the
+    corrected manifest could not resume); an op that is simply not implemented here
+    (bionas-eclip's dropout) stays a per-architecture failure, as documented."""
     text = (Path(__file__).parents[1] / "data_manifests/spaces/bionas-conv1d.toml").read_text()
     assert old in text
     space = tmp_path / "my-space.toml"
     space.write_text(text.replace(old, new, 1))
     out = tmp_path / "s.zarr"
     argv = ["train", "--space", str(space), "--dataset", str(tiny_train_dataset), "--training", "smoke"]
-    for extra in (["--dry-run"], ["--scheduler", "none"]):
+    for extra in (["--dry-run"], ["--scheduler", "none"], []):
         assert main([*argv, "--out", str(out), "--archs", "0", *extra]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err and "fix the space manifest" in err.lower()
-    assert not out.exists()
+    assert not out.exists() and not list(tmp_path.glob("s.zarr*")) and not list(tmp_path.glob(".s.zarr*"))
     plan_farm("bionas-eclip", tiny_train_dataset, "smoke", out, archs="0")  # unimplemented ops pass
 
 
@@ -438,6 +460,60 @@ def test_an_architecture_that_cannot_be_built_is_recorded_failed(
     assert np.isnan(store.metric("val_loss")[3]).all() and np.isfinite(store.metric("val_loss")[:3]).all()
     assert main(argv) == 0
     assert "trained 0 architecture(s), 4 already done" in capsys.readouterr().out
+
+
+def test_a_ctrl_c_while_the_farm_sends_its_data_waits_for_the_sending():
+    """A Ctrl-C during the broadcast scatter used to cut this process's wait only: the
+    scheduler's broadcast went on and failed in the teardown, printing "Task exception was
+    never retrieved". Now the scatter returns first, and no unit is submitted after it."""
+    calls = []
+
+    class Client:
+        def scatter(self, data, broadcast):
+            signal.raise_signal(signal.SIGINT)  # the user's Ctrl-C, mid-scatter
+            calls.append("scattered")
+            return data
+
+        def submit(self, *args, **kwargs):
+            calls.append("submitted")
+
+    units = farm.plan_units(np.zeros((2, 1), dtype=bool), np.arange(2), np.arange(1))
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, not `pytest &`
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            farm._run_dask(Client(), (None, None, None, "out", "run"), units, "cpu", 1, None)
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert calls == ["scattered"]
+
+
+def _trim(in_shape, replicates, *, by):
+    """A registered op that checks nothing: torch refuses its input when it is shorter than ``by``."""
+    torch.empty(in_shape.channels, in_shape.length - by)
+    return Identity(in_shape, replicates)
+
+
+def test_an_op_that_fails_in_torch_on_short_sequences_is_unbuildable(tmp_path: Path, monkeypatch):
+    """A registered op without its own checks fails inside torch (a negative size) where the
+    sequences are too short: that architecture cannot be built here (recorded failed, with
+    torch's reason), it does not crash the farm."""
+    monkeypatch.setitem(OPS, "trim", _trim)
+    space = tmp_path / "trim.toml"
+    space.write_text(
+        _two_arch_space(tmp_path)
+        .read_text()
+        .replace('name = "two"', 'name = "trim"')
+        .replace(
+            'op = "maxpool1d"\nparams = { pool_size = 8, stride = 8 }', 'op = "trim"\nparams = { by = 60 }'
+        )
+    )
+    space = get_space(space)
+    check_space_ops(space)  # nothing wrong whatever the input
+    data = SimpleNamespace(seq_len=50, n_labels=1)
+    assert farm._unbuildable(space, 0, data) == ""
+    reason = farm._unbuildable(space, 1, data)
+    assert "architecture 1 (" in reason and "cannot be built for sequences of length 50" in reason
+    assert "negative dimension" in reason
 
 
 def test_complete_store_is_packed_partial_is_not(tiny_train_dataset: Path, tmp_path: Path):

@@ -126,3 +126,9 @@ def test_bad_ops_and_parameters_are_clear_errors():
         build_op("dense", {"units": 3}, SeqShape(4, 10), 1)
     with pytest.raises(TrainingError, match="longer than its input"):
         build_op("conv1d", {"filters": 3, "kernel_size": 20}, SeqShape(4, 10), 1)
+    with pytest.raises(TrainingError, match="op 'conv1d': filters = -3 must be a whole number >= 1"):
+        build_op("conv1d", {"filters": -3, "kernel_size": 8}, SeqShape(4, 10), 1)  # was torch's RuntimeError
+    with pytest.raises(
+        TrainingError, match="op 'regconv2d': kernel_sum_max = 0.0 must be a finite number > 0"
+    ):
+        build_op("regconv2d", {**REGCONV, "kernel_sum_max": 0.0}, SeqShape(4, 10), 1)  # was NaN weights

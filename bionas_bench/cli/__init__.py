@@ -2,8 +2,9 @@
 
 Each command group lives in its own module of this package and exposes
 ``register(subparsers)``; this module assembles them, runs the chosen command and
-turns a :class:`~bionas_bench.errors.BionasError`, or an ``OSError`` of a path the
-system refuses, into one line on stderr and a non-zero exit. Library code never prints; commands render.
+turns a :class:`~bionas_bench.errors.BionasError`, an ``OSError`` of a path the
+system refuses, or running out of memory, into one line on stderr and a non-zero exit.
+Library code never prints; commands render.
 """
 
 from __future__ import annotations
@@ -234,6 +235,27 @@ def _chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         parser = subs[0].choices[chosen]
 
 
+def _out_of_memory_errors() -> tuple[type[BaseException], ...]:
+    """Python's MemoryError (numpy raises a subclass), and torch's for a GPU when torch is
+    loaded (it subclasses RuntimeError, not MemoryError); looked up when an error is
+    handled, so that the command line never imports torch for it."""
+    torch = sys.modules.get("torch")
+    gpu = getattr(torch, "OutOfMemoryError", None)
+    return (MemoryError,) if gpu is None else (MemoryError, gpu)
+
+
+def _out_of_memory_message(exc: BaseException) -> str:
+    """One line for a command that ran out of memory: the allocation that failed (the first
+    sentence of torch's long message) and the fix. Sizes given as input (a controller's
+    LSTM, a space's layers, runs or workers at once) are what usually makes it."""
+    what = str(exc).strip().split(". ")[0].split("\n")[0]
+    detail = f" ({what})" if what else ""
+    return (
+        f"out of memory{detail}; choose smaller sizes (a controller's "
+        "hyper-parameters, a space's filters or units) or fewer runs or workers at once, or free memory"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(argv)
@@ -255,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
         what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
         print(f"bionas-bench {_command(args)}: {what}{tail}", file=sys.stderr)
         return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+    except _out_of_memory_errors() as exc:
+        print(f"bionas-bench {_command(args)}: error: {_out_of_memory_message(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except BrokenPipeError:
         # The reader went away (`bionas-bench store info | head`): stop quietly, as a
         # command killed by SIGPIPE would, and keep Python from complaining again when it

@@ -125,11 +125,17 @@ def _print_summary(dataset: Dataset) -> None:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from bionas_bench.data.datasets import load_spec_motifs, parse_dataset_manifest
+    """The manifest's settings, after the checks that building it makes without reading
+    its sequences: it loads its motifs, and a simulation's counts, background, task and
+    embeddings are checked as ``data build`` checks them (before anything is printed)."""
+    from bionas_bench.data.datasets import load_spec_motifs, parse_dataset_manifest, simulation_config
     from bionas_bench.manifests import load_manifest
 
     manifest = load_manifest("datasets", args.name)
     spec = parse_dataset_manifest(manifest)
+    motifs = load_spec_motifs(spec)
+    if spec.simulation is not None:
+        simulation_config(spec, motifs)
     print(f"dataset:   {spec.name}  ({manifest.path})")
     print(f"about:     {spec.description}")
     print(f"type:      {spec.type}, seed {spec.seed}, manifest sha256 {manifest.sha256}")
@@ -153,7 +159,6 @@ def _cmd_show(args: argparse.Namespace) -> int:
         print("splits:    " + ", ".join(f"{n} {f}" for n, f in spec.splits.fractions))
     else:
         print(f"splits:    {spec.splits.mode} (the training manifest draws each replicate's split)")
-    motifs = load_spec_motifs(spec)
     for key, motif in motifs.items():
         print(f"  motif {key}: {motif.length} bp, consensus {motif.consensus}, from {motif.source}")
     for set_name, members in spec.motif_sets.items():

@@ -68,7 +68,12 @@ def _record_parser(actions: argparse._SubParsersAction) -> None:
         formatter_class=HelpFormatter,
     )
     _common(parser)
-    parser.add_argument("--out", required=True, type=Path, help="baseline JSON to write")
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="baseline JSON to write; an existing baseline there is replaced, any other file refused",
+    )
     add_quiet_option(parser)
     parser.set_defaults(func=run_record)
 

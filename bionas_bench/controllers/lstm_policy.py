@@ -45,6 +45,10 @@ DTYPE = torch.float64  #: what the forward passes compute in
 PARAM_DTYPE = torch.float32  #: what the parameters and Adam moments are stored in
 FEEDS = ("action", "probs")
 GATES = ("sigmoid", "hard_sigmoid")
+#: largest LSTM width and embedding size a controller accepts (the paper's are 50 and 8):
+#: the recurrent kernel grows as its square, ~270 MB per run at 4096 units, so a typo with
+#: more digits would exhaust memory while the first run is drawn
+MAX_SIZE = 4096
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,7 @@ from bionas_bench.controllers.lstm_policy import (
     DTYPE,
     FEEDS,
     GATES,
+    MAX_SIZE,
     PARAM_DTYPE,
     Net,
     NetShape,
@@ -213,7 +214,9 @@ class PPOParams:
             self.warmup is None or self.warmup in WARMUPS,
             f"warmup must be one of {WARMUPS} or None, got {self.warmup!r}",
         )
-        for name in ("lstm_units", "embedding_dim", "max_epochs", "buffer_episodes", "sma_window"):
+        for name in ("lstm_units", "embedding_dim"):
+            _check_int(self, name, 1, maximum=MAX_SIZE)
+        for name in ("max_epochs", "buffer_episodes", "sma_window"):
             _check_int(self, name, 1)
         _check_int(self, "batch_size", 0)
         _check_int(self, "warmup_episodes", 1)
@@ -266,12 +269,15 @@ class DiverseParams(ReinforceParams):
         check(self.slack <= 1, f"slack must be in [0, 1], got {self.slack!r}")
 
 
-def _check_int(params: Any, name: str, minimum: int) -> None:
+def _check_int(params: Any, name: str, minimum: int, maximum: int | None = None) -> None:
     value = getattr(params, name)
-    check(
-        isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= minimum,
-        f"{name} must be an integer >= {minimum}, got {value!r}",
-    )
+    ok = isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= minimum
+    if maximum is None:
+        check(ok, f"{name} must be an integer >= {minimum}, got {value!r}")
+    else:
+        check(
+            ok and value <= maximum, f"{name} must be an integer from {minimum} to {maximum}, got {value!r}"
+        )
 
 
 def _check_float(params: Any, name: str, positive: bool = False) -> None:

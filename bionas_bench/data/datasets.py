@@ -621,13 +621,16 @@ def list_datasets() -> list[tuple[str, str]]:
 # ----------------------------------------------------------------------------------------
 
 
-def _simulate(
-    spec: DatasetSpec, motifs: dict[str, Motif], rng: np.random.Generator, step: Progress
-) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], pd.DataFrame]:
+def simulation_config(spec: DatasetSpec, motifs: dict[str, Motif]) -> SimulationConfig:
+    """The simulation ``spec`` describes, with ``motifs`` (:func:`load_spec_motifs`), after
+    its checks (counts, background, task, embedding ranges, that the motifs fit the
+    sequences), a problem being a ManifestError naming the manifest. The checks need the
+    motifs' lengths, so the manifest parser cannot make them; ``data show`` calls this so
+    that it refuses what ``data build`` and ``train`` refuse, with the same message."""
     sim = spec.simulation
     assert sim is not None
     try:
-        config = SimulationConfig(
+        return SimulationConfig(
             length=sim.length,
             n_positive=sim.n_positive,
             n_negative=sim.n_negative,
@@ -642,7 +645,12 @@ def _simulate(
         raise ManifestError(
             f"dataset manifest {spec.manifest.path if spec.manifest else spec.name}: {exc}"
         ) from exc
-    result = simulate(config, rng=rng, progress=step)
+
+
+def _simulate(
+    spec: DatasetSpec, motifs: dict[str, Motif], rng: np.random.Generator, step: Progress
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], pd.DataFrame]:
+    result = simulate(simulation_config(spec, motifs), rng=rng, progress=step)
     return result.codes, result.labels, result.label_names, result.ground_truth
 
 

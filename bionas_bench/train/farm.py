@@ -452,12 +452,23 @@ def train_and_write(
 
 def _unbuildable(space: ModelSpace, arch_id: int, data: TrainData) -> str:
     """Why ``arch_id`` cannot be built for ``data``'s sequences ("" when it can): its
-    layers are checked on torch's meta device (shapes only, no memory, no random draws)."""
+    layers are checked on torch's meta device (shapes only, no memory, no random draws).
+
+    An op that refuses its input in its own words raises a TrainingError; one that does
+    not check (a registered op) fails inside torch or its own arithmetic instead, with
+    these errors. Values no input allows were refused before the run (``check_space_ops``),
+    so what is left is this architecture's shapes on this data.
+    """
     try:
         with torch.device("meta"):
             BatchedNetwork(space, arch_id, seq_len=data.seq_len, n_labels=data.n_labels, replicates=1)
     except TrainingError as exc:
         return str(exc)
+    except (RuntimeError, ValueError, ZeroDivisionError) as exc:
+        return (
+            f"architecture {arch_id} ({space.arch_name(arch_id)}) of space {space.name!r} cannot be "
+            f"built for sequences of length {data.seq_len}: {exc}"
+        )
     return ""
 
 
@@ -849,15 +860,19 @@ def _run_dask(
     of a 1,166,400-unit space would otherwise hold every task. The space, dataset and
     training config are sent to every worker once.
 
-    On any exit before the end (an error, Ctrl-C) the caller's
+    A Ctrl-C while the data is sent takes effect once it is sent (a second one at once). On any
+    exit before the end (an error, Ctrl-C) the caller's
     :func:`~bionas_bench.cluster.dask_client` closes the client first, releasing the
     units not yet started, then kills the local cluster's worker processes; a unit cut
     short is simply not done and is retrained on resume.
     """
     from dask.distributed import as_completed
 
+    from bionas_bench.cluster import ctrl_c_after
+
     space, dataset, config, out, run = job
-    shared = client.scatter([space, dataset, config], broadcast=True)
+    with ctrl_c_after():  # a Ctrl-C mid-scatter would leave the scheduler a broadcast to fail
+        shared = client.scatter([space, dataset, config], broadcast=True)
     todo = iter(units)
 
     def top_up(pending: Any) -> None:

@@ -37,7 +37,7 @@ import inspect
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -92,6 +92,52 @@ def _activation(name: str, op: str) -> Callable[[torch.Tensor], torch.Tensor]:
         ) from None
 
 
+# ------------------------------------------------------------------ parameter values
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one op parameter's value must be: ``test`` accepts it, ``expected`` says it in words."""
+
+    expected: str
+    test: Callable[[Any], bool]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    """A finite int or float (TOML's booleans are ints to Python, and are not numbers here)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _one_of(*values: str) -> Rule:
+    return Rule(f"one of {', '.join(repr(v) for v in values)}", lambda value: value in values)
+
+
+SIZE = Rule("a whole number >= 1", lambda value: _is_int(value) and value >= 1)
+NON_NEGATIVE = Rule("a finite number >= 0", lambda value: _is_number(value) and value >= 0)
+POSITIVE = Rule("a finite number > 0", lambda value: _is_number(value) and value > 0)
+FLAG = Rule("true or false", lambda value: isinstance(value, bool))
+ACTIVATION = _one_of(*sorted(_ACTIVATIONS))
+
+
+def check_params(op: str, params: Mapping[str, Any]) -> None:
+    """Refuse a parameter value op ``op`` cannot be built with whatever its input (a negative
+    or zero size, an unknown activation), naming the parameter and what it must be.
+
+    Every architecture using such a choice would fail alike, so this is bad input, not an
+    architecture that does not fit the data. An op's rules are its ``param_rules``
+    (parameters without one, and ops registered without any, are not checked here).
+    """
+    rules: Mapping[str, Rule] = getattr(OPS.get(op), "param_rules", {})
+    for name, value in params.items():
+        rule = rules.get(name)
+        if rule is not None and not rule.test(value):
+            raise TrainingError(f"op {op!r}: {name} = {value!r} must be {rule.expected}")
+
+
 # ------------------------------------------------------------------------------ base
 
 
@@ -107,6 +153,8 @@ class BatchedOp(nn.Module):
     """
 
     out_shape: Shape
+    #: what each parameter's value must be, checked before any network is built (see check_params)
+    param_rules: ClassVar[Mapping[str, Rule]] = {}
 
     def init_replicate(self, r: int, gen: torch.Generator) -> None:  # noqa: B027 - optional hook
         """Draw replicate ``r``'s initial parameters from ``gen`` (no parameters: nothing)."""
@@ -226,6 +274,14 @@ class Conv1d(BatchedOp):
     ``"valid"`` or ``"same"`` (Keras places the odd extra padding at the end; so do we).
     """
 
+    param_rules = {
+        "filters": SIZE,
+        "kernel_size": SIZE,
+        "activation": ACTIVATION,
+        "init": _one_of("glorot_uniform"),
+        "padding": _one_of("valid", "same"),
+    }
+
     def __init__(
         self,
         in_shape: Shape,
@@ -295,6 +351,17 @@ class RegConv2d(BatchedOp):
       ``b <- b * [b <= 0]``, i.e. positive biases become 0 (the original's
       "NegativeConstraint"). These match the original exactly.
     """
+
+    param_rules = {
+        "filters": SIZE,
+        "kernel_size": SIZE,
+        "activation": ACTIVATION,
+        "init_std": NON_NEGATIVE,
+        "kernel_sum_max": POSITIVE,
+        "l1": NON_NEGATIVE,
+        "positional": NON_NEGATIVE,
+        "filter_penalty": NON_NEGATIVE,
+    }
 
     def __init__(
         self,
@@ -368,6 +435,7 @@ class _Pool1d(BatchedOp):
     """Keras ``MaxPool1D`` / ``AveragePooling1D`` with "valid" padding (floor of the length)."""
 
     fn: Callable[..., torch.Tensor]
+    param_rules = {"pool_size": SIZE, "stride": SIZE}
 
     def __init__(self, in_shape: Shape, replicates: int, *, pool_size: int, stride: int | None = None):
         super().__init__()
@@ -449,6 +517,13 @@ class SeparableFC(BatchedOp):
       the original).
     """
 
+    param_rules = {
+        "units": SIZE,
+        "symmetric": FLAG,
+        "smoothness_penalty": NON_NEGATIVE,
+        "curvature_constraint": NON_NEGATIVE,
+    }
+
     def __init__(
         self,
         in_shape: Shape,
@@ -517,6 +592,8 @@ def _integrate(diffs: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
 class Dense(BatchedOp):
     """Keras ``Dense(units, activation)``: Glorot-uniform kernel, zero bias; flat input."""
 
+    param_rules = {"units": SIZE, "activation": ACTIVATION}
+
     def __init__(self, in_shape: Shape, replicates: int, *, units: int, activation: str = "linear"):
         super().__init__()
         if not isinstance(in_shape, FlatShape):
@@ -573,7 +650,9 @@ def check_space_ops(space: Any) -> None:
     A parameter a known op does not take is an error; so is an unknown op name close to a
     known one (``maxpool`` for ``maxpool1d``). Other unknown ops are ops not implemented
     here (``bionas-eclip`` has ``dropout`` and ``sparsek_vec``): architectures using them
-    are recorded as failed, as documented. Values are checked as each network is built.
+    are recorded as failed, as documented. A value no input allows is an error too (see
+    :func:`check_params`); one that only some inputs allow (a kernel longer than the
+    sequence) is checked as each network is built, and makes only those architectures fail.
     """
     for index, layer in enumerate(space.layers):
         for choice in layer.choices:
@@ -593,10 +672,15 @@ def check_space_ops(space: Any) -> None:
                     f"{where}: op {choice.op!r} does not take parameters {dict(choice.kwargs)} ({exc}); "
                     "fix the space manifest"
                 ) from None
+            try:
+                check_params(choice.op, choice.kwargs)
+            except TrainingError as exc:
+                raise TrainingError(f"{where}: {exc}; fix the space manifest") from None
 
 
 def build_op(op: str, params: Mapping[str, Any], in_shape: Shape, replicates: int) -> BatchedOp:
-    """Build op ``op`` with ``params``; unknown ops and parameters give a TrainingError."""
+    """Build op ``op`` with ``params``; unknown ops and parameters, and values the op never
+    accepts, give a TrainingError."""
     try:
         builder = OPS[op]
     except KeyError:
@@ -604,6 +688,7 @@ def build_op(op: str, params: Mapping[str, Any], in_shape: Shape, replicates: in
             f"no child-network op {op!r}; known ops: {', '.join(sorted(OPS))} "
             "(register new ones with bionas_bench.train.ops.register_op)"
         ) from None
+    check_params(op, params)
     try:
         return builder(in_shape, replicates, **dict(params))
     except TypeError as exc:
