@@ -312,8 +312,13 @@ def test_a_report_written_before_the_marker_is_rewritten(toy_run, tmp_path):
     write_report(run.out, out)
     assert (out / "thesis.csv").read_text() == "id,v\n"
     assert json.loads((out / REPORT_MARKER).read_text())["format"] == REPORT_FORMAT
-    for committed in ("paper-fig2", "paper-fig2-bionas-pub"):
-        folder = ROOT / "reports" / committed
+    for committed in ("paper-fig2", "paper-fig2-bionas-pub"):  # as they were before their markers
+        listed = json.loads((ROOT / "reports" / committed / REPORT_MARKER).read_text())["files"]
+        present = {p.name for p in (ROOT / "reports" / committed).iterdir()} - {"NOTES.md", REPORT_MARKER}
+        assert sorted(listed) == sorted(present), committed  # the marker lists the report's files
+        folder = tmp_path / committed
+        shutil.copytree(ROOT / "reports" / committed, folder)
+        (folder / REPORT_MARKER).unlink()
         assert sorted(_report_files(folder)) == sorted(
             p.name for p in folder.iterdir() if p.is_file() and p.name != "NOTES.md"
         ), committed
