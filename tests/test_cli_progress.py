@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import time
 from pathlib import Path
 
@@ -107,23 +108,38 @@ def test_data_build_error_in_a_log_stands_on_its_own_line(tmp_path: Path, capsys
 
 
 def test_the_sweep_bar_prices_each_controllers_runs_at_their_own_cost():
-    """ppo's runs cost 100x random's: the time left prices each at its own seconds per run,
-    and there is no estimate until both have finished a task."""
+    """ppo's runs cost 100x random's: the time left prices each at its own seconds per run;
+    a controller without a finished task is not priced, and the text says it is a bound."""
     from bionas_bench.cli.sweep import RemainingTime
     from bionas_bench.sweep import TaskProgress, load_sweep_config
 
     config = load_sweep_config("demo")  # ppo and random, 3 lambdas x 20 runs
     eta = RemainingTime(config)
     eta.began = 0.0
+    assert eta.estimate(now=1.0) is None
     eta.add(TaskProgress("ppo__lam00", 1, 12, False, 100.0, runs=10))  # 10 s a run
-    assert eta.estimate(now=50.0) is None and eta.text() == "left: estimating"
+    assert eta.estimate(now=50.0) == (pytest.approx(50 * 10.0 / 2.0), ["random"])  # a lower bound
     eta.add(TaskProgress("random__lam00", 2, 12, True, 0.0, runs=20))  # done before: no cost
     eta.add(TaskProgress("random__lam01", 3, 12, False, 2.0, runs=20))  # 0.1 s a run
     # 102 s of work in 51 s of wall time: 2 workers; left: 50 ppo runs, 20 random runs
-    assert eta.estimate(now=51.0) == pytest.approx((50 * 10.0 + 20 * 0.1) / 2)
+    assert eta.estimate(now=51.0) == (pytest.approx((50 * 10.0 + 20 * 0.1) / 2), [])
     eta.add(TaskProgress("ppo__lam01", 4, 12, False, 200.0, runs=20))
     eta.add(TaskProgress("random__lam02", 5, 12, False, 2.0, runs=20))
-    assert eta.estimate(now=160.0) == pytest.approx(30 * 10.0 / (304.0 / 160.0))  # ppo: 30 runs left
+    assert eta.estimate(now=160.0) == (pytest.approx(30 * 10.0 / (304.0 / 160.0)), [])  # ppo: 30 left
     eta.add(TaskProgress("ppo__lam00", 6, 12, False, 100.0, runs=10))
     eta.add(TaskProgress("ppo__lam02", 7, 12, False, 200.0, runs=20))
-    assert eta.estimate(now=210.0) == pytest.approx(0.0)
+    assert eta.estimate(now=210.0) == (pytest.approx(0.0), [])
+
+
+def test_the_bar_text_says_when_the_time_left_is_a_bound():
+    from bionas_bench.cli.sweep import RemainingTime
+    from bionas_bench.sweep import TaskProgress, load_sweep_config
+
+    eta = RemainingTime(load_sweep_config("demo"))
+    eta.began = time.perf_counter() - 10.0
+    assert eta.text() == "left: estimating"
+    eta.add(TaskProgress("ppo__lam00", 1, 12, False, 20.0, runs=20))
+    assert re.fullmatch(r"left >= \d+:\d\d \(\+ random: not started\)", eta.text()), eta.text()
+    for lam in ("00", "01", "02"):
+        eta.add(TaskProgress(f"random__lam{lam}", 2, 12, False, 0.1, runs=20))
+    assert re.fullmatch(r"left ~\d+:\d\d", eta.text()), eta.text()

@@ -129,8 +129,9 @@ class RemainingTime:
     controller after another, so a rate over runs (tqdm's estimate) was off by 2-4x: while
     ``ppo`` ran it priced ``random``'s runs at ``ppo``'s cost. Here each controller's runs
     left are priced at that controller's seconds per run so far, divided by the
-    parallelism seen so far (seconds of work done per second of wall time); until every
-    controller with runs left has finished a task, there is no estimate.
+    parallelism seen so far (seconds of work done per second of wall time). The runs of a
+    controller without a finished task yet are not priced: the estimate is then a lower
+    bound, and says so.
     """
 
     def __init__(self, config: SweepConfig):
@@ -149,23 +150,29 @@ class RemainingTime:
             self.runs[label] += event.runs
             self.seconds[label] += event.seconds
 
-    def estimate(self, now: float | None = None) -> float | None:
-        """Seconds left, or None while a controller with runs left has no finished task."""
-        if any(left > 0 and not self.runs[label] for label, left in self.left.items()):
-            return None
+    def estimate(self, now: float | None = None) -> tuple[float, list[str]] | None:
+        """Seconds left and the controllers whose runs left are not priced yet (then the
+        seconds are a lower bound); None before any task of this run finished."""
         wall = (time.perf_counter() if now is None else now) - self.began
         work = sum(self.seconds.values())
         if wall <= 0 or work <= 0:
             return None
-        per_run = {label: self.seconds[label] / self.runs[label] for label in self.left if self.runs[label]}
-        todo = sum(left * per_run[label] for label, left in self.left.items() if left > 0)
-        return todo / (work / wall)
+        unpriced = [label for label, left in self.left.items() if left > 0 and not self.runs[label]]
+        todo = sum(
+            left * self.seconds[label] / self.runs[label]
+            for label, left in self.left.items()
+            if left > 0 and self.runs[label]
+        )
+        return todo / (work / wall), unpriced
 
     def text(self) -> str:
-        left = self.estimate()
-        if left is None:
+        found = self.estimate()
+        if found is None:
             return "left: estimating"
+        left, unpriced = found
         minutes, seconds = divmod(round(left), 60)
+        if unpriced:
+            return f"left >= {minutes}:{seconds:02d} (+ {', '.join(unpriced)}: not started)"
         return f"left ~{minutes}:{seconds:02d}"
 
 
