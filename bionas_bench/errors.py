@@ -52,3 +52,8 @@ class SweepError(BionasError):
 
 class RegressError(BionasError):
     """A regression baseline or check that cannot be used as given (missing, bad format, bad alpha)."""
+
+
+#: What torch's CPU allocator says, in a plain RuntimeError, when an allocation fails
+#: (on a GPU torch raises its own OutOfMemoryError).
+CPU_ALLOCATOR_FAILED = "can't allocate memory"

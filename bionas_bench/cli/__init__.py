@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import importlib
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -21,7 +22,7 @@ import threading
 from collections.abc import Iterator
 
 from bionas_bench import __version__
-from bionas_bench.errors import BionasError
+from bionas_bench.errors import CPU_ALLOCATOR_FAILED, BionasError
 
 # Command modules, in the order their commands appear in --help.
 COMMAND_MODULES = ("demo", "data", "train", "store", "sweep", "report", "controllers", "regress")
@@ -248,7 +249,11 @@ def _out_of_memory_message(exc: BaseException) -> str:
     """One line for a command that ran out of memory: the allocation that failed (the first
     sentence of torch's long message) and the fix. Sizes given as input (a controller's
     LSTM, a space's layers, runs or workers at once) are what usually makes it."""
-    what = str(exc).strip().split(". ")[0].split("\n")[0]
+    tried = re.search(r"tried to allocate (\d+) bytes", str(exc))  # torch's CPU allocator
+    if tried:
+        what = f"an allocation of {int(tried.group(1)) / 2**30:.1f} GiB failed"
+    else:
+        what = str(exc).strip().split(". ")[0].split("\n")[0]
     detail = f" ({what})" if what else ""
     return (
         f"out of memory{detail}; choose smaller sizes (a controller's "
@@ -278,6 +283,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bionas-bench {_command(args)}: {what}{tail}", file=sys.stderr)
         return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
     except _out_of_memory_errors() as exc:
+        print(f"bionas-bench {_command(args)}: error: {_out_of_memory_message(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except RuntimeError as exc:
+        if CPU_ALLOCATOR_FAILED not in str(exc):
+            raise
         print(f"bionas-bench {_command(args)}: error: {_out_of_memory_message(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:

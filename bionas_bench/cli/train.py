@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
-from bionas_bench.cli import HelpFormatter, add_quiet_option
+from bionas_bench.cli import EXIT_BAD_INPUT, HelpFormatter, add_quiet_option
 from bionas_bench.manifests import available
 from bionas_bench.space import get_space
 
@@ -106,10 +107,16 @@ def run(args: argparse.Namespace) -> int:
         return dry_run(args, archs)
     bar: list[Any] = []
     unbuildable: list[FarmProgress] = []
+    grouped: list[FarmProgress] = []
+    unfit: list[FarmProgress] = []
 
     def progress(event: FarmProgress) -> None:
         if event.unbuildable:
             unbuildable.append(event)
+        if event.group:
+            grouped.append(event)
+        if event.unfit:
+            unfit.append(event)
         if args.quiet:
             return
         if event.done == 0:
@@ -149,6 +156,23 @@ def run(args: argparse.Namespace) -> int:
             f"were recorded as failed: {format_ids(sorted(e.arch_id for e in unbuildable))} "
             f"(e.g. {first.arch_id}: {first.unbuildable})"
         )
+    if grouped:
+        smallest = min(grouped, key=lambda e: e.group)
+        print(
+            f"note: {len(grouped)} architecture(s) were trained a few replicates at a time to fit in "
+            f"memory: {format_ids(sorted(e.arch_id for e in grouped))} (down to {smallest.group} at once "
+            f"for {smallest.arch_id}); their values equal one batch's up to floating-point rounding"
+        )
+    if report.unfit:
+        print(
+            f"bionas-bench train: error: {len(report.unfit)} architecture(s) do not fit in memory on "
+            f"{report.device} and were not trained: {format_ids(report.unfit)} (e.g. {unfit[0].unfit}); "
+            "the rest is written. Lower batch_size or eval_batch_size in the training manifest (that makes "
+            "a new store) or the space's layer sizes, or run the same command where more memory is free: "
+            "it trains only what is missing",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     return 0
 
 

@@ -278,6 +278,21 @@ class UnitResult:
     filters: np.ndarray | None
     failed: np.ndarray
 
+    @classmethod
+    def concat(cls, parts: Sequence[UnitResult]) -> UnitResult:
+        """The replicates of ``parts`` (one architecture trained in groups of replicates)
+        as one result, in the order of ``parts``."""
+        if len(parts) == 1:
+            return parts[0]
+        first = parts[0]
+        return cls(
+            first.arch_id,
+            {name: np.concatenate([p.metrics[name] for p in parts]) for name in first.metrics},
+            {name: np.concatenate([p.curves[name] for p in parts]) for name in first.curves},
+            None if first.filters is None else np.concatenate([p.filters for p in parts]),
+            np.concatenate([p.failed for p in parts]),
+        )
+
 
 ProgressFn = Callable[[int, int], None]
 

@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -57,6 +57,7 @@ from bionas_bench.train.batched import (
     train_unit,
 )
 from bionas_bench.train.config import TrainingConfig, load_training_config
+from bionas_bench.train.memory import is_out_of_memory, plan_memory, release
 from bionas_bench.train.network import BatchedNetwork, first_layer_geometry
 from bionas_bench.train.ops import check_space_ops
 
@@ -65,6 +66,7 @@ __all__ = [
     "FarmProgress",
     "FarmReport",
     "Unit",
+    "UnitOutcome",
     "UnitPlan",
     "parse_archs",
     "parse_replicates",
@@ -90,6 +92,8 @@ class FarmProgress:
     seconds: float  # wall time of the unit (training + evaluation)
     failed: int  # replicates of the unit recorded as failed
     unbuildable: str = ""  # why the architecture cannot be built here (then every replicate failed)
+    group: int = 0  # replicates trained together to fit in memory, when fewer than the unit's
+    unfit: str = ""  # why not even one replicate fits in memory (then nothing was trained or written)
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,23 @@ class FarmReport:
     device: str
     replicates: tuple[int, ...]  # the replicate indices this run was asked for
     runs: int  # replicates trained in this run, summed over architectures
+    unfit: tuple[int, ...] = ()  # architectures not trained: not one replicate fits in memory
+
+
+class UnitOutcome(NamedTuple):
+    """What one unit task did (:func:`train_and_write`)."""
+
+    arch_id: int
+    seconds: float  # wall time of the unit's training
+    failed: int  # replicates recorded as failed
+    unbuildable: str = ""  # why the architecture cannot be built (written as failed), or RUN_ENDED
+    group: int = 0  # replicates trained together, when fewer than the unit's (0: all at once)
+    unfit: str = ""  # why not even one replicate fits in memory (nothing trained or written)
+
+    def progress(self, done: int, total: int) -> FarmProgress:
+        return FarmProgress(
+            self.arch_id, done, total, self.seconds, self.failed, self.unbuildable, self.group, self.unfit
+        )
 
 
 ProgressFn = Callable[[FarmProgress], None]
@@ -416,38 +437,83 @@ def train_and_write(
     device: str,
     threads: int | None = None,
     replicates: Sequence[int] | None = None,
-) -> tuple[int, float, int, str]:
+) -> UnitOutcome:
     """Train one unit and write it to the store at ``out`` (a Dask task, or called in-process).
 
     ``run`` names the farm run the task belongs to (any string, one per run).
     ``replicates`` are indices into ``config.replicate_seeds`` (None: all of them);
     only those replicates are trained and written, with their own seeds and splits,
     so the others of the architecture keep what the store holds. ``threads`` sets
-    torch's CPU threads for this process (None leaves it). Returns ``(arch_id, unit
-    seconds, failed replicates, reason)``: an architecture that cannot be built for the
-    dataset's sequences (e.g. more pooling than their length allows) is written as done
-    with every replicate failed and NaN values, and ``reason`` says why ("" otherwise),
-    so one such architecture neither stops the farm nor is retried on every resume.
+    torch's CPU threads for this process (None leaves it).
+
+    An architecture that cannot be built for the dataset's sequences (e.g. more pooling
+    than their length allows) is written as done with every replicate failed and NaN
+    values, and ``unbuildable`` says why, so one such architecture neither stops the farm
+    nor is retried on every resume. Replicates that would not fit in memory together are
+    trained a group at a time (:mod:`~bionas_bench.train.memory`); a unit of which not
+    even one replicate fits is neither trained nor written (``unfit`` says why), so that
+    a resume with more memory trains it.
     """
     if _run_ended(out, run):
-        return int(arch_id), 0.0, 0, RUN_ENDED
+        return UnitOutcome(int(arch_id), 0.0, 0, RUN_ENDED)
     if threads:
         torch.set_num_threads(int(threads))
     dev = resolve_device(device)
     data = _device_data(dataset, config, dev)
+    arch_id = int(arch_id)
     reps = list(range(config.replicates)) if replicates is None else [int(r) for r in replicates]
-    seeds = [config.replicate_seeds[r] for r in reps]
-    reason = _unbuildable(space, int(arch_id), data)
+    reason = _unbuildable(space, arch_id, data)
     if reason:
-        _write_unbuildable(_writable_store(out, run), int(arch_id), reps)
-        return int(arch_id), 0.0, len(reps), reason
-    plan = make_splits(dataset.splits, dataset.n_sequences, config, seeds)
-    with determinism(config.deterministic, dev):
-        result = train_unit(space, int(arch_id), data, plan, config, seeds)
+        _write_unbuildable(_writable_store(out, run), arch_id, reps)
+        return UnitOutcome(arch_id, 0.0, len(reps), reason)
+    memory = plan_memory(space, arch_id, data, config, len(reps))
+    if memory.group == 0:
+        return UnitOutcome(arch_id, 0.0, 0, unfit=memory.why_not(space, arch_id, config, dev))
+    seeds = [config.replicate_seeds[r] for r in reps]
+    result, group = _train_in_groups(space, arch_id, data, dataset, config, seeds, memory.group)
+    if result is None:
+        unfit = (
+            f"architecture {arch_id} ({space.arch_name(arch_id)}) ran out of memory on {dev.type} with "
+            f"one replicate at batch size {config.batch_size} (evaluation batch {config.eval_batch_size})"
+        )
+        return UnitOutcome(arch_id, 0.0, 0, unfit=unfit)
     if _run_ended(out, run):
-        return int(arch_id), 0.0, 0, RUN_ENDED
+        return UnitOutcome(arch_id, 0.0, 0, RUN_ENDED)
     _write(_writable_store(out, run), result, dataset, config, reps)
-    return int(arch_id), float(result.metrics["train_seconds"][0] * len(seeds)), int(result.failed.sum()), ""
+    seconds = float(result.metrics["train_seconds"].sum())
+    return UnitOutcome(arch_id, seconds, int(result.failed.sum()), group=group if group < len(reps) else 0)
+
+
+def _train_in_groups(
+    space: ModelSpace,
+    arch_id: int,
+    data: TrainData,
+    dataset: Any,
+    config: TrainingConfig,
+    seeds: list[int],
+    group: int,
+) -> tuple[UnitResult | None, int]:
+    """Train the replicates of ``seeds`` in groups of at most ``group``, halving the group
+    whenever an allocation fails; returns their result and the last group size, or
+    ``(None, 0)`` when even a single replicate runs out of memory."""
+    parts: list[UnitResult] = []
+    start = 0
+    while start < len(seeds):
+        chunk = seeds[start : start + group]
+        try:
+            plan = make_splits(dataset.splits, dataset.n_sequences, config, chunk)
+            with determinism(config.deterministic, data.codes.device):
+                parts.append(train_unit(space, arch_id, data, plan, config, chunk))
+            start += len(chunk)
+            continue
+        except (MemoryError, RuntimeError) as exc:  # torch's OutOfMemoryError is a RuntimeError
+            if not is_out_of_memory(exc):
+                raise
+        release(data.codes.device)  # after the except block: the traceback no longer holds tensors
+        if len(chunk) == 1:
+            return None, 0
+        group = len(chunk) // 2
+    return UnitResult.concat(parts), group
 
 
 def _unbuildable(space: ModelSpace, arch_id: int, data: TrainData) -> str:
@@ -717,21 +783,24 @@ def run_farm(
         if progress is not None:
             progress(FarmProgress(-1, 0, len(units), 0.0, 0))
         job = (space, dataset, config, str(out_path), run)
+        outcomes: list[UnitOutcome] = []  # of the units that did not fit in memory
         if scheduler is None:
-            _run_in_process(store, job, units, device_name, threads, progress)
+            outcomes = _run_in_process(store, job, units, device_name, threads, progress)
         elif units:
             if client is None:  # a local cluster, started only when there is work
                 threads = max(1, (os.cpu_count() or 1) // workers) if threads is None else threads
                 client = stack.enter_context(_client(scheduler, workers))
-            _run_dask(client, job, units, device_name, threads, progress)
+            outcomes = _run_dask(client, job, units, device_name, threads, progress)
         _pack_when_complete(out_path)
+    unfit = {o.arch_id for o in outcomes}
     return FarmReport(
         store=str(out),
-        trained=tuple(units.archs.tolist()),
+        trained=tuple(a for a in units.archs.tolist() if a not in unfit),
         skipped=len(ids) - len(units),
         device=_device_name(dev),
         replicates=tuple(int(r) for r in reps),
-        runs=units.runs,
+        runs=units.runs - (sum(len(u.replicates) for u in units if u.arch_id in unfit) if unfit else 0),
+        unfit=tuple(sorted(unfit)),
     )
 
 
@@ -822,20 +891,25 @@ def _run_in_process(
     device: str,
     threads: int | None,
     progress: ProgressFn | None,
-) -> None:
+) -> list[UnitOutcome]:
     """Train the units one after the other in this process, writing through ``store``;
-    torch's thread count, which ``threads`` sets, is the caller's again afterwards."""
+    torch's thread count, which ``threads`` sets, is the caller's again afterwards.
+    Returns the outcomes of the units that did not fit in memory."""
     out, run = job[3], job[4]
     _STORE_CACHE[out] = (run, store)
     callers_threads = torch.get_num_threads()
+    unfit = []
     try:
         for n, unit in enumerate(units, start=1):
-            arch, seconds, failed, why = train_and_write(*job, unit.arch_id, device, threads, unit.replicates)
+            outcome = train_and_write(*job, unit.arch_id, device, threads, unit.replicates)
+            if outcome.unfit:
+                unfit.append(outcome)
             if progress is not None:
-                progress(FarmProgress(arch, n, len(units), seconds, failed, why))
+                progress(outcome.progress(n, len(units)))
     finally:
         _STORE_CACHE.pop(out, None)
         torch.set_num_threads(callers_threads)
+    return unfit
 
 
 def _client(scheduler: str, workers: int) -> contextlib.AbstractContextManager[Any]:
@@ -852,7 +926,7 @@ def _run_dask(
     device: str,
     threads: int | None,
     progress: ProgressFn | None,
-) -> None:
+) -> list[UnitOutcome]:
     """Dask tasks of ``client``, one per unit; results are written by the workers themselves.
 
     Units are submitted a few at a time, about two per worker thread (counted again as
@@ -864,7 +938,8 @@ def _run_dask(
     exit before the end (an error, Ctrl-C) the caller's
     :func:`~bionas_bench.cluster.dask_client` closes the client first, releasing the
     units not yet started, then kills the local cluster's worker processes; a unit cut
-    short is simply not done and is retrained on resume.
+    short is simply not done and is retrained on resume. Returns the outcomes of the
+    units that did not fit in memory.
     """
     from dask.distributed import as_completed
 
@@ -897,8 +972,12 @@ def _run_dask(
 
     pending = as_completed()
     top_up(pending)
+    unfit = []
     for n, future in enumerate(pending, start=1):
-        arch, seconds, failed, why = future.result()
+        outcome = future.result()
+        if outcome.unfit:
+            unfit.append(outcome)
         top_up(pending)
         if progress is not None:
-            progress(FarmProgress(arch, n, len(units), seconds, failed, why))
+            progress(outcome.progress(n, len(units)))
+    return unfit
