@@ -110,6 +110,8 @@ def progress_bar(
         else:
             bars[0].set_postfix_str(f"{event.key}, {eta.text()}", refresh=False)
             bars[0].update(event.runs)
+        if bars[0].n >= bars[0].total:  # final now: stopping the workers is not the sweep's time
+            bars[0].close()
 
     try:
         yield progress

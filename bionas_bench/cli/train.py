@@ -125,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
             return
         bar[0].set_postfix(arch=event.arch_id, failed=event.failed, refresh=False)
         bar[0].update(1)
+        if event.done == event.total:  # final now: stopping the workers is not training time
+            bar[0].close()
 
     try:
         report = run_farm(
