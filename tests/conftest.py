@@ -176,6 +176,38 @@ def tiny_train_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def smoke3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The smoke training manifest with 3 replicates (seeds 0, 1, 2)."""
+    path = tmp_path_factory.mktemp("training") / "smoke3.toml"
+    smoke = (REPO_ROOT / "data_manifests/training/smoke.toml").read_text()
+    path.write_text(smoke.replace("count = 2", "count = 3"))
+    return path
+
+
+#: the architectures of :func:`smoke3_together`
+SMOKE3_ARCHS = "0-3"
+
+
+def smoke3_farm(dataset: Path, training: Path, out: Path, **kw):
+    """``run_farm`` of :data:`SMOKE3_ARCHS` of ``bionas-conv1d`` on the CPU, one thread."""
+    from bionas_bench.train.farm import run_farm
+
+    archs = SMOKE3_ARCHS
+    return run_farm("bionas-conv1d", dataset, training, out, device="cpu", archs=archs, threads=1, **kw)
+
+
+@pytest.fixture(scope="session")
+def smoke3_together(tiny_train_dataset: Path, smoke3: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The store of :data:`SMOKE3_ARCHS` with their 3 replicates trained together: what
+    replicates trained in pieces (subsets, groups that fit in memory) are compared with."""
+    from bionas_bench.store import Store
+
+    out = tmp_path_factory.mktemp("farm") / "together.zarr"
+    smoke3_farm(tiny_train_dataset, smoke3, out)
+    return Store.open(out)
+
+
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     """Collect the speed benchmarks only when benchmarking is on (``tox -e bench``).
 

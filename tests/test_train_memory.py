@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SMOKE3_ARCHS, smoke3_farm
 
 from bionas_bench.cli import _out_of_memory_message, main
 from bionas_bench.space import get_space
@@ -19,28 +20,7 @@ from bionas_bench.train.config import load_training_config
 from bionas_bench.train.farm import run_farm
 
 SMOKE = Path(__file__).parents[1] / "data_manifests/training/smoke.toml"
-ARCHS = "0-3"
 COMPARED = ("val_loss", "test_loss", "auroc", "accuracy")
-
-
-@pytest.fixture(scope="module")
-def smoke3(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The smoke training manifest with 3 replicates."""
-    path = tmp_path_factory.mktemp("training") / "smoke3.toml"
-    path.write_text(SMOKE.read_text().replace("count = 2", "count = 3"))
-    return path
-
-
-def _farm(dataset: Path, training: Path, out: Path, **kw):
-    return run_farm("bionas-conv1d", dataset, training, out, device="cpu", archs=ARCHS, threads=1, **kw)
-
-
-@pytest.fixture(scope="module")
-def one_group(tiny_train_dataset: Path, smoke3: Path, tmp_path_factory: pytest.TempPathFactory) -> Store:
-    """The test architectures with their 3 replicates trained together."""
-    out = tmp_path_factory.mktemp("farm") / "together.zarr"
-    _farm(tiny_train_dataset, smoke3, out)
-    return Store.open(out)
 
 
 def _assert_close(store: Store, reference: Store) -> None:
@@ -108,14 +88,14 @@ def test_the_plan_groups_replicates_to_fit_and_says_when_none_fits(monkeypatch):
 
 
 def test_units_that_do_not_fit_together_train_a_group_at_a_time(
-    tiny_train_dataset: Path, smoke3: Path, tmp_path: Path, monkeypatch, one_group: Store
+    tiny_train_dataset: Path, smoke3: Path, tmp_path: Path, monkeypatch, smoke3_together: Store
 ):
     _memory(monkeypatch, lambda arch: 1000, int(2.5 * 1000 / memory.USABLE))  # 2 of 3 fit
     events = []
-    report = _farm(tiny_train_dataset, smoke3, tmp_path / "groups.zarr", progress=events.append)
+    report = smoke3_farm(tiny_train_dataset, smoke3, tmp_path / "groups.zarr", progress=events.append)
     assert report.trained == (0, 1, 2, 3) and report.runs == 12 and report.unfit == ()
     assert [e.group for e in events[1:]] == [2, 2, 2, 2]
-    _assert_close(Store.open(tmp_path / "groups.zarr"), one_group)
+    _assert_close(Store.open(tmp_path / "groups.zarr"), smoke3_together)
 
 
 @pytest.mark.parametrize(
@@ -127,7 +107,7 @@ def test_units_that_do_not_fit_together_train_a_group_at_a_time(
     ids=["gpu", "cpu"],
 )
 def test_a_failed_allocation_halves_the_group_and_retries(
-    tiny_train_dataset: Path, smoke3: Path, tmp_path: Path, monkeypatch, one_group: Store, error
+    tiny_train_dataset: Path, smoke3: Path, tmp_path: Path, monkeypatch, smoke3_together: Store, error
 ):
     sizes = []
     real = farm.train_unit
@@ -140,10 +120,10 @@ def test_a_failed_allocation_halves_the_group_and_retries(
 
     monkeypatch.setattr(farm, "train_unit", train_unit)
     events = []
-    report = _farm(tiny_train_dataset, smoke3, tmp_path / "halved.zarr", progress=events.append)
+    report = smoke3_farm(tiny_train_dataset, smoke3, tmp_path / "halved.zarr", progress=events.append)
     assert sizes == [3, 1, 1, 1] * 4  # 3 fails, then 1 (half of 3), and 1 for the rest
     assert report.unfit == () and [e.group for e in events[1:]] == [1, 1, 1, 1]
-    _assert_close(Store.open(tmp_path / "halved.zarr"), one_group)
+    _assert_close(Store.open(tmp_path / "halved.zarr"), smoke3_together)
 
 
 def test_other_errors_are_not_taken_for_memory(tiny_train_dataset: Path, smoke3: Path, tmp_path, monkeypatch):
@@ -152,7 +132,7 @@ def test_other_errors_are_not_taken_for_memory(tiny_train_dataset: Path, smoke3:
 
     monkeypatch.setattr(farm, "train_unit", train_unit)
     with pytest.raises(RuntimeError, match="something else broke"):
-        _farm(tiny_train_dataset, smoke3, tmp_path / "other.zarr")
+        smoke3_farm(tiny_train_dataset, smoke3, tmp_path / "other.zarr")
     assert not memory.is_out_of_memory(RuntimeError("something else broke"))
     assert memory.is_out_of_memory(MemoryError()) and memory.is_out_of_memory(torch.OutOfMemoryError("x"))
 
@@ -163,7 +143,7 @@ def test_a_unit_that_never_fits_is_left_for_later_and_the_rest_is_trained(
     out = tmp_path / "unfit.zarr"
     _memory(monkeypatch, lambda arch: 10**15 if arch == 1 else 1, 10**9)
     cmd = ["train", "--dataset", str(tiny_train_dataset), "--training", "smoke", "--out", str(out)]
-    cmd += ["--archs", ARCHS, "--device", "cpu", "--scheduler", "none", "--quiet"]
+    cmd += ["--archs", SMOKE3_ARCHS, "--device", "cpu", "--scheduler", "none", "--quiet"]
     assert main(cmd) == 2
     captured = capsys.readouterr()
     err = captured.err.strip()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ctrl_c, group_gone, synthetic_values
+from conftest import ctrl_c, group_gone, smoke3_farm, synthetic_values
 
 from bionas_bench.cli import main
 from bionas_bench.errors import StoreError, TrainingError
@@ -16,28 +16,7 @@ from bionas_bench.store import Store
 from bionas_bench.train.config import load_training_config
 from bionas_bench.train.farm import Unit, parse_replicates, plan_units, run_farm
 
-ARCHS = "0-3"
 SMOKE = Path(__file__).parents[1] / "data_manifests/training/smoke.toml"
-
-
-@pytest.fixture(scope="module")
-def smoke3(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The smoke training manifest with 3 replicates (seeds 0, 1, 2)."""
-    path = tmp_path_factory.mktemp("training") / "smoke3.toml"
-    path.write_text(SMOKE.read_text().replace("count = 2", "count = 3"))
-    return path
-
-
-def _farm(dataset: Path, training: Path, out: Path, **kw):
-    return run_farm("bionas-conv1d", dataset, training, out, device="cpu", archs=ARCHS, threads=1, **kw)
-
-
-@pytest.fixture(scope="module")
-def all_at_once(tiny_train_dataset: Path, smoke3: Path, tmp_path_factory: pytest.TempPathFactory) -> Store:
-    """The test architectures with their 3 replicates trained in one run."""
-    out = tmp_path_factory.mktemp("farm") / "all.zarr"
-    _farm(tiny_train_dataset, smoke3, out)
-    return Store.open(out)
 
 
 # ---------------------------------------------------------------------- parsing
@@ -78,10 +57,10 @@ def test_plan_is_one_unit_per_arch_with_its_missing_selected_replicates():
 
 
 def test_subset_then_the_rest_trains_only_what_is_missing(
-    tiny_train_dataset: Path, smoke3: Path, tmp_path: Path, all_at_once: Store
+    tiny_train_dataset: Path, smoke3: Path, tmp_path: Path, smoke3_together: Store
 ):
     out = tmp_path / "inc.zarr"
-    first = _farm(tiny_train_dataset, smoke3, out, replicates="1")
+    first = smoke3_farm(tiny_train_dataset, smoke3, out, replicates="1")
     assert first.trained == (0, 1, 2, 3) and first.runs == 4 and first.replicates == (1,)
     store = Store.open(out)
     assert store.done[:4].tolist() == [[False, True, False]] * 4 and not store.done[4:].any()
@@ -89,22 +68,22 @@ def test_subset_then_the_rest_trains_only_what_is_missing(
     replicate1 = store.metric("val_loss")[:4, 1].copy()
     assert not store.attrs.get("packed")
 
-    rest = _farm(tiny_train_dataset, smoke3, out, replicates=[0, 2, 1])
+    rest = smoke3_farm(tiny_train_dataset, smoke3, out, replicates=[0, 2, 1])
     assert rest.trained == (0, 1, 2, 3) and rest.runs == 8 and rest.skipped == 0
     store = Store.open(out)
     assert store.done[:4].all() and not store.done[4:].any()
     np.testing.assert_array_equal(store.metric("val_loss")[:4, 1], replicate1)  # written once, kept
-    again = _farm(tiny_train_dataset, smoke3, out)
+    again = smoke3_farm(tiny_train_dataset, smoke3, out)
     assert again.trained == () and again.runs == 0 and again.skipped == 4
 
     # Trained in pieces = trained at once, up to the rounding of batched kernels.
     ids = np.arange(4)
-    np.testing.assert_array_equal(store.metric("epochs")[ids], all_at_once.metric("epochs")[ids])
+    np.testing.assert_array_equal(store.metric("epochs")[ids], smoke3_together.metric("epochs")[ids])
     for name in ("val_loss", "test_loss", "auroc", "accuracy"):
         np.testing.assert_allclose(
-            store.metric(name)[ids], all_at_once.metric(name)[ids], rtol=1e-4, atol=1e-6, err_msg=name
+            store.metric(name)[ids], smoke3_together.metric(name)[ids], rtol=1e-4, atol=1e-6, err_msg=name
         )
-    np.testing.assert_allclose(store.filters(ids), all_at_once.filters(ids), rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(store.filters(ids), smoke3_together.filters(ids), rtol=1e-3, atol=1e-5)
 
 
 def test_a_half_written_replicate_is_not_done_and_is_retrained(
