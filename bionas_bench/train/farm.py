@@ -776,7 +776,9 @@ def run_farm(
         client = stack.enter_context(_client(scheduler, workers)) if remote else None
         run = uuid.uuid4().hex  # names this run in the lock and in the workers' store handles
         stack.enter_context(_store_lock(out_path, run))
-        with _ctrl_c_after():  # a store cut short mid-create prints asyncio's "never awaited" warnings
+        from bionas_bench.cluster import ctrl_c_after  # here: it imports Dask
+
+        with ctrl_c_after():  # a store cut short mid-create prints asyncio's "never awaited" warnings
             store = _open_or_create(out_path, space, dataset, config, dev)
         units = plan_units(store.done, ids, reps)
         if units:
@@ -803,13 +805,6 @@ def run_farm(
         runs=units.runs - (sum(len(u.replicates) for u in units if u.arch_id in unfit) if unfit else 0),
         unfit=tuple(sorted(unfit)),
     )
-
-
-def _ctrl_c_after() -> contextlib.AbstractContextManager[None]:
-    """:func:`bionas_bench.cluster.ctrl_c_after` (imported when used: it imports Dask)."""
-    from bionas_bench.cluster import ctrl_c_after
-
-    return ctrl_c_after()
 
 
 def _lock_path(out: Path) -> Path:
