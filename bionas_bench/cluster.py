@@ -9,7 +9,8 @@ once, quietly. :func:`dask_client` yields a client either of a new ``LocalCluste
 cluster of worker *processes* it arranges what a command-line user expects of Ctrl-C:
 
 * the worker processes ignore SIGINT (a terminal sends it to the whole foreground
-  process group): only this process reacts, so the workers print no tracebacks; and
+  process group), and start with it blocked until then (:func:`_sigint_blocked`): only
+  this process reacts, so the workers print no tracebacks, even while they start; and
   they log only critical messages: a task's error reaches this process, which raises
   it, while what a worker logs as it is killed (its heartbeat to a scheduler that has
   closed) is teardown noise;
@@ -252,17 +253,18 @@ def _local_client(workers: int, processes: bool, error: type[BionasError]) -> It
     # the worker processes' nannies hand them this config, thread workers read it as they start
     with _sigint_held() as held, dask.config.set({"distributed.worker.profile.enabled": False}):
         try:
-            cluster = LocalCluster(
-                n_workers=workers,
-                threads_per_worker=1,
-                processes=processes,
-                # The scheduler always serves HTTP (health checks, metrics); None would mean port
-                # 8787 and a warning when another cluster has it: any free port, this host only,
-                # and no dashboard on it.
-                dashboard_address="127.0.0.1:0",
-                scheduler_kwargs={"dashboard": False},
-                silence_logs=logging.ERROR,
-            )
+            with _sigint_blocked():
+                cluster = LocalCluster(
+                    n_workers=workers,
+                    threads_per_worker=1,
+                    processes=processes,
+                    # The scheduler always serves HTTP (health checks, metrics); None would mean
+                    # port 8787 and a warning when another cluster has it: any free port, this
+                    # host only, and no dashboard on it.
+                    dashboard_address="127.0.0.1:0",
+                    scheduler_kwargs={"dashboard": False},
+                    silence_logs=logging.ERROR,
+                )
         except RuntimeError as exc:
             if "failed to start" not in str(exc):
                 raise
@@ -289,6 +291,38 @@ def _local_client(workers: int, processes: bool, error: type[BionasError]) -> It
         client.close()
     finally:
         cluster.close()
+
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Block SIGINT in this thread while a local cluster starts, so that its worker
+    processes start with SIGINT blocked.
+
+    A terminal's Ctrl-C goes to the whole process group, the starting worker processes
+    included, and a worker that gets it before it ignores SIGINT (:class:`QuietWorker`,
+    registered once the cluster is up) dies printing a traceback. A thread starts with
+    the signal mask of the thread that starts it, and a process with that of the thread
+    that forks it, across exec: Dask's event-loop thread, started here, and the worker
+    processes it spawns begin with SIGINT blocked, so a Ctrl-C stays pending for them
+    and is dropped once they ignore it. In this thread it stays pending until the block
+    ends, then reaches the handler of :func:`_sigint_held` (held, then raised), as one
+    Ctrl-C however many came.
+
+    ``multiprocessing`` starts its resource tracker on the first spawn, and unblocks
+    SIGINT in the spawning thread afterwards (it blocks it around that start); started
+    here first, the tracker leaves the block alone. Only where ``pthread_sigmask``
+    exists (not on Windows)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _tear_down(client: Client, cluster: LocalCluster, processes: bool) -> None:

@@ -65,6 +65,22 @@ def test_workers_that_a_ctrl_c_stopped_as_they_started_are_an_interrupt(monkeypa
         pytest.fail("the body ran")
 
 
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="no per-thread signal masks here")
+def test_worker_processes_start_with_sigint_blocked():
+    """A terminal's Ctrl-C reaches worker processes that are still starting, before they
+    ignore SIGINT: they start with it blocked, so it waits for them instead of killing
+    them with a traceback (multiprocessing's resource tracker, which unblocks SIGINT in
+    the thread that first spawns a process, must not undo it). The calling thread gets
+    SIGINT again once the cluster is up."""
+
+    def sigint_blocked() -> bool:
+        return signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+    with cluster.dask_client("local", 2, error=SweepError, hint="") as client:
+        assert list(client.run(sigint_blocked).values()) == [True, True]
+        assert not sigint_blocked()
+
+
 def test_only_the_first_ctrl_c_is_held():
     """A second Ctrl-C (a cluster that hangs while starting) interrupts at once."""
     with pytest.raises(KeyboardInterrupt), cluster._sigint_held() as held:
