@@ -811,6 +811,13 @@ def _cell_damage(path: Path, attrs: Mapping[str, Any]) -> str | None:
     an array its attributes list, or (in a cell written with :data:`ALL_CHUNKS`) a chunk
     of one; None when nothing is. Zarr would read a lost chunk as its fill value (0) and
     skip a lost array, so such a cell passed for valid data."""
+    damage, _arrays = _open_cell_arrays(path, attrs)
+    return damage
+
+
+def _open_cell_arrays(path: Path, attrs: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """The cell's arrays by name (``"steps/arch"``), opened once each, and what is missing
+    from them (:func:`_cell_damage`; None when nothing is, else the arrays are partial)."""
     import zarr
 
     try:
@@ -818,20 +825,20 @@ def _cell_damage(path: Path, attrs: Mapping[str, Any]) -> str | None:
             f"{group}/{name}".lstrip("/") for group, arrays in _cell_arrays(attrs).items() for name in arrays
         ]
     except (KeyError, TypeError):
-        return "its attributes do not list its arrays"
+        return "its attributes do not list its arrays", {}
+    arrays: dict[str, Any] = {}
     for name in names:
         if not (path / name / "zarr.json").is_file():
-            return f"array {name} is missing"
-        if not attrs.get(ALL_CHUNKS):
-            continue
+            return f"array {name} is missing", arrays
         try:
             array = zarr.open_array(str(path / name), mode="r")
-            written, total = array.nchunks_initialized, array.nchunks
+            written, total = (array.nchunks_initialized, array.nchunks) if attrs.get(ALL_CHUNKS) else (0, 0)
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            return f"array {name} has unreadable metadata ({type(exc).__name__}: {exc})"
+            return f"array {name} has unreadable metadata ({type(exc).__name__}: {exc})", arrays
         if written < total:
-            return f"array {name} lacks {total - written} of its {total} chunk(s)"
-    return None
+            return f"array {name} lacks {total - written} of its {total} chunk(s)", arrays
+        arrays[name] = array
+    return None, arrays
 
 
 def write_cell(path: Path, cell: Cell, data: CellData) -> None:
@@ -892,25 +899,25 @@ def read_cell(path: Path) -> tuple[dict[str, Any], CellData]:
 
 
 def _read_cell(path: Path) -> tuple[dict[str, Any], CellData]:
-    """Read the arrays the cell's attributes list, once :func:`_cell_damage` finds them all."""
+    """Read the arrays the cell's attributes list, once :func:`_cell_damage` finds them all
+    (each array is opened once, for both)."""
     import zarr
 
-    group = zarr.open_group(str(path), mode="r")
-    attrs = dict(group.attrs)
-    damage = _cell_damage(path, attrs)
+    attrs = dict(zarr.open_group(str(path), mode="r").attrs)
+    damage, arrays = _open_cell_arrays(path, attrs)
     if damage is not None:
         raise _damaged_cell(path, damage)
     listed = _cell_arrays(attrs)
 
-    def arrays(name: str) -> dict[str, np.ndarray]:
-        return {k: np.asarray(group[f"{name}/{k}"][...]) for k in listed[name]}
+    def read(name: str) -> np.ndarray:
+        return np.asarray(arrays[name][...])
 
     data = CellData(
-        steps=arrays("steps"),
-        incumbent=np.asarray(group["incumbent"][...]),
-        within_budget=np.asarray(group["within_budget"][...]),
-        policy=arrays("policy"),
-        runs=arrays("runs"),
+        steps={k: read(f"steps/{k}") for k in listed["steps"]},
+        incumbent=read("incumbent"),
+        within_budget=read("within_budget"),
+        policy={k: read(f"policy/{k}") for k in listed["policy"]},
+        runs={k: read(f"runs/{k}") for k in listed["runs"]},
     )
     return attrs, data
 
