@@ -20,7 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             "of a training manifest (or the --replicates subset), each architecture's replicates as\n"
             "one batched computation, on a Dask cluster (a local one by default), and write the\n"
             "results into a Zarr store. Restarting the same command, or one asking for more\n"
-            "replicates, trains only what is missing; a store made from other manifests is refused."
+            "replicates, trains only what is missing; a store made from other manifests is refused.\n"
+            "An architecture whose replicates do not fit in memory together trains a few at a time;\n"
+            "one of which not even one replicate fits is left untrained (the command says which and\n"
+            "exits 2 once the others are done)."
         ),
         epilog=(
             "examples:\n"
