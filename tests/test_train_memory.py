@@ -87,6 +87,23 @@ def test_the_plan_groups_replicates_to_fit_and_says_when_none_fits(monkeypatch):
     assert "batch size 64" in why and "0.8 GiB usable of the 1.0 GiB free on cpu" in why
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+def test_a_gpu_unit_plans_with_the_gpus_free_memory():
+    """On a GPU the farm plans with its free memory (tools/gpu_session.sh runs this there);
+    a replicate that cannot fit in it is refused before anything is allocated."""
+    device = torch.device("cuda")
+    _free, total = torch.cuda.mem_get_info(device)
+    assert 0 < memory.free_bytes(device) <= total
+    data = TrainData.from_arrays(
+        np.zeros((100, 50), np.uint8), np.zeros(100), onehot_value=1.0, device=device, dtype=torch.float32
+    )
+    config = load_training_config(SMOKE)
+    plan = memory.plan_memory(get_space("bionas-conv1d"), 0, data, config, 2)
+    assert plan.group == 2 and plan.free <= total
+    huge = dataclasses.replace(config, batch_size=10**12)
+    assert memory.plan_memory(get_space("bionas-conv1d"), 0, data, huge, 2).group == 0
+
+
 def test_units_that_do_not_fit_together_train_a_group_at_a_time(
     tiny_train_dataset: Path, smoke3: Path, tmp_path: Path, monkeypatch, smoke3_together: Store
 ):

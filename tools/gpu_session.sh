@@ -94,7 +94,8 @@ run() {
         "numba", numba.__version__, "zarr", zarr.__version__, "dask", dask.__version__)'
 
     echo "== training tests (on the GPU where there is one)"
-    python3 -m pytest -q -p no:cacheprovider tests/test_train_batched.py tests/test_train_ops.py || true
+    python3 -m pytest -q -p no:cacheprovider tests/test_train_batched.py tests/test_train_ops.py \
+        tests/test_train_memory.py || true
 
     echo "== farm benchmark on $device"
     BIONAS_BENCH_DEVICE=$device python3 -m pytest -q -s -p no:cacheprovider tests/benchmarks/test_bench_farm.py \
