@@ -198,3 +198,33 @@ def test_the_cpu_allocator_failure_is_one_line_with_its_size():
         "you tried to allocate 6176000000 bytes. Error code 12 (Cannot allocate memory)"
     )
     assert _out_of_memory_message(error).startswith("out of memory (an allocation of 5.8 GiB failed); ")
+
+
+def test_a_dry_run_forecasts_the_memory_of_the_units_here(
+    tiny_train_dataset: Path, tmp_path: Path, monkeypatch, capsys
+):
+    out = tmp_path / "plan.zarr"
+    cmd = ["train", "--dataset", str(tiny_train_dataset), "--training", "smoke", "--out", str(out)]
+    cmd += ["--archs", SMOKE3_ARCHS, "--device", "cpu", "--dry-run"]
+
+    def memory_line(*extra: str) -> str:
+        assert main([*cmd, *extra]) == 0
+        lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("memory")]
+        return lines[0] if lines else ""
+
+    assert memory_line().startswith("memory     every unit fits at once (largest ~0.00 GiB; ")
+    # arch 1 needs more than 0.8 x 1 GB for one replicate, arch 2 for two of them
+    need = {1: 10**9, 2: 6 * 10**8}
+    monkeypatch.setattr(farm, "replicate_bytes", lambda space, arch, data, config: need.get(arch, 1000))
+    monkeypatch.setattr(farm, "free_bytes", lambda device: 10**9)
+    line = memory_line("--scheduler", "none")
+    assert line.startswith(
+        "memory     1 would train a few replicates at a time: 2; 1 would not fit even alone: 1 "
+        "(0.9 GiB free a process on cpu now; an estimate"
+    ), line
+    assert memory_line("--scheduler", "tcp://127.0.0.1:8786") == ""  # its workers' memory is not ours
+    assert not out.exists()
+    plan = farm.plan_farm("bionas-conv1d", tiny_train_dataset, "smoke", out, archs=SMOKE3_ARCHS, processes=1)
+    assert plan.memory.unfit == (1,) and plan.memory.grouped == (2,) and plan.memory.estimated == 4
+    assert plan.memory.largest == 2 * need[1]
+    assert farm.plan_farm("bionas-conv1d", tiny_train_dataset, "smoke", out, archs="0").memory is None

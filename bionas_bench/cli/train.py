@@ -184,8 +184,9 @@ def run(args: argparse.Namespace) -> int:
 def dry_run(args: argparse.Namespace, archs: object) -> int:
     """Print what ``train`` would train (:func:`~bionas_bench.train.farm.plan_farm`)."""
     from bionas_bench.ids import format_ids
-    from bionas_bench.train.farm import plan_farm
+    from bionas_bench.train.farm import check_scheduler, plan_farm
 
+    scheduler, workers = check_scheduler(args.scheduler, args.workers)
     plan = plan_farm(
         args.space,
         args.dataset,
@@ -195,6 +196,8 @@ def dry_run(args: argparse.Namespace, archs: object) -> int:
         replicates=args.replicates,
         device=args.device,
         threads=args.threads,
+        # a remote scheduler's workers run elsewhere: their memory is not this machine's
+        processes={None: 1, "local": workers}.get(scheduler),
     )
     state = "resumed: a store of the same manifests" if plan.resumed else "new"
     trained = plan.units.archs.tolist()
@@ -214,4 +217,24 @@ def dry_run(args: argparse.Namespace, archs: object) -> int:
         f"to train   {plan.runs:,} replicate trainings in {len(plan.units):,} unit(s), one per "
         f"architecture: {format_ids(trained)}"
     )
+    if plan.memory is not None:
+        print(f"memory     {memory_line(plan.memory, len(plan.units))}")
     return 0
+
+
+def memory_line(forecast: Any, units: int) -> str:
+    """The dry run's memory forecast (:class:`~bionas_bench.train.farm.MemoryForecast`) in a line."""
+    from bionas_bench.ids import format_ids
+
+    where = f"{forecast.free / 2**30:.1f} GiB free a process on {forecast.device} now"
+    if forecast.estimated < units:
+        where += f"; the first {forecast.estimated:,} units estimated"
+    if not (forecast.grouped or forecast.unfit):
+        return f"every unit fits at once (largest ~{forecast.largest / 2**30:.2f} GiB; {where})"
+    parts = []
+    if forecast.grouped:
+        grouped = format_ids(forecast.grouped)
+        parts.append(f"{len(forecast.grouped)} would train a few replicates at a time: {grouped}")
+    if forecast.unfit:
+        parts.append(f"{len(forecast.unfit)} would not fit even alone: {format_ids(forecast.unfit)}")
+    return f"{'; '.join(parts)} ({where}; an estimate, see the README's 'Units larger than memory')"

@@ -57,7 +57,14 @@ from bionas_bench.train.batched import (
     train_unit,
 )
 from bionas_bench.train.config import TrainingConfig, load_training_config
-from bionas_bench.train.memory import is_out_of_memory, plan_memory, release
+from bionas_bench.train.memory import (
+    free_bytes,
+    is_out_of_memory,
+    plan_memory,
+    release,
+    replicate_bytes,
+    replicates_at_once,
+)
 from bionas_bench.train.network import BatchedNetwork, first_layer_geometry
 from bionas_bench.train.ops import check_space_ops
 
@@ -65,6 +72,7 @@ __all__ = [
     "FarmPlan",
     "FarmProgress",
     "FarmReport",
+    "MemoryForecast",
     "Unit",
     "UnitOutcome",
     "UnitPlan",
@@ -627,6 +635,22 @@ def plan_units(done: np.ndarray, archs: np.ndarray, replicates: np.ndarray) -> U
 # -------------------------------------------------------------------------- farm
 
 
+#: a dry run estimates the memory of at most this many units (a meta-device build each)
+MEMORY_FORECAST_UNITS = 10_000
+
+
+@dataclass(frozen=True)
+class MemoryForecast:
+    """What the units of a plan need in memory on this machine (see :func:`plan_farm`)."""
+
+    device: str
+    free: int  #: bytes one process may use now (a GPU's free memory, or the CPU's share)
+    largest: int  #: estimated peak of the largest unit with all its replicates at once
+    grouped: tuple[int, ...]  #: architectures that would train a few replicates at a time
+    unfit: tuple[int, ...]  #: architectures of which not even one replicate fits
+    estimated: int  #: units estimated (at most :data:`MEMORY_FORECAST_UNITS`)
+
+
 @dataclass(frozen=True)
 class FarmPlan:
     """What :func:`run_farm` would train with the same arguments (see :func:`plan_farm`)."""
@@ -639,6 +663,7 @@ class FarmPlan:
     archs: tuple[int, ...]  #: the architectures asked for
     replicates: tuple[int, ...]  #: the replicate indices asked for
     units: UnitPlan  #: what is still to train, one unit per architecture
+    memory: MemoryForecast | None = None  #: what the units need in memory here (``processes`` given)
 
     @property
     def runs(self) -> int:
@@ -661,6 +686,7 @@ def plan_farm(
     replicates: Any = None,
     device: str | None = None,
     threads: int | None = None,
+    processes: int | None = None,
 ) -> FarmPlan:
     """The units :func:`run_farm` would train into ``out``; trains nothing and writes
     nothing into ``out`` (the dataset is built into its cache if it is not there yet).
@@ -668,18 +694,22 @@ def plan_farm(
     Every check of :func:`run_farm` before training runs here too, with the same errors:
     the manifests, ``archs``, ``replicates``, ``device`` and ``threads``, and that an
     existing ``out`` is a store made from the same space, dataset, training manifest and
-    seeds.
+    seeds. With ``processes`` (the processes that would train on this machine at once: 1
+    in-process, the workers of a local cluster) the plan also forecasts the units' memory
+    on this machine (:mod:`~bionas_bench.train.memory`), for the first
+    :data:`MEMORY_FORECAST_UNITS` units.
     """
     space = _as_space(space)
     check_space_ops(space)  # a misspelt op or parameter: before anything trains
     config = _as_config(training)
     ids = _check_archs(space, archs)
     reps = _check_replicates(config, replicates)
-    _check_run(out, device or config.device, threads)
+    dev = _check_run(out, device or config.device, threads)
     data = _as_dataset(dataset)
     out_path = Path(out)
     store = _existing_store(out_path, space, data, config, mode="r")
     done = store.done if store is not None else np.zeros((space.size, config.replicates), dtype=bool)
+    units = plan_units(done, ids, reps)
     return FarmPlan(
         store=str(out_path),
         resumed=store is not None,
@@ -688,8 +718,41 @@ def plan_farm(
         dataset=data.name,
         archs=tuple(int(a) for a in ids),
         replicates=tuple(int(r) for r in reps),
-        units=plan_units(done, ids, reps),
+        units=units,
+        memory=None if processes is None else _forecast_memory(space, data, config, units, dev, processes),
     )
+
+
+def _forecast_memory(
+    space: ModelSpace,
+    dataset: Any,
+    config: TrainingConfig,
+    units: UnitPlan,
+    device: torch.device,
+    processes: int,
+) -> MemoryForecast:
+    """:class:`MemoryForecast` of the first :data:`MEMORY_FORECAST_UNITS` of ``units``,
+    trained by ``processes`` processes at once on ``device`` here."""
+    free = free_bytes(device)
+    if device.type != "cuda" and processes > 1:  # a local cluster gives each worker its share
+        import psutil
+
+        free = min(free, int(psutil.virtual_memory().total // processes))
+    data = _device_data(dataset, config, device)
+    grouped, unfit, largest = [], [], 0
+    estimated = units[:MEMORY_FORECAST_UNITS]
+    for unit in estimated:
+        try:
+            need = replicate_bytes(space, unit.arch_id, data, config)
+        except TrainingError:  # cannot be built for these sequences: recorded failed, no memory
+            continue
+        largest = max(largest, need * len(unit.replicates))
+        group = replicates_at_once(need, free, len(unit.replicates))
+        if group == 0:
+            unfit.append(unit.arch_id)
+        elif group < len(unit.replicates):
+            grouped.append(unit.arch_id)
+    return MemoryForecast(_device_name(device), free, largest, tuple(grouped), tuple(unfit), len(estimated))
 
 
 def _check_run(out: str | Path, device: str, threads: int | None) -> torch.device:

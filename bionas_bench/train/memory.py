@@ -31,7 +31,15 @@ from bionas_bench.train.config import TrainingConfig
 from bionas_bench.train.network import BatchedNetwork
 from bionas_bench.train.ops import N_BASES, SeqShape, Shape
 
-__all__ = ["MemoryPlan", "free_bytes", "is_out_of_memory", "plan_memory", "release", "replicate_bytes"]
+__all__ = [
+    "MemoryPlan",
+    "free_bytes",
+    "is_out_of_memory",
+    "plan_memory",
+    "release",
+    "replicate_bytes",
+    "replicates_at_once",
+]
 
 #: Peak memory of a training step per sample, in multiples of the largest tensor one
 #: sample makes (its input or a layer's output): the saved activations, their
@@ -73,7 +81,13 @@ def plan_memory(
     """How many of ``replicates`` replicates of ``arch_id`` to train together on ``data``'s device now."""
     per_replicate = replicate_bytes(space, arch_id, data, config)
     free = free_bytes(data.codes.device)
-    return MemoryPlan(per_replicate, free, min(int(replicates), int(USABLE * free // max(1, per_replicate))))
+    return MemoryPlan(per_replicate, free, replicates_at_once(per_replicate, free, replicates))
+
+
+def replicates_at_once(per_replicate: int, free: int, replicates: int) -> int:
+    """How many of ``replicates`` replicates of ``per_replicate`` bytes each to train
+    together in ``free`` bytes (:data:`USABLE` of them); 0 when not even one fits."""
+    return min(int(replicates), int(USABLE * free // max(1, per_replicate)))
 
 
 def replicate_bytes(space: ModelSpace, arch_id: int, data: TrainData, config: TrainingConfig) -> int:
