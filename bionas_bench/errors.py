@@ -9,6 +9,8 @@ is the function's argument without the dashes and with ``_`` for ``-`` (``thread
 
 from __future__ import annotations
 
+import sys
+
 
 class BionasError(Exception):
     """Base class of every error bionas_bench raises on bad input."""
@@ -57,3 +59,16 @@ class RegressError(BionasError):
 #: What torch's CPU allocator says, in a plain RuntimeError, when an allocation fails
 #: (on a GPU torch raises its own OutOfMemoryError).
 CPU_ALLOCATOR_FAILED = "can't allocate memory"
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failed allocation: Python's MemoryError (numpy raises a
+    subclass), torch's OutOfMemoryError (a GPU; a RuntimeError) or the RuntimeError of
+    torch's CPU allocator. torch is looked up only if already imported, so that the
+    command line never imports it for this."""
+    if isinstance(exc, MemoryError):
+        return True
+    oom = getattr(sys.modules.get("torch"), "OutOfMemoryError", None)
+    if oom is not None and isinstance(exc, oom):
+        return True
+    return isinstance(exc, RuntimeError) and CPU_ALLOCATOR_FAILED in str(exc)

@@ -12,6 +12,7 @@ import torch
 from conftest import SMOKE3_ARCHS, smoke3_farm
 
 from bionas_bench.cli import _out_of_memory_message, main
+from bionas_bench.errors import is_out_of_memory
 from bionas_bench.space import get_space
 from bionas_bench.store import Store
 from bionas_bench.train import farm, memory
@@ -150,8 +151,8 @@ def test_other_errors_are_not_taken_for_memory(tiny_train_dataset: Path, smoke3:
     monkeypatch.setattr(farm, "train_unit", train_unit)
     with pytest.raises(RuntimeError, match="something else broke"):
         smoke3_farm(tiny_train_dataset, smoke3, tmp_path / "other.zarr")
-    assert not memory.is_out_of_memory(RuntimeError("something else broke"))
-    assert memory.is_out_of_memory(MemoryError()) and memory.is_out_of_memory(torch.OutOfMemoryError("x"))
+    assert not is_out_of_memory(RuntimeError("something else broke"))
+    assert is_out_of_memory(MemoryError()) and is_out_of_memory(torch.OutOfMemoryError("x"))
 
 
 def test_a_unit_that_never_fits_is_left_for_later_and_the_rest_is_trained(

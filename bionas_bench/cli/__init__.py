@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterator
 
 from bionas_bench import __version__
-from bionas_bench.errors import CPU_ALLOCATOR_FAILED, BionasError
+from bionas_bench.errors import BionasError, is_out_of_memory
 
 # Command modules, in the order their commands appear in --help.
 COMMAND_MODULES = ("demo", "data", "train", "store", "sweep", "report", "controllers", "regress")
@@ -236,15 +236,6 @@ def _chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         parser = subs[0].choices[chosen]
 
 
-def _out_of_memory_errors() -> tuple[type[BaseException], ...]:
-    """Python's MemoryError (numpy raises a subclass), and torch's for a GPU when torch is
-    loaded (it subclasses RuntimeError, not MemoryError); looked up when an error is
-    handled, so that the command line never imports torch for it."""
-    torch = sys.modules.get("torch")
-    gpu = getattr(torch, "OutOfMemoryError", None)
-    return (MemoryError,) if gpu is None else (MemoryError, gpu)
-
-
 def _out_of_memory_message(exc: BaseException) -> str:
     """One line for a command that ran out of memory: the allocation that failed (the first
     sentence of torch's long message) and the fix. Sizes given as input (a controller's
@@ -282,11 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
         print(f"bionas-bench {_command(args)}: {what}{tail}", file=sys.stderr)
         return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
-    except _out_of_memory_errors() as exc:
-        print(f"bionas-bench {_command(args)}: error: {_out_of_memory_message(exc)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except RuntimeError as exc:
-        if CPU_ALLOCATOR_FAILED not in str(exc):
+    except (MemoryError, RuntimeError) as exc:  # torch's OutOfMemoryError is a RuntimeError
+        if not is_out_of_memory(exc):
             raise
         print(f"bionas-bench {_command(args)}: error: {_out_of_memory_message(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from bionas_bench.errors import BionasError, TrainingError
+from bionas_bench.errors import BionasError, TrainingError, is_out_of_memory
 from bionas_bench.ids import parse_ids
 from bionas_bench.knowledge import knowledge_dissimilarity
 from bionas_bench.space import ModelSpace, get_space
@@ -59,7 +59,6 @@ from bionas_bench.train.batched import (
 from bionas_bench.train.config import TrainingConfig, load_training_config
 from bionas_bench.train.memory import (
     free_bytes,
-    is_out_of_memory,
     plan_memory,
     release,
     replicate_bytes,

@@ -7,7 +7,8 @@ Before a unit trains, :func:`plan_memory` estimates one replicate's peak
 (:func:`replicate_bytes`) and splits the unit into groups of replicates that fit in the
 memory the device has free; a unit of which not even one replicate fits is not trained
 at all (the farm goes on with the others and says which). An allocation that fails
-anyway (the estimate is rough) halves the group and retries (:func:`is_out_of_memory`).
+anyway (the estimate is rough) halves the group and retries
+(:func:`~bionas_bench.errors.is_out_of_memory`).
 
 Why estimate instead of only retrying: on Linux a CPU process that allocates more than
 the machine holds is usually killed by the kernel (no exception to catch), and a failed
@@ -24,7 +25,6 @@ from dataclasses import dataclass
 
 import torch
 
-from bionas_bench.errors import CPU_ALLOCATOR_FAILED
 from bionas_bench.space import ModelSpace
 from bionas_bench.train.batched import TrainData
 from bionas_bench.train.config import TrainingConfig
@@ -34,7 +34,6 @@ from bionas_bench.train.ops import N_BASES, SeqShape, Shape
 __all__ = [
     "MemoryPlan",
     "free_bytes",
-    "is_out_of_memory",
     "plan_memory",
     "release",
     "replicate_bytes",
@@ -127,17 +126,6 @@ def _worker_memory_limit() -> int | None:
         return None
     limit = getattr(getattr(worker, "memory_manager", None), "memory_limit", None)
     return int(limit) if limit else None
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` is a failed allocation: Python's MemoryError, torch's
-    OutOfMemoryError (a GPU), or the RuntimeError of torch's CPU allocator."""
-    if isinstance(exc, MemoryError):
-        return True
-    oom = getattr(torch, "OutOfMemoryError", None)
-    if oom is not None and isinstance(exc, oom):
-        return True
-    return isinstance(exc, RuntimeError) and CPU_ALLOCATOR_FAILED in str(exc)
 
 
 def release(device: torch.device) -> None:
